@@ -1,0 +1,29 @@
+"""carabm: an agent-based 3D simulator of CAR-T cell therapy toxicities (CRS and ICANS)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+SCHEMA_VERSION = 1
+
+__all__ = ["__version__", "SCHEMA_VERSION", "load_config", "run", "open_run"]
+
+
+def load_config(path, overrides=()):  # noqa: ANN001, ANN201
+    """Read, override and validate a YAML run configuration (see :mod:`carabm.io.config`)."""
+    from carabm.io.config import load_config as _load  # noqa: PLC0415
+
+    return _load(path, overrides)
+
+
+def run(config, out=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
+    """Run a simulation described by a config (path or object); see :func:`carabm.simulation.run`."""
+    from carabm.simulation import run as _run  # noqa: PLC0415
+
+    return _run(config, out=out, **kwargs)
+
+
+def open_run(path):  # noqa: ANN001, ANN201
+    """Open a run's time series as an ``xarray.Dataset`` (see :mod:`carabm.io.hdf5`)."""
+    from carabm.io.hdf5 import open_run as _open  # noqa: PLC0415
+
+    return _open(path)

@@ -1,0 +1,1 @@
+"""HPC: parameter sweeps and virtual cohorts (Slurm index, MPI, local workers)."""

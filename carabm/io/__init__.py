@@ -1,0 +1,1 @@
+"""Input/output: configuration schema, HDF5 and XDMF writers, checkpoints."""

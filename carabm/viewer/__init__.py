@@ -1,0 +1,1 @@
+"""Interactive vispy viewer and headless renderer."""
