@@ -1,0 +1,111 @@
+"""Clinical triggers for therapies: a small, safe expression grammar (no ``eval``).
+
+Grammar::
+
+    trigger    := clause (("and" | "or") clause)*      # "and" binds tighter than "or"
+    clause     := quantity OP number
+    quantity   := crs_grade | icans_grade | time_h | tumor_burden
+                | serum.<CYTOKINE> | cns.<CYTOKINE>     # pg/mL
+    OP         := >= | > | <= | < | == | !=
+
+Examples: ``crs_grade >= 2``, ``serum.IL6 > 500 and time_h >= 24``.
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+CYTOKINE_NAMES = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
+SCALARS = ("crs_grade", "icans_grade", "time_h", "tumor_burden")
+QUANTITIES = SCALARS + tuple(f"{where}.{c}" for where in ("serum", "cns") for c in CYTOKINE_NAMES)
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
+}  # fmt: skip
+_TOKEN = re.compile(r"\s*(?:(>=|<=|==|!=|>|<)|([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)|([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))")
+
+
+class TriggerSyntaxError(ValueError):
+    """A trigger expression that does not follow the grammar."""
+
+
+@dataclass(frozen=True)
+class Clause:
+    """``quantity OP threshold``."""
+
+    quantity: str
+    op: str
+    threshold: float
+
+    def holds(self, values: Mapping[str, float]) -> bool:
+        """Evaluate against current readouts."""
+        return _OPS[self.op](float(values[self.quantity]), self.threshold)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A parsed trigger: OR of AND-groups of clauses."""
+
+    text: str
+    any_of: tuple[tuple[Clause, ...], ...]
+
+    def holds(self, values: Mapping[str, float]) -> bool:
+        """True when the condition holds for these readouts."""
+        return any(all(c.holds(values) for c in group) for group in self.any_of)
+
+
+def _tokens(text: str) -> list[str]:
+    pos, out = 0, []
+    text = text.strip()
+    while pos < len(text):
+        match = _TOKEN.match(text, pos)
+        if not match or match.end() == pos:
+            raise TriggerSyntaxError(f"unexpected {text[pos:].strip()[:12]!r} at character {pos + 1}")
+        out.append(match.group(0).strip())
+        pos = match.end()
+    return out
+
+
+def parse_trigger(text: str) -> Trigger:
+    """Parse a trigger or raise :class:`TriggerSyntaxError` naming what is wrong."""
+    if not isinstance(text, str) or not text.strip():
+        raise TriggerSyntaxError("empty trigger; expected e.g. 'crs_grade >= 2'")
+    tokens = _tokens(text)
+    groups: list[list[Clause]] = [[]]
+    i = 0
+    while True:
+        if i + 3 > len(tokens):
+            raise TriggerSyntaxError(f"incomplete clause {' '.join(tokens[i:])!r}; expected QUANTITY OP NUMBER")
+        name, op, number = tokens[i : i + 3]
+        if name not in QUANTITIES:
+            raise TriggerSyntaxError(
+                f"unknown quantity {name!r}; allowed: {', '.join(SCALARS)}, serum.<cytokine>, cns.<cytokine>"
+            )
+        if op not in _OPS:
+            raise TriggerSyntaxError(f"expected a comparison (>=, >, <=, <, ==, !=) after {name!r}, got {op!r}")
+        try:
+            threshold = float(number)
+        except ValueError:
+            raise TriggerSyntaxError(f"expected a number after {name} {op}, got {number!r}") from None
+        groups[-1].append(Clause(name, op, threshold))
+        i += 3
+        if i == len(tokens):
+            break
+        joiner = tokens[i].lower()
+        if joiner == "or":
+            groups.append([])
+        elif joiner != "and":
+            raise TriggerSyntaxError(f"expected 'and' or 'or', got {tokens[i]!r}")
+        i += 1
+    return Trigger(text, tuple(tuple(g) for g in groups))
+
+
+def trigger_problems(text: str) -> list[str]:
+    """Problems with a trigger expression (empty when it parses)."""
+    try:
+        parse_trigger(text)
+    except TriggerSyntaxError as exc:
+        return [f"malformed trigger {text!r}: {exc}"]
+    return []

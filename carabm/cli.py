@@ -1,0 +1,125 @@
+"""Command-line interface: parse arguments, call the library, turn CarabmError into one line.
+
+Exit codes: 0 success, 2 bad input (config, file, backend), 1 other carabm errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import carabm
+from carabm.errors import CarabmError
+
+log = logging.getLogger("carabm")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from carabm.io.config import load_config  # noqa: PLC0415
+    from carabm.simulation import run  # noqa: PLC0415
+
+    overrides = list(args.set or [])
+    if args.seed is not None:
+        overrides.append(f"run.seed={args.seed}")
+    if args.backend is not None:
+        overrides.append(f"run.backend={args.backend}")
+    config = load_config(args.config, overrides)
+    summary = run(config, out=args.out, overwrite=args.overwrite, progress=None)
+    final = summary["final"]
+    print(
+        f"carabm: wrote {summary['out']} — {summary['steps']} steps, {summary['time_h'] / 24:.1f} days "
+        f"simulated in {summary['wall_s']:.1f} s on {summary['backend']}"
+    )
+    for key, value in final.items():
+        if key != "time_h":
+            print(f"  {key:<24} {value:g}" if isinstance(value, float) else f"  {key:<24} {value}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from carabm.io.config import load_config  # noqa: PLC0415
+
+    config = load_config(args.config, list(args.set or []))
+    nz, ny, nx = config.lattice.shape
+    print(f"{args.config}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform  # noqa: PLC0415
+
+    import numpy  # noqa: PLC0415
+
+    from carabm.engine.backend import cupy_status  # noqa: PLC0415
+
+    status = cupy_status()
+    print(f"carabm {carabm.__version__} (schema {carabm.SCHEMA_VERSION})")
+    print(f"python {platform.python_version()} on {platform.platform()}")
+    print(f"numpy {numpy.__version__}: available")
+    try:
+        import numba  # noqa: PLC0415
+
+        print(f"numba {numba.__version__}: available (compiled CPU field solver)")
+    except ImportError:
+        print("numba: not installed (the NumPy field solver is used)")
+    if not status.installed:
+        print(f"cupy: not installed ({status.reason}); pip install 'carabm[gpu]' for GPU runs")
+    else:
+        print(f"cupy {status.version}: {'usable' if status.usable else 'not usable'}")
+    if status.usable:
+        print(f"gpu: {status.gpu_name}, {status.gpu_memory_bytes / 1024**3:.1f} GiB, CUDA runtime {status.cuda_runtime}")
+    else:
+        print(f"gpu: none usable ({status.reason})")
+    print(f"backend auto -> {'cupy' if status.usable else 'numpy'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``carabm`` command."""
+    parser = argparse.ArgumentParser(prog="carabm", description="Agent-based simulator of CAR-T toxicities (CRS, ICANS).")
+    parser.add_argument("--version", action="version", version=f"carabm {carabm.__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a simulation from a YAML config")
+    run.add_argument("config", help="YAML run configuration")
+    run.add_argument("--out", help="output HDF5 file (default carabm_run.h5)")
+    run.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend (overrides run.backend)")
+    run.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (YAML), repeatable")
+    run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    run.set_defaults(func=_cmd_run)
+
+    val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")
+    val.add_argument("config", help="YAML run configuration")
+    val.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (YAML), repeatable")
+    val.set_defaults(func=_cmd_validate)
+
+    info = sub.add_parser("info", help="version, backends, GPU")
+    info.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``carabm`` command; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="carabm: %(message)s")
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except CarabmError as exc:
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"carabm {args.command}: error: {line}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"carabm {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,482 @@
+"""The run configuration: typed schema (pydantic), YAML loading, ``--set`` overrides, errors.
+
+Every value has a default, a unit in its name where ambiguous, and a description.
+Problems are reported all at once as ``key.path: what is wrong`` lines (ConfigError).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from carabm.errors import ConfigError
+
+CYTOKINES: tuple[str, ...] = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
+CELL_TYPES: tuple[str, ...] = ("cart", "bcell", "macrophage", "monocyte", "microglia")
+DRUGS: tuple[str, ...] = (
+    "tocilizumab", "siltuximab", "anakinra", "dexamethasone", "methylprednisolone",
+    "lenzilumab", "emapalumab", "dasatinib", "monocyte_depletion", "macrophage_depletion",
+)  # fmt: skip
+
+# Estimated device bytes per voxel for a run's arrays: K fields x (state, sources,
+# uptake, two solver buffers) in float32, plus occupancy, labels, integrity, conductance.
+_BYTES_PER_VOXEL_PER_FIELD = 4 * 5
+_BYTES_PER_VOXEL_FIXED = 4 + 1 + 4 + 4 + 8
+
+
+class Strict(BaseModel):
+    """Base of every config section: unknown keys are errors; ints never pass as bools."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+
+
+NonNegative = Field(ge=0)
+
+
+class Patient(Strict):
+    """Baseline traits of the virtual patient (what virtual cohorts vary)."""
+
+    weight_kg: float = Field(70.0, gt=0, le=400, description="body weight [kg]; scales mg/kg doses")
+    blood_volume_ml: float = Field(5000.0, gt=0, description="blood volume [mL] (about 70 mL/kg)")
+    monocytes_per_ul: float = Field(
+        500.0, ge=0, description="blood monocytes [cells/uL] (normal 200-800/uL)"
+    )
+    tumor_burden_cells: float = Field(
+        1e10, gt=0, description="malignant B cells in the body [cells]; sets the representative-volume scale"
+    )
+
+
+class Run(Strict):
+    """Time stepping, randomness, backend and output cadence."""
+
+    duration_h: float = Field(336.0, gt=0, description="simulated patient time [h] (336 h = 14 days)")
+    dt_min: float = Field(6.0, gt=0, le=60, description="time step [min]")
+    seed: int = Field(1, ge=0, lt=2**63, description="random seed; same seed, same backend, same result")
+    backend: Literal["auto", "numpy", "cupy"] = Field("auto", description="array backend")
+    snapshot_every_h: float = Field(24.0, gt=0, description="interval between HDF5 snapshots [h]")
+    checkpoint_every_h: float = Field(24.0, gt=0, description="interval between checkpoints [h]")
+
+    @property
+    def n_steps(self) -> int:
+        """Number of steps in the run."""
+        return int(math.ceil(self.duration_h * 60.0 / self.dt_min - 1e-9))
+
+
+class Layout(Strict):
+    """Compartment geometry: the default layout or a label mask from a file."""
+
+    kind: Literal["default", "mask"] = Field("default", description="default geometry or a mask file")
+    tissue_fraction: float = Field(0.6, gt=0, lt=1, description="share of x taken by the tumour site")
+    vessel_radius_um: float = Field(30.0, gt=0, description="radius of the tissue vessel [um]")
+    brain_vessel_width_um: float = Field(40.0, gt=0, description="width of the brain vessel slab [um]")
+    bbb_thickness_um: float = Field(20.0, gt=0, description="thickness of the BBB layer [um]")
+    file: str | None = Field(None, description="kind=mask: .npy or HDF5 file with uint8 labels 0..3")
+    dataset: str | None = Field(None, description="kind=mask, HDF5: dataset name (default lattice/compartment)")
+
+    @model_validator(mode="after")
+    def _mask_needs_file(self) -> Layout:
+        if self.kind == "mask" and not self.file:
+            raise ValueError("file: required when kind is 'mask'")
+        return self
+
+
+class LatticeConfig(Strict):
+    """The voxel grid."""
+
+    shape: tuple[int, int, int] = Field((16, 32, 48), description="[nz, ny, nx] voxels")
+    voxel_um: float = Field(20.0, gt=0, description="voxel edge [um] (one cell per voxel)")
+    layout: Layout = Layout()
+
+    @field_validator("shape", mode="before")
+    @classmethod
+    def _shape_from_list(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return tuple(value)
+        return value
+
+    @field_validator("shape")
+    @classmethod
+    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(n < 1 for n in value):
+            raise ValueError(f"every entry must be >= 1, got {list(value)}")
+        return value
+
+
+class CellType(Strict):
+    """Parameters shared by every cell type."""
+
+    initial_count: int = Field(0, ge=0, description="agents placed on the lattice at t = 0")
+    speed_um_min: float = Field(0.0, ge=0, description="random-walk speed [um/min]")
+
+
+class CarT(CellType):
+    """CAR-T cells (infused into the blood at t = 0)."""
+
+    dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells] (axi-cel 2e6/kg x 70 kg)")
+    speed_um_min: float = Field(18.0, ge=0, description="T-cell speed in lymph node [um/min] (Textor, PNAS 2011)")
+
+
+class BCell(CellType):
+    """Malignant CD19+ B cells."""
+
+    initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0")
+    speed_um_min: float = Field(2.0, ge=0, description="B-cell speed [um/min] (assumed: slow, tumour-bound)")
+
+
+class Macrophage(CellType):
+    """Tissue-resident and monocyte-derived macrophages."""
+
+    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0")
+    speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min] (assumed)")
+
+
+class Monocyte(CellType):
+    """Circulating monocytes."""
+
+    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 (blood: from patient)")
+    speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min] (assumed)")
+
+
+class Microglia(CellType):
+    """CNS-resident macrophages."""
+
+    initial_count: int = Field(150, ge=0, description="microglia in the CNS region at t = 0")
+    speed_um_min: float = Field(0.5, ge=0, description="microglia process/soma motility [um/min] (assumed)")
+
+
+class Cells(Strict):
+    """One section per cell type."""
+
+    cart: CarT = CarT()
+    bcell: BCell = BCell()
+    macrophage: Macrophage = Macrophage()
+    monocyte: Monocyte = Monocyte()
+    microglia: Microglia = Microglia()
+
+
+class Cytokine(Strict):
+    """Transport and kinetics of one cytokine field."""
+
+    diffusion_um2_s: float = Field(100.0, ge=0, description="diffusion coefficient in tissue [um^2/s]")
+    half_life_h: float = Field(1.0, gt=0, description="half-life in tissue (degradation) [h]")
+    serum_half_life_h: float = Field(1.0, gt=0, description="half-life in the systemic pool (clearance) [h]")
+    bbb_permeability: float = Field(0.02, ge=0, le=1, description="conductance of an intact BBB (0..1)")
+    secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout)")
+
+
+def _cytokine_defaults() -> dict[str, Cytokine]:
+    return {name: Cytokine() for name in CYTOKINES}
+
+
+class Cytokines(Strict):
+    """One section per cytokine field."""
+
+    IL6: Cytokine = Cytokine()
+    IL1b: Cytokine = Cytokine()
+    IFNg: Cytokine = Cytokine()
+    TNFa: Cytokine = Cytokine()
+    GMCSF: Cytokine = Cytokine()
+    MCP1: Cytokine = Cytokine()
+    IL10: Cytokine = Cytokine()
+    IL2: Cytokine = Cytokine()
+    DAMP: Cytokine = Cytokine()
+
+
+class Therapy(Strict):
+    """One drug: a dose given on a schedule (``start_h``) or by a clinical trigger (``when``)."""
+
+    drug: Literal[DRUGS] = Field(description="drug name")  # type: ignore[valid-type]
+    start_h: float | None = Field(None, ge=0, description="first dose [h after infusion]")
+    when: str | None = Field(None, description="clinical trigger, e.g. 'crs_grade >= 2'")
+    dose_mg_kg: float | None = Field(None, ge=0, description="dose [mg/kg] (default: the clinical dose)")
+    dose_mg: float | None = Field(None, ge=0, description="flat dose [mg] (default: the clinical dose)")
+    every_h: float | None = Field(None, gt=0, description="repeat interval [h]")
+    max_doses: int = Field(1, ge=1, description="maximum number of administrations")
+
+    @model_validator(mode="after")
+    def _start_or_when(self) -> Therapy:
+        if (self.start_h is None) == (self.when is None):
+            raise ValueError("give exactly one of start_h or when")
+        if self.dose_mg_kg is not None and self.dose_mg is not None:
+            raise ValueError("give at most one of dose_mg_kg or dose_mg")
+        return self
+
+
+class Output(Strict):
+    """What goes into the HDF5 file."""
+
+    snapshot_fields: list[Literal[CYTOKINES]] | None = Field(  # type: ignore[valid-type]
+        None, description="cytokines stored in snapshots (default: all)"
+    )
+    snapshot_agents: bool = Field(True, description="store agents in snapshots")
+
+
+class Config(Strict):
+    """A whole run."""
+
+    patient: Patient = Patient()
+    run: Run = Run()
+    lattice: LatticeConfig = LatticeConfig()
+    cells: Cells = Cells()
+    cytokines: Cytokines = Cytokines()
+    therapies: list[Therapy] = Field(default_factory=list)
+    output: Output = Output()
+
+    def to_yaml(self) -> str:
+        """The resolved configuration as YAML text (every value, defaults included)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and part.startswith("function-") or part in {"tuple", "list"}:
+            continue
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    model: Any = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        args = getattr(annotation, "__args__", ())
+        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _allowed_names(parent: tuple[Any, ...]) -> list[str]:
+    model = _model_at(parent)
+    return list(model.model_fields) if model else []
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value)
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, loc, value, ctx = err["type"], tuple(err["loc"]), err.get("input"), err.get("ctx") or {}
+    path = _path(loc)
+    if kind == "extra_forbidden":
+        parent, name = loc[:-1], str(loc[-1])
+        allowed = _allowed_names(parent)
+        where = _path(parent)
+        what = {"cells": "cell type", "cytokines": "cytokine"}.get(where, "key")
+        hint = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+        text = f"{path}: unknown {what} {name!r}"
+        if hint:
+            text += f"; did you mean {hint[0]!r}?"
+        return text + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    if kind == "literal_error":
+        expected = ctx.get("expected", "")
+        if loc and loc[-1] == "drug" or "drug" in path:
+            hint = difflib.get_close_matches(str(value), DRUGS, n=1, cutoff=0.6)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            return f"{path}: unknown drug {_describe(value)}{extra} (allowed: {', '.join(DRUGS)})"
+        if "snapshot_fields" in path:
+            return f"{path}: unknown cytokine {_describe(value)} (allowed: {', '.join(CYTOKINES)})"
+        return f"{path}: must be one of {expected}, got {_describe(value)}"
+    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+    if kind in bounds:
+        limit = next(iter(ctx.values()))
+        return f"{path}: must be {bounds[kind]} {limit:g}, got {_describe(value)}"
+    types = {
+        "float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
+        "string_type": "a string", "list_type": "a list", "tuple_type": "a list",
+        "model_type": "a mapping of keys", "dict_type": "a mapping of keys", "model_attributes_type": "a mapping of keys",
+    }  # fmt: skip
+    if kind in types:
+        return f"{path}: must be {types[kind]}, got {_describe(value)}"
+    if kind == "missing" and loc and isinstance(loc[-1], int):
+        return f"{_path(loc[:-1])}: too few entries (expected [nz, ny, nx])"
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "too_short" or kind == "too_long":
+        return f"{path}: wrong length, got {_describe(value)} ({err['msg']})"
+    if kind == "value_error":
+        msg = str(ctx.get("error", err["msg"]))
+        if ":" in msg.split(" ")[0]:  # "file: required ..." -> nested key
+            sub, rest = msg.split(":", 1)
+            return f"{path}.{sub}:{rest}" if path else f"{sub}:{rest}"
+        return f"{path}: {msg}" if path else msg
+    return f"{path}: {err['msg']}, got {_describe(value)}"
+
+
+def problems_from(error: ValidationError) -> list[str]:
+    """One readable line per pydantic error, with its key path."""
+    lines: list[str] = []
+    for err in error.errors():
+        line = _message(err)
+        if line not in lines:
+            lines.append(line)
+    return lines
+
+
+# --------------------------------------------------------------------------- loading
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e8`` and ``1.4e8`` as floats (YAML 1.2 style), as people write them."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text safely (no arbitrary objects), reading ``1e8`` as a number."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning I/O and syntax errors into ConfigError."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such config file")
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from exc
+    try:
+        data = yaml_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=VALUE`` into the key path and the YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. run.seed=3")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".")]
+    if not key.strip() or any(not p for p in parts):
+        raise ConfigError(f"--set {text!r}: empty key; expected a dotted path like cells.cart.dose")
+    try:
+        value = yaml_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({str(exc).splitlines()[0]})") from exc
+    return parts, value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Apply ``--set`` overrides to a raw config mapping; unknown keys are reported by validation."""
+    problems: list[str] = []
+    for text in overrides:
+        try:
+            parts, value = parse_override(text)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+            continue
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                problems.append(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {'.'.join(parts)}")
+                break
+            node = child
+        else:
+            node[parts[-1]] = value
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def check_resources(config: Config) -> list[str]:
+    """Problems that depend on the machine: a lattice too large for the memory available."""
+    nz, ny, nx = config.lattice.shape
+    n_voxels = nz * ny * nx
+    needed = n_voxels * (len(CYTOKINES) * _BYTES_PER_VOXEL_PER_FIELD + _BYTES_PER_VOXEL_FIXED)
+    from carabm.engine.backend import available_memory_bytes, get_backend  # noqa: PLC0415
+
+    try:
+        backend = get_backend(config.run.backend)
+    except Exception:  # the backend error itself is reported when the run starts
+        backend = get_backend("numpy")
+    available = available_memory_bytes(backend)
+    if needed > 0.8 * available:
+        gib = 1024**3
+        return [
+            f"lattice.shape: {list(config.lattice.shape)} needs about {needed / gib:.1f} GiB, "
+            f"more than the {0.8 * available / gib:.1f} GiB usable on {backend.name}; "
+            "use a smaller shape or a larger voxel_um"
+        ]
+    return []
+
+
+def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
+    """Validate a raw mapping into a :class:`Config`, reporting every problem at once."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc)) from None
+    problems: list[str] = []
+    from carabm.biology.triggers import trigger_problems  # noqa: PLC0415
+
+    for i, therapy in enumerate(config.therapies):
+        if therapy.when is not None:
+            problems += [f"therapies[{i}].when: {p}" for p in trigger_problems(therapy.when)]
+    if config.lattice.layout.kind == "mask" and config.lattice.layout.file:
+        if not Path(config.lattice.layout.file).is_file():
+            problems.append(f"lattice.layout.file: no such file {config.lattice.layout.file!r}")
+    if check_memory:
+        problems += check_resources(config)
+    if problems:
+        raise ConfigError(problems)
+    return config
+
+
+def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] = (), check_memory: bool = True) -> Config:
+    """Read a YAML file (or the defaults when ``path`` is None), apply ``--set`` overrides, validate."""
+    data = read_yaml(path) if path is not None else {}
+    if path is not None and data.get("lattice", {}).get("layout", {}).get("file"):
+        layout = data["lattice"]["layout"]
+        mask = Path(layout["file"])
+        if not mask.is_absolute():
+            layout["file"] = str((Path(path).parent / mask).resolve())
+    data = apply_overrides(data, list(overrides))
+    return validate_config(data, check_memory=check_memory)
+
+
+def config_from_text(text: str) -> Config:
+    """Rebuild a Config from the resolved YAML stored in an output file."""
+    return validate_config(yaml_load(text) or {}, check_memory=False)

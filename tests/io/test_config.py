@@ -1,0 +1,127 @@
+"""Config parsing: defaults, overrides, and one clear line per bad input."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from carabm.errors import ConfigError
+from carabm.io.config import CELL_TYPES, CYTOKINES, DRUGS, Config, load_config, validate_config
+
+CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+
+
+def problems(data):
+    with pytest.raises(ConfigError) as info:
+        validate_config(data)
+    return info.value.problems
+
+
+def test_defaults_are_complete():
+    config = load_config(None)
+    assert isinstance(config, Config)
+    assert config.run.n_steps == 336 * 10
+    assert set(type(config.cytokines).model_fields) == set(CYTOKINES)
+    assert set(type(config.cells).model_fields) == set(CELL_TYPES)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    load_config(path)
+
+
+def test_resolved_yaml_round_trips():
+    from carabm.io.config import config_from_text
+
+    config = load_config(None, ["run.seed=9", "cells.cart.dose=2e8"])
+    assert config_from_text(config.to_yaml()) == config
+
+
+def test_set_overrides_parse_as_yaml():
+    config = load_config(None, ["run.seed=7", "lattice.shape=[4, 8, 20]", "therapies=[{drug: anakinra, start_h: 0}]"])
+    assert config.run.seed == 7
+    assert config.lattice.shape == (4, 8, 20)
+    assert config.therapies[0].drug == "anakinra"
+
+
+def test_scientific_notation_without_dot_is_a_number(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("cells:\n  cart: {dose: 1e8}\n")
+    assert load_config(path).cells.cart.dose == 1e8
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"cells": {"cart": {"dose": -5}}}, "cells.cart.dose: must be >= 0, got -5"),
+        ({"rnu": {}}, "rnu: unknown key 'rnu'; did you mean 'run'?"),
+        ({"cells": {"macrophages": {}}}, "cells.macrophages: unknown cell type 'macrophages'; did you mean 'macrophage'?"),
+        ({"cytokines": {"IL-6": {}}}, "cytokines.IL-6: unknown cytokine 'IL-6'; did you mean 'IL6'?"),
+        ({"cytokines": {"IL6": {"half_life_h": -1}}}, "cytokines.IL6.half_life_h: must be > 0, got -1"),
+        ({"run": {"dt_min": "abc"}}, "run.dt_min: must be a number, got 'abc'"),
+        ({"run": {"seed": True}}, "run.seed: must be an integer, got true"),
+        ({"run": {"backend": "gpu"}}, "run.backend: must be one of 'auto', 'numpy' or 'cupy', got 'gpu'"),
+        ({"therapies": [{"drug": "tocilizumabb", "start_h": 1}]}, "therapies[0].drug: unknown drug 'tocilizumabb'; did you mean 'tocilizumab'?"),
+        ({"therapies": [{"drug": "anakinra"}]}, "therapies[0]: give exactly one of start_h or when"),
+        ({"therapies": [{"drug": "anakinra", "when": "crs_grade >> 2"}]}, "therapies[0].when: malformed trigger"),
+        ({"therapies": [{"drug": "anakinra", "when": "fever > 2"}]}, "unknown quantity 'fever'"),
+        ({"lattice": {"shape": [1, 2]}}, "lattice.shape: too few entries"),
+        ({"lattice": {"shape": [0, 8, 8]}}, "lattice.shape: every entry must be >= 1"),
+        ({"lattice": {"layout": {"kind": "mask"}}}, "lattice.layout.file: required when kind is 'mask'"),
+        ({"lattice": {"shape": [5000, 5000, 5000]}}, "lattice.shape: [5000, 5000, 5000] needs about"),
+        ({"output": {"snapshot_fields": ["IL7"]}}, "output.snapshot_fields[0]: unknown cytokine 'IL7'"),
+    ],
+)
+def test_bad_input_gives_one_line_with_key_path(data, expected):
+    found = problems(data)
+    assert len(found) == 1, found
+    assert expected in found[0]
+    assert "\n" not in found[0]
+
+
+def test_all_problems_reported_at_once():
+    found = problems({"cells": {"cart": {"dose": -1}, "bcell": {"initial_count": 1.5}}, "run": {"dt_min": 0}})
+    assert len(found) == 3
+
+
+def test_unknown_set_key_and_bad_value():
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["run.sed=3", "run.seed=abc", "novalue"])
+    text = "\n".join(info.value.problems)
+    assert "--set 'novalue': expected KEY=VALUE" in text
+    with pytest.raises(ConfigError) as info:
+        load_config(None, ["run.sed=3", "run.seed=abc"])
+    assert any(p.startswith("run.sed: unknown key 'sed'; did you mean 'seed'?") for p in info.value.problems)
+    assert "run.seed: must be an integer, got 'abc'" in info.value.problems
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("run:\n  dt_min: 6\n  seed: [1,\n")
+    with pytest.raises(ConfigError, match=r"malformed YAML at line \d+, column \d+"):
+        load_config(bad)
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(tmp_path / "list.yaml")
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_mask_layout_from_file(tmp_path):
+    labels = np.zeros((4, 6, 8), np.uint8)
+    labels[:, :, 6:] = 3
+    labels[:, :, 5] = 2
+    labels[:, :, 4] = 1
+    np.save(tmp_path / "mask.npy", labels)
+    (tmp_path / "run.yaml").write_text("lattice:\n  shape: [4, 6, 8]\n  layout: {kind: mask, file: mask.npy}\n")
+    config = load_config(tmp_path / "run.yaml")
+    from carabm.simulation import build_lattice
+
+    assert np.array_equal(build_lattice(config).labels, labels)
+
+
+def test_every_drug_name_accepted():
+    config = validate_config({"therapies": [{"drug": d, "start_h": 0} for d in DRUGS]})
+    assert [t.drug for t in config.therapies] == list(DRUGS)
