@@ -1,0 +1,445 @@
+"""The agent store: kinds registered by biology, a structure of arrays, and the occupancy grid.
+
+Owns per-agent state on the backend (positions, kind, state, stable ids, declared variables),
+batched add/remove with compaction, and the one-cell-per-voxel occupancy grid kept consistent
+with it; also the neighbourhood reads (contacts, free neighbours) every rule needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from carabm.engine import rng
+from carabm.engine.backend import Backend, get_backend
+from carabm.engine.lattice import BBB, BLOOD, COMPARTMENTS, neighbour_offsets
+
+#: columns every store has; declared variables may not reuse these names
+CORE_COLUMNS = ("position", "kind", "state", "id")
+#: cached padded-grid flat index of each agent, kept in step with ``position``
+_PADDED_INDEX = "_padded_index"
+
+
+def _compartment_code(value: str | int) -> int:
+    if isinstance(value, str):
+        if value not in COMPARTMENTS:
+            raise ValueError(f"unknown compartment {value!r}; allowed {list(COMPARTMENTS)}")
+        return COMPARTMENTS[value]
+    if int(value) not in COMPARTMENTS.values():
+        raise ValueError(f"unknown compartment code {value}; allowed {sorted(COMPARTMENTS.values())}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """What the engine needs to know about one agent kind (biology registers these).
+
+    ``speed_um_min``: random-walk speed (µm/min), 0 for sessile kinds.
+    ``allowed_compartments``: names or codes (``tissue blood bbb cns``) the kind may occupy;
+    BBB voxels are also open to kinds with ``bbb_crossing`` (gated by integrity).
+    ``chemotaxis_field``: index into the ``fields`` array handed to movement, or ``None``.
+    ``chemotaxis_sensitivity``: bias per unit of field difference between neighbours.
+    ``extravasation_per_h`` / ``intravasation_per_h``: rate (1/h) at which a cell at the
+    vessel wall crosses it BLOOD -> TISSUE / TISSUE -> BLOOD.
+    ``circulates``: cells of the kind in lattice blood exchange with the systemic pool.
+    ``variables``: extra per-agent columns ``name -> dtype`` (timers float32, counters int32).
+    """
+
+    name: str
+    speed_um_min: float = 0.0
+    allowed_compartments: tuple[str | int, ...] = ("tissue",)
+    chemotaxis_field: int | None = None
+    chemotaxis_sensitivity: float = 0.0
+    extravasation_per_h: float = 0.0
+    intravasation_per_h: float = 0.0
+    bbb_crossing: bool = False
+    circulates: bool = True
+    variables: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        codes = tuple(sorted({_compartment_code(c) for c in self.allowed_compartments}))
+        if not codes:
+            raise ValueError(f"kind {self.name!r}: allowed_compartments is empty")
+        object.__setattr__(self, "allowed_compartments", codes)
+        for name in ("speed_um_min", "extravasation_per_h", "intravasation_per_h"):
+            if not float(getattr(self, name)) >= 0.0:
+                raise ValueError(f"kind {self.name!r}: {name} must be >= 0, got {getattr(self, name)}")
+        object.__setattr__(self, "variables", {str(k): np.dtype(v) for k, v in dict(self.variables).items()})
+        clash = set(self.variables) & set(CORE_COLUMNS)
+        if clash:
+            raise ValueError(f"kind {self.name!r}: variable names {sorted(clash)} are reserved")
+
+    def allows(self, compartment: int) -> bool:
+        """True when the kind may occupy voxels of ``compartment`` (BBB also via ``bbb_crossing``)."""
+        return compartment in self.allowed_compartments or (compartment == BBB and self.bbb_crossing)
+
+    @property
+    def in_blood(self) -> bool:
+        """True when the kind may live in blood (and so circulate when ``circulates``)."""
+        return BLOOD in self.allowed_compartments
+
+
+class AgentStore:
+    """Agents as a structure of arrays on a backend, with an occupancy grid (one cell per voxel).
+
+    Columns are arrays sized to ``capacity`` (grown by doubling); the properties
+    ``position`` (int32 ``[n, 3]`` in (z, y, x)), ``kind`` (uint8), ``state`` (uint8),
+    ``id`` (int64, stable, never reused) and ``store[name]`` for declared variables return
+    views of the ``n`` live rows. Slots (row numbers) are valid until the next
+    :meth:`add` / :meth:`remove`; ids are for output and randomness.
+    The occupancy grid holds each voxel's slot or -1; internally it is padded by one
+    voxel of -1 on every side, so neighbour reads need no bounds checks.
+    """
+
+    def __init__(
+        self,
+        kinds: Sequence[KindSpec],
+        shape: Sequence[int],
+        backend: str | Backend = "numpy",
+        capacity: int = 1024,
+    ) -> None:
+        self.kinds: tuple[KindSpec, ...] = tuple(kinds)
+        if not self.kinds or len(self.kinds) > 255:
+            raise ValueError("AgentStore needs 1..255 kinds")
+        names = [k.name for k in self.kinds]
+        if len(set(names)) != len(names):
+            raise ValueError(f"kind names must be unique, got {names}")
+        self.kind_index: dict[str, int] = {k.name: i for i, k in enumerate(self.kinds)}
+        self.backend = get_backend(backend)
+        self.xp = self.backend.xp
+        self.shape: tuple[int, int, int] = tuple(int(s) for s in shape)  # type: ignore[assignment]
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError(f"shape must be [nz, ny, nx] with positive sizes, got {shape}")
+        self.variables: dict[str, np.dtype] = {}
+        for kind in self.kinds:
+            for name, dtype in kind.variables.items():
+                if self.variables.setdefault(name, dtype) != dtype:
+                    raise ValueError(f"variable {name!r} declared with dtypes {self.variables[name]} and {dtype}")
+        self.n = 0
+        self.next_id = 0
+        self._capacity = 0
+        self._columns: dict[str, Any] = {}
+        self._grow(max(16, int(capacity)))
+        nz, ny, nx = self.shape
+        self._padded_shape = (nz + 2, ny + 2, nx + 2)
+        self._strides = ((ny + 2) * (nx + 2), nx + 2, 1)
+        self._occupancy = self.xp.full(self._padded_shape, -1, dtype=self.xp.int32)
+
+    # ----------------------------------------------------------------- columns
+    @property
+    def capacity(self) -> int:
+        """Rows allocated (live rows are the first ``n``)."""
+        return self._capacity
+
+    def _dtypes(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        core = {"position": ((3,), np.dtype(np.int32)), "kind": ((), np.dtype(np.uint8)),
+                "state": ((), np.dtype(np.uint8)), "id": ((), np.dtype(np.int64)),
+                _PADDED_INDEX: ((), np.dtype(np.int64))}
+        core.update({name: ((), dtype) for name, dtype in self.variables.items()})
+        return core
+
+    def _grow(self, needed: int) -> None:
+        capacity = max(self._capacity, 16)
+        while capacity < needed:
+            capacity *= 2
+        if capacity == self._capacity:
+            return
+        for name, (tail, dtype) in self._dtypes().items():
+            new = self.xp.zeros((capacity, *tail), dtype=dtype)
+            if name in self._columns:
+                new[: self.n] = self._columns[name][: self.n]
+            self._columns[name] = new
+        self._capacity = capacity
+
+    @property
+    def position(self) -> Any:
+        """Voxel coordinates ``int32 [n, 3]`` in (z, y, x)."""
+        return self._columns["position"][: self.n]
+
+    @property
+    def kind(self) -> Any:
+        """Kind index ``uint8 [n]`` into :attr:`kinds`."""
+        return self._columns["kind"][: self.n]
+
+    @property
+    def state(self) -> Any:
+        """Biology-defined state code ``uint8 [n]``."""
+        return self._columns["state"][: self.n]
+
+    @property
+    def id(self) -> Any:
+        """Stable agent ids ``int64 [n]`` (never reused)."""
+        return self._columns["id"][: self.n]
+
+    def __getitem__(self, name: str) -> Any:
+        """Live view of any column, core or declared variable."""
+        if name not in self._columns:
+            raise KeyError(f"no agent column {name!r}; columns are {list(self._columns)}")
+        return self._columns[name][: self.n]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def kind_id(self, name: str) -> int:
+        """Index of a kind by name."""
+        if name not in self.kind_index:
+            raise KeyError(f"unknown agent kind {name!r}; registered {list(self.kind_index)}")
+        return self.kind_index[name]
+
+    def count(self, kind: str | int | None = None) -> int:
+        """Live agents (of one kind, by name or index, when given)."""
+        if kind is None:
+            return self.n
+        k = self.kind_id(kind) if isinstance(kind, str) else int(kind)
+        return int((self.kind == k).sum())
+
+    # --------------------------------------------------------------- geometry
+    @property
+    def occupancy(self) -> Any:
+        """Slot of the agent in each voxel or -1, ``int32 [nz, ny, nx]`` (a view; do not write)."""
+        return self._occupancy[1:-1, 1:-1, 1:-1]
+
+    @property
+    def padded_occupancy(self) -> Any:
+        """The occupancy grid padded by one voxel of -1 on every side (engine use)."""
+        return self._occupancy
+
+    def padded_flat(self, position: Any = None) -> Any:
+        """Flat index (int64) into the padded grid of each agent (or of given positions)."""
+        if position is None:
+            return self._columns[_PADDED_INDEX][: self.n]
+        pos = position.astype(self.xp.int64)
+        sz, sy, _ = self._strides
+        return (pos[:, 0] + 1) * sz + (pos[:, 1] + 1) * sy + (pos[:, 2] + 1)
+
+    def flat_index(self, position: Any = None) -> Any:
+        """Flat C-order index (int64) into ``[nz, ny, nx]`` of each agent (or of given positions)."""
+        pos = self.position if position is None else position
+        pos = pos.astype(self.xp.int64)
+        _, ny, nx = self.shape
+        return (pos[:, 0] * ny + pos[:, 1]) * nx + pos[:, 2]
+
+    def padded_from_flat(self, flat: Any) -> Any:
+        """Padded-grid flat indices of C-order flat indices into ``[nz, ny, nx]``."""
+        _, ny, nx = self.shape
+        flat = self.xp.asarray(flat, dtype=self.xp.int64)
+        z, rest = flat // (ny * nx), flat % (ny * nx)
+        y, x = rest // nx, rest % nx
+        sz, sy, _ = self._strides
+        return (z + 1) * sz + (y + 1) * sy + (x + 1)
+
+    def padded_offsets(self, connectivity: int) -> Any:
+        """Flat offsets (int64 ``[m]``) of the neighbourhood in the padded grid."""
+        off = neighbour_offsets(connectivity).astype(np.int64)
+        return self.xp.asarray(off @ np.asarray(self._strides, dtype=np.int64))
+
+    def pad(self, array: Any, value: Any) -> Any:
+        """A lattice-shaped array padded by one voxel of ``value`` (to read with padded indices)."""
+        array = self.xp.asarray(array)
+        out = self.xp.full(self._padded_shape, value, dtype=array.dtype)
+        out[1:-1, 1:-1, 1:-1] = array
+        return out
+
+    def neighbour_slots(self, connectivity: int = 6) -> Any:
+        """Slot of the agent in each neighbour voxel of every agent, ``int32 [n, m]`` (-1: none or outside)."""
+        flat = self.padded_flat()
+        return self._occupancy.ravel()[flat[:, None] + self.padded_offsets(connectivity)[None, :]]
+
+    def free_neighbours(self, connectivity: int = 6) -> Any:
+        """True where a neighbour voxel is inside the lattice and empty, ``bool [n, m]``.
+
+        Compartment rules are not applied here (see :mod:`carabm.engine.movement`).
+        """
+        flat = self.padded_flat()[:, None] + self.padded_offsets(connectivity)[None, :]
+        inside = self._inside_padded().ravel()[flat]
+        return inside & (self._occupancy.ravel()[flat] < 0)
+
+    def _inside_padded(self) -> Any:
+        if not hasattr(self, "_inside_cache"):
+            self._inside_cache = self.pad(self.xp.ones(self.shape, dtype=bool), False)
+        return self._inside_cache
+
+    def contact_counts(self, connectivity: int = 6, kind: str | int | None = None) -> Any:
+        """Number of neighbouring agents (of one kind when given) of every agent, ``int32 [n]``."""
+        xp = self.xp
+        flat = self.padded_flat()
+        occ = self._occupancy.ravel()
+        k = None if kind is None else (self.kind_id(kind) if isinstance(kind, str) else int(kind))
+        counts = xp.zeros(self.n, dtype=xp.int32)
+        for offset in neighbour_offsets(connectivity).astype(np.int64) @ np.asarray(self._strides):
+            slot = occ[flat + int(offset)]  # one pass per neighbour direction, all agents at once
+            counts += slot >= 0 if k is None else (slot >= 0) & (self.kind[xp.maximum(slot, 0)] == k)
+        return counts
+
+    # ---------------------------------------------------------- add / remove
+    def add(self, kind: str | int, position: Any, state: Any = 0, **values: Any) -> Any:
+        """Add agents of one kind at ``position`` (``[k, 3]``, free distinct voxels); returns their slots.
+
+        New ids are ``next_id, next_id + 1, ...`` in the order given. ``values`` set declared
+        variables (scalars or ``[k]`` arrays); unset variables start at 0.
+        """
+        xp = self.xp
+        k_index = self.kind_id(kind) if isinstance(kind, str) else int(kind)
+        if not 0 <= k_index < len(self.kinds):
+            raise ValueError(f"kind index {k_index} out of range")
+        position = xp.asarray(position, dtype=xp.int32).reshape(-1, 3)
+        k = int(position.shape[0])
+        if k == 0:
+            return xp.zeros(0, dtype=xp.int64)
+        upper = xp.asarray(self.shape, dtype=xp.int32)
+        if bool(((position < 0) | (position >= upper)).any()):
+            raise ValueError(f"add: positions outside the lattice {self.shape}")
+        flat = self.padded_flat(position)
+        if bool((self._occupancy.ravel()[flat] >= 0).any()):
+            raise ValueError("add: some target voxels are already occupied")
+        if int(xp.unique(flat).size) != k:
+            raise ValueError("add: two new agents in one voxel")
+        unknown = set(values) - set(self.variables) - {"state"}
+        if unknown:
+            raise KeyError(f"add: unknown variables {sorted(unknown)}; declared {sorted(self.variables)}")
+        self._grow(self.n + k)
+        rows = slice(self.n, self.n + k)
+        self._columns["position"][rows] = position
+        self._columns[_PADDED_INDEX][rows] = flat
+        self._columns["kind"][rows] = k_index
+        self._columns["state"][rows] = xp.asarray(state, dtype=xp.uint8)
+        self._columns["id"][rows] = xp.arange(self.next_id, self.next_id + k, dtype=xp.int64)
+        for name in self.variables:
+            self._columns[name][rows] = xp.asarray(values.get(name, 0), dtype=self.variables[name])
+        slots = xp.arange(self.n, self.n + k, dtype=xp.int64)
+        self._occupancy.ravel()[flat] = slots.astype(xp.int32)
+        self.n += k
+        self.next_id += k
+        return slots
+
+    def copy_rows(self, source_slots: Any, position: Any) -> Any:
+        """Add copies of the agents in ``source_slots`` (kind, state, variables) at new free voxels.
+
+        Used for division: daughters get new ids in the order given; returns their slots.
+        """
+        xp = self.xp
+        source_slots = xp.asarray(source_slots, dtype=xp.int64)
+        k = int(source_slots.size)
+        if k == 0:
+            return xp.zeros(0, dtype=xp.int64)
+        position = xp.asarray(position, dtype=xp.int32).reshape(-1, 3)
+        flat = self.padded_flat(position)
+        if bool((self._occupancy.ravel()[flat] >= 0).any()) or int(xp.unique(flat).size) != k:
+            raise ValueError("copy_rows: target voxels must be free and distinct")
+        self._grow(self.n + k)
+        rows = slice(self.n, self.n + k)
+        for name, column in self._columns.items():
+            if name not in ("position", "id", _PADDED_INDEX):
+                column[rows] = column[source_slots]
+        self._columns["position"][rows] = position
+        self._columns[_PADDED_INDEX][rows] = flat
+        self._columns["id"][rows] = xp.arange(self.next_id, self.next_id + k, dtype=xp.int64)
+        slots = xp.arange(self.n, self.n + k, dtype=xp.int64)
+        self._occupancy.ravel()[flat] = slots.astype(xp.int32)
+        self.n += k
+        self.next_id += k
+        return slots
+
+    def _as_mask(self, selection: Any) -> Any:
+        xp = self.xp
+        selection = xp.asarray(selection)
+        if selection.dtype == xp.bool_:
+            if selection.shape != (self.n,):
+                raise ValueError(f"mask must have shape ({self.n},), got {selection.shape}")
+            return selection
+        mask = xp.zeros(self.n, dtype=bool)
+        mask[selection.astype(xp.int64)] = True
+        return mask
+
+    def remove(self, selection: Any) -> int:
+        """Remove agents (bool mask ``[n]`` or slots) and compact the rest, keeping their order.
+
+        Returns how many were removed. Slots of survivors change; ids do not.
+        """
+        xp = self.xp
+        mask = self._as_mask(selection)
+        n_removed = int(mask.sum())
+        if n_removed == 0:
+            return 0
+        occ = self._occupancy.ravel()
+        occ[self.padded_flat()[mask]] = -1
+        keep = ~mask
+        k = self.n - n_removed
+        for column in self._columns.values():
+            column[:k] = column[: self.n][keep]
+        self.n = k
+        occ[self.padded_flat()] = xp.arange(k, dtype=xp.int32)
+        return n_removed
+
+    kill = remove
+
+    def move(self, slots: Any, new_position: Any) -> None:
+        """Move agents to new voxels that are free or vacated by this same batch (engine use)."""
+        xp = self.xp
+        slots = xp.asarray(slots, dtype=xp.int64)
+        occ = self._occupancy.ravel()
+        occ[self._columns[_PADDED_INDEX][slots]] = -1
+        new_position = xp.asarray(new_position, dtype=xp.int32)
+        new_flat = self.padded_flat(new_position)
+        self._columns["position"][slots] = new_position
+        self._columns[_PADDED_INDEX][slots] = new_flat
+        occ[new_flat] = slots.astype(xp.int32)
+
+    # ------------------------------------------------------------ placement
+    def place_random(
+        self,
+        kind: str | int,
+        count: int,
+        candidates: Any,
+        seed: int,
+        step: int = 0,
+        state: int = 0,
+        purpose: str = "place",
+        **values: Any,
+    ) -> Any:
+        """Add up to ``count`` agents in free voxels among ``candidates`` (flat indices) chosen at random.
+
+        The choice depends only on (seed, step, purpose, voxel index); returns the new slots.
+        """
+        flat = choose_free_voxels(self, candidates, count, seed, step, purpose)
+        position = self.xp.stack(self.xp.unravel_index(flat, self.shape), axis=1)
+        return self.add(kind, position, state=state, **values)
+
+    # ------------------------------------------------------------ checking
+    def check(self) -> None:
+        """Raise ``AssertionError`` naming the first broken invariant of store and occupancy."""
+        xp = self.xp
+        pos = self.position
+        if self.n:
+            upper = xp.asarray(self.shape, dtype=xp.int32)
+            assert not bool(((pos < 0) | (pos >= upper)).any()), "agent outside the lattice"
+        occ = self._occupancy
+        border = xp.ones(self._padded_shape, dtype=bool)
+        border[1:-1, 1:-1, 1:-1] = False
+        assert not bool((occ[border] >= 0).any()), "occupancy set outside the lattice"
+        assert int((occ >= 0).sum()) == self.n, "occupied voxels != live agents (two cells in a voxel?)"
+        assert bool((self.padded_flat() == self.padded_flat(pos)).all()), "cached voxel index != position"
+        assert bool((occ.ravel()[self.padded_flat()] == xp.arange(self.n)).all()), "occupancy and store disagree"
+        if self.n:
+            assert int(xp.unique(self.id).size) == self.n, "duplicate ids"
+            assert int(self.id.max()) < self.next_id, "id beyond next_id"
+
+
+def choose_free_voxels(store: AgentStore, candidates: Any, count: int, seed: int, step: int, purpose: str) -> Any:
+    """Up to ``count`` free voxels (flat indices, int64) among ``candidates``, by a random priority.
+
+    The priority is keyed by (seed, step, purpose, voxel index), so the choice does not
+    depend on the order of agents or candidates; the result is ordered by priority.
+    """
+    xp = store.xp
+    candidates = xp.asarray(candidates, dtype=xp.int64).ravel()
+    free = candidates[store.padded_occupancy.ravel()[store.padded_from_flat(candidates)] < 0]
+    count = min(int(count), int(free.size))
+    if count <= 0:
+        return xp.zeros(0, dtype=xp.int64)
+    priority = rng.priorities(xp, seed, step, free, purpose)
+    order = xp.argsort(priority, kind="stable") if xp is np else xp.argsort(priority)
+    return free[order[:count]]

@@ -1,0 +1,160 @@
+"""Blood circulation: the systemic pool of circulating cells and its exchange with lattice blood.
+
+Owns the representative-volume scaling (the lattice stands for a fraction ``scale`` of the
+patient), the pool counts per (kind, state), infusion, the fast exchange between pool and
+lattice blood voxels, and blood counts per µL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from carabm.engine import rng, rng_cpu
+from carabm.engine.agents import AgentStore, choose_free_voxels
+from carabm.engine.lattice import BLOOD, Lattice
+
+#: states are uint8 codes
+N_STATES = 256
+UL_PER_ML = 1000.0
+
+
+class BloodCirculation:
+    """Circulating cells outside the lattice as counts, exchanging with the lattice's blood voxels.
+
+    The pool stands for ``blood_volume_ml * scale`` mL of blood. Each step every agent of a
+    circulating kind in a lattice blood voxel leaves for the pool with probability
+    ``q = 1 - exp(-dt / transit_min)``, and ``pool * (V_lattice / V_pool) * q`` cells (per kind
+    and state, stochastically rounded) enter free blood voxels. So at equilibrium the density
+    in lattice blood equals the pool density, and exchange conserves pool + lattice counts.
+    Cells lose their declared variables in the pool (they re-enter with zeros and new ids).
+    ``pool`` (int64 ``[kinds, 256]``, on the host) may be edited by biology (e.g. expansion
+    or death in the circulation, depletion therapies).
+    """
+
+    def __init__(
+        self,
+        store: AgentStore,
+        lattice: Lattice,
+        dt_min: float,
+        seed: int,
+        scale: float,
+        blood_volume_ml: float = 5000.0,
+        transit_min: float = 1.0,
+    ) -> None:
+        if not scale > 0 or not blood_volume_ml > 0 or not transit_min > 0 or not dt_min > 0:
+            raise ValueError("scale, blood_volume_ml, transit_min and dt_min must be > 0")
+        self.store = store
+        self.xp = store.xp
+        self.seed = int(seed)
+        self.scale = float(scale)
+        self.dt_min = float(dt_min)
+        self.transit_min = float(transit_min)
+        self.blood_voxels = self.xp.asarray(lattice.flat_indices(BLOOD))
+        self.lattice_volume_ml = int(self.blood_voxels.size) * lattice.voxel_volume_ml
+        self.pool_volume_ml = float(blood_volume_ml) * self.scale
+        self.exchange_probability = 1.0 - math.exp(-self.dt_min / self.transit_min)
+        self.pool = np.zeros((len(store.kinds), N_STATES), dtype=np.int64)
+        self.circulating = np.array([k.circulates and k.in_blood for k in store.kinds], dtype=bool)
+        self._blood_padded = store.pad(self.xp.asarray(lattice.labels == BLOOD), False).ravel()
+
+    @property
+    def total_volume_ml(self) -> float:
+        """Blood the model represents: pool plus lattice blood voxels (mL)."""
+        return self.pool_volume_ml + self.lattice_volume_ml
+
+    def _kind(self, kind: str | int) -> int:
+        k = self.store.kind_id(kind) if isinstance(kind, str) else int(kind)
+        if not self.circulating[k]:
+            name = self.store.kinds[k].name
+            raise ValueError(f"kind {name!r} does not circulate (needs blood allowed and circulates=True)")
+        return k
+
+    def infuse(self, kind: str | int, count: float, state: int = 0, step: int = 0) -> int:
+        """Infuse ``count`` cells (whole patient) into the pool; it receives ``count * scale`` of them.
+
+        The fraction is rounded stochastically (keyed by seed, step, kind and state); returns
+        the number of cells added to the pool.
+        """
+        k = self._kind(kind)
+        if count < 0:
+            raise ValueError(f"infuse: count must be >= 0, got {count}")
+        expected = float(count) * self.scale
+        key = np.array([k * N_STATES + int(state)], dtype=np.int64)
+        u = float(rng.uniform(np, self.seed, step, key, "infuse")[0])
+        added = int(math.floor(expected)) + int(u < expected - math.floor(expected))
+        self.pool[k, int(state)] += added
+        return added
+
+    def in_lattice_blood(self) -> Any:
+        """Mask ``[n]`` of agents in lattice blood voxels."""
+        return self._blood_padded[self.store.padded_flat()]
+
+    def lattice_count(self, kind: str | int, state: int | None = None) -> int:
+        """Agents of a kind (and state) in lattice blood voxels."""
+        k = self._kind(kind)
+        mask = self.in_lattice_blood() & (self.store.kind == k)
+        if state is not None:
+            mask &= self.store.state == state
+        return int(mask.sum())
+
+    def pool_count(self, kind: str | int, state: int | None = None) -> int:
+        """Cells of a kind (and state) in the pool."""
+        k = self._kind(kind)
+        return int(self.pool[k].sum() if state is None else self.pool[k, int(state)])
+
+    def blood_count_per_ul(self, kind: str | int, state: int | None = None) -> float:
+        """Circulating cells per µL: (pool + lattice blood) over the represented blood volume."""
+        total = self.pool_count(kind, state) + self.lattice_count(kind, state)
+        return total / (self.total_volume_ml * UL_PER_ML)
+
+    def exchange(self, step: int) -> tuple[int, int]:
+        """One step of exchange between lattice blood and the pool; returns (left, entered)."""
+        store, xp = self.store, self.xp
+        inflow = self._inflow_counts(step)
+        left = 0
+        if store.n:
+            circulating = xp.asarray(self.circulating)[store.kind] & self.in_lattice_blood()
+            u = rng_cpu.to_unit(rng_cpu.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
+            leaving = circulating & (u < xp.float32(self.exchange_probability))
+            codes = store.kind[leaving].astype(xp.int64) * N_STATES + store.state[leaving]
+            out = store.backend.asnumpy(xp.bincount(codes, minlength=self.pool.size)).reshape(self.pool.shape)
+            left = store.remove(leaving)
+        entered = self._place(inflow, step)
+        self.pool -= entered
+        if left:
+            self.pool += out
+        return left, int(entered.sum())
+
+    def _inflow_counts(self, step: int) -> np.ndarray:
+        """Cells due to enter per (kind, state): ``pool * V_lattice / V_pool * q``, stochastically rounded."""
+        expected = self.pool * (self.lattice_volume_ml / self.pool_volume_ml * self.exchange_probability)
+        codes = np.flatnonzero(self.pool)
+        counts = np.zeros(self.pool.size, dtype=np.int64)
+        if codes.size:
+            u = rng.uniform(np, self.seed, step, codes, "circulate_in").astype(np.float64)
+            lam = expected.ravel()[codes]
+            counts[codes] = np.floor(lam).astype(np.int64) + (u < lam - np.floor(lam))
+        return np.minimum(counts.reshape(self.pool.shape), self.pool)
+
+    def _place(self, inflow: np.ndarray, step: int) -> np.ndarray:
+        """Put the inflow into free blood voxels (chosen by voxel-keyed priority); returns counts placed."""
+        total = int(inflow.sum())
+        placed = np.zeros_like(inflow)
+        if total == 0:
+            return placed
+        voxels = choose_free_voxels(self.store, self.blood_voxels, total, self.seed, step, "circulate_place")
+        free = int(voxels.size)
+        if free < total:  # crowded vessel: the rest waits in the pool
+            inflow = np.floor(inflow * (free / total)).astype(np.int64)
+        position = self.xp.stack(self.xp.unravel_index(voxels, self.store.shape), axis=1)
+        start = 0
+        for code in np.flatnonzero(inflow.ravel()):  # loop over (kind, state) groups, not agents
+            k, state = divmod(int(code), N_STATES)
+            count = int(inflow[k, state])
+            self.store.add(k, position[start : start + count], state=state)
+            placed[k, state] = count
+            start += count
+        return placed
