@@ -111,43 +111,115 @@ class LatticeConfig(Strict):
 class CellType(Strict):
     """Parameters shared by every cell type."""
 
-    initial_count: int = Field(0, ge=0, description="agents placed on the lattice at t = 0")
+    initial_count: int = Field(0, ge=0, description="agents placed on the lattice at t = 0 [cells]")
     speed_um_min: float = Field(0.0, ge=0, description="random-walk speed [um/min]")
 
 
-class CarT(CellType):
-    """CAR-T cells (infused into the blood at t = 0)."""
+def _cytokine_map(**values: float) -> dict[str, float]:
+    return {name: float(values.get(name, 0.0)) for name in CYTOKINES if name in values}
 
-    dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells] (axi-cel 2e6/kg x 70 kg)")
-    speed_um_min: float = Field(18.0, ge=0, description="T-cell speed in lymph node [um/min] (Textor, PNAS 2011)")
+
+class CytokineMap(Strict):
+    """A value per cytokine name (unknown names are errors); absent names mean 0."""
+
+    IL6: float = Field(0.0, ge=0)
+    IL1b: float = Field(0.0, ge=0)
+    IFNg: float = Field(0.0, ge=0)
+    TNFa: float = Field(0.0, ge=0)
+    GMCSF: float = Field(0.0, ge=0)
+    MCP1: float = Field(0.0, ge=0)
+    IL10: float = Field(0.0, ge=0)
+    IL2: float = Field(0.0, ge=0)
+    DAMP: float = Field(0.0, ge=0)
+
+    def as_dict(self) -> dict[str, float]:
+        """Non-zero entries."""
+        return {k: v for k, v in self.model_dump().items() if v > 0}
+
+
+class CarT(CellType):
+    """CAR-T cells: infused into the blood at t = 0, home to tissue, kill CD19+ B cells, expand, contract."""
+
+    dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells]; axi-cel label dose 2e6/kg x 70 kg")
+    speed_um_min: float = Field(18.0, ge=0, description="T-cell speed [um/min]; Textor et al., PNAS 2011 (lymph node)")
+    homing_per_h: float = Field(
+        6.0, ge=0, description="extravasation rate from blood at the vessel wall [1/h]; assumed: most infused cells home within 2 days"
+    )
+    activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
+    kill_rate_per_h: float = Field(
+        1.0, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
+    )
+    max_kills: int = Field(10, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
+    doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
+    max_divisions: int = Field(9, ge=0, description="divisions before exhaustion; assumed (2^9 = 512-fold per clone, within 1e2-1e5-fold)")
+    stimulation_memory_h: float = Field(36.0, gt=0, description="proliferation/secretion continue this long after the last antigen contact [h]; assumed")
+    death_resting_per_day: float = Field(0.02, ge=0, description="death rate of resting CAR-T cells [1/day]; assumed")
+    death_contraction_per_day: float = Field(0.35, ge=0, description="death rate of activated cells after antigen loss (contraction) [1/day]; assumed")
+    death_exhausted_per_day: float = Field(0.6, ge=0, description="death rate of exhausted cells [1/day]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        CytokineMap(IFNg=0.05, GMCSF=0.02, TNFa=0.01, IL2=0.02),
+        description="secretion of an activated, stimulated CAR-T cell [pg/cell/h]; assumed, same order as activated T cells in vitro",
+    )
 
 
 class BCell(CellType):
-    """Malignant CD19+ B cells."""
+    """Malignant CD19+ B cells: grow, die when lysed, release DAMPs."""
 
-    initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0")
-    speed_um_min: float = Field(2.0, ge=0, description="B-cell speed [um/min] (assumed: slow, tumour-bound)")
+    initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0 [cells]; sets the lattice scale")
+    speed_um_min: float = Field(0.5, ge=0, description="B-cell speed [um/min]; assumed: slow, tumour-bound")
+    doubling_time_h: float = Field(120.0, gt=0, description="tumour doubling time when space is free [h]; assumed (aggressive lymphoma, days)")
+    damp_release_pg: float = Field(0.5, ge=0, description="DAMP released by one lysed cell [pg]; assumed (HMGB1-like surrogate)")
 
 
-class Macrophage(CellType):
+class Myeloid(CellType):
+    """Macrophage-like activation: signals raise an activation level that drives secretion."""
+
+    activation_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IFNg=20.0, GMCSF=20.0, TNFa=50.0, DAMP=200.0, IL1b=20.0, IL6=200.0),
+        description="half-maximal activating concentration per signal [pg/mL]; assumed",
+    )
+    contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
+    activation_per_h: float = Field(0.5, ge=0, description="rate of activation at full signal [1/h]; assumed")
+    deactivation_per_h: float = Field(0.08, ge=0, description="rate of return to rest [1/h]; assumed (about 9 h half-life)")
+    il10_half_max_pg_ml: float = Field(100.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
+    il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        CytokineMap(IL6=0.02, IL1b=0.01, MCP1=0.02, TNFa=0.01, IL10=0.01),
+        description="secretion at full activation [pg/cell/h]; assumed (same order as LPS-stimulated monocytes)",
+    )
+    basal_fraction: float = Field(0.005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
+    il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
+
+
+class Macrophage(Myeloid):
     """Tissue-resident and monocyte-derived macrophages."""
 
-    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0")
-    speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min] (assumed)")
+    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0 [cells]")
+    speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min]; assumed")
 
 
-class Monocyte(CellType):
-    """Circulating monocytes."""
+class Monocyte(Myeloid):
+    """Circulating monocytes: recruited by MCP-1, main IL-1/IL-6 source, become macrophages."""
 
-    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 (blood: from patient)")
-    speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min] (assumed)")
+    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
+    speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        CytokineMap(IL6=0.06, IL1b=0.04, MCP1=0.02, TNFa=0.01, IL10=0.005),
+        description="secretion at full activation [pg/cell/h]; assumed 3-4x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source)",
+    )
+    recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")
+    mcp1_recruitment_gain: float = Field(20.0, ge=0, description="fold rise of extravasation at saturating MCP-1; assumed")
+    mcp1_half_max_pg_ml: float = Field(50.0, gt=0, description="MCP-1 for half the rise [pg/mL]; assumed")
+    chemotaxis_sensitivity: float = Field(0.05, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
+    differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
+    blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
 
 
-class Microglia(CellType):
-    """CNS-resident macrophages."""
+class Microglia(Myeloid):
+    """CNS-resident macrophages: the local CNS feedback loop."""
 
-    initial_count: int = Field(150, ge=0, description="microglia in the CNS region at t = 0")
-    speed_um_min: float = Field(0.5, ge=0, description="microglia process/soma motility [um/min] (assumed)")
+    initial_count: int = Field(150, ge=0, description="microglia in the CNS region at t = 0 [cells]")
+    speed_um_min: float = Field(0.2, ge=0, description="soma motility [um/min]; assumed (nearly sessile)")
 
 
 class Cells(Strict):
@@ -164,28 +236,65 @@ class Cytokine(Strict):
     """Transport and kinetics of one cytokine field."""
 
     diffusion_um2_s: float = Field(100.0, ge=0, description="diffusion coefficient in tissue [um^2/s]")
-    half_life_h: float = Field(1.0, gt=0, description="half-life in tissue (degradation) [h]")
+    half_life_h: float = Field(0.25, gt=0, description="half-life in tissue (receptor uptake, proteolysis) [h]; Francis & Palsson 1997: time constant 10-30 min")
     serum_half_life_h: float = Field(1.0, gt=0, description="half-life in the systemic pool (clearance) [h]")
-    bbb_permeability: float = Field(0.02, ge=0, le=1, description="conductance of an intact BBB (0..1)")
-    secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout)")
+    bbb_permeability: float = Field(0.02, ge=0, le=1, description="conductance of an intact BBB, 0..1; assumed")
+    secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout) [1]")
 
 
-def _cytokine_defaults() -> dict[str, Cytokine]:
-    return {name: Cytokine() for name in CYTOKINES}
+def _cyt(d: float, t_tissue: float, t_serum: float, bbb: float = 0.02) -> Cytokine:
+    return Cytokine(diffusion_um2_s=d, half_life_h=t_tissue, serum_half_life_h=t_serum, bbb_permeability=bbb)
 
 
 class Cytokines(Strict):
-    """One section per cytokine field."""
+    """One section per cytokine field (pg/mL). Diffusion from protein size (Stokes-Einstein, assumed)."""
 
-    IL6: Cytokine = Cytokine()
-    IL1b: Cytokine = Cytokine()
-    IFNg: Cytokine = Cytokine()
-    TNFa: Cytokine = Cytokine()
-    GMCSF: Cytokine = Cytokine()
-    MCP1: Cytokine = Cytokine()
-    IL10: Cytokine = Cytokine()
-    IL2: Cytokine = Cytokine()
-    DAMP: Cytokine = Cytokine()
+    IL6: Cytokine = _cyt(100.0, 0.25, 0.75)
+    IL1b: Cytokine = _cyt(110.0, 0.25, 0.5)
+    IFNg: Cytokine = _cyt(80.0, 0.25, 1.0)
+    TNFa: Cytokine = _cyt(70.0, 0.25, 0.5)
+    GMCSF: Cytokine = _cyt(100.0, 0.25, 1.0)
+    MCP1: Cytokine = _cyt(130.0, 0.5, 1.0)
+    IL10: Cytokine = _cyt(80.0, 0.5, 2.0)
+    IL2: Cytokine = _cyt(110.0, 0.25, 0.5)
+    DAMP: Cytokine = _cyt(100.0, 0.5, 1.0)
+
+
+class Endothelium(Strict):
+    """Endothelial activation and BBB integrity."""
+
+    damage_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IL6=400.0, IL1b=100.0, TNFa=100.0, IFNg=200.0),
+        description="concentration at the BBB for half-maximal damage, per cytokine [pg/mL]; assumed",
+    )
+    damage_per_h: float = Field(0.08, ge=0, description="integrity loss rate at full activation [1/h]; assumed (foot-process loss over a day)")
+    recovery_per_h: float = Field(0.01, ge=0, description="recovery rate towards 1 [1/h]; assumed (days)")
+    crossing_hill: float = Field(2.0, gt=0, description="cell crossing probability per try = (1 - integrity)^h; assumed")
+    leak_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IL6=300.0, IL1b=60.0, TNFa=60.0, IFNg=150.0),
+        description="serum level for half-maximal systemic capillary leak, per cytokine [pg/mL]; assumed",
+    )
+    leak_per_h: float = Field(0.15, ge=0, description="systemic leak rise rate at full activation [1/h]; assumed")
+    leak_recovery_per_h: float = Field(0.05, ge=0, description="systemic leak recovery rate [1/h]; assumed")
+
+
+class Clinical(Strict):
+    """Model surrogates of the ASTCT CRS and ICANS grades (labelled as model outputs)."""
+
+    fever_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IL6=80.0, IL1b=20.0, TNFa=30.0), description="serum pyrogen level for half of the maximal fever [pg/mL]; assumed"
+    )
+    fever_max_c: float = Field(3.0, gt=0, description="maximal temperature rise [degC]; assumed (40 degC peak)")
+    hypotension_leak: list[float] = Field(
+        [0.25, 0.5, 0.75], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypotension; assumed"
+    )
+    hypoxia_leak: list[float] = Field([0.3, 0.55, 0.8], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypoxia; assumed")
+    ice_half_max: float = Field(1.0, gt=0, description="CNS inflammation index halving the ICE score; assumed")
+    cns_signal_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IL6=50.0, IL1b=15.0, TNFa=20.0, IFNg=30.0),
+        description="mean CNS level counting as one unit of the inflammation index, per cytokine [pg/mL]; assumed",
+    )
+    edema_integrity: float = Field(0.15, ge=0, le=1, description="mean BBB integrity below which cerebral edema (ICANS 4) is modelled; assumed")
 
 
 class Therapy(Strict):
@@ -225,6 +334,8 @@ class Config(Strict):
     lattice: LatticeConfig = LatticeConfig()
     cells: Cells = Cells()
     cytokines: Cytokines = Cytokines()
+    endothelium: Endothelium = Endothelium()
+    clinical: Clinical = Clinical()
     therapies: list[Therapy] = Field(default_factory=list)
     output: Output = Output()
 
@@ -443,10 +554,24 @@ def check_resources(config: Config) -> list[str]:
     return []
 
 
+def _merge(base: Any, update: Any) -> Any:
+    """``update`` laid over ``base``: mappings merge key by key, anything else replaces."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        merged = dict(base)
+        for key, value in update.items():
+            merged[key] = _merge(base[key], value) if key in base else value
+        return merged
+    return update
+
+
 def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
-    """Validate a raw mapping into a :class:`Config`, reporting every problem at once."""
+    """Validate a raw mapping into a :class:`Config`, reporting every problem at once.
+
+    The mapping is laid over the defaults, so a partial section (``secretion_pg_cell_h:
+    {IL6: 0.1}``) changes only the keys it names.
+    """
     try:
-        config = Config.model_validate(data)
+        config = Config.model_validate(_merge(Config().model_dump(mode="json"), data))
     except ValidationError as exc:
         raise ConfigError(problems_from(exc)) from None
     problems: list[str] = []
