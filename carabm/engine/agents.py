@@ -376,6 +376,19 @@ class AgentStore:
 
     kill = remove
 
+    def reorder(self, order: Any) -> None:
+        """Permute the rows (``order`` a permutation of ``range(n)``), e.g. to sort agents by voxel.
+
+        Results of the engine do not depend on the order (randomness is keyed by id).
+        """
+        xp = self.xp
+        order = xp.asarray(order, dtype=xp.int64)
+        if order.shape != (self.n,) or not bool((xp.sort(order) == xp.arange(self.n)).all()):
+            raise ValueError("reorder: order must be a permutation of range(n)")
+        for column in self._columns.values():
+            column[: self.n] = column[: self.n][order]
+        self._occupancy.ravel()[self.padded_flat()] = xp.arange(self.n, dtype=xp.int32)
+
     def move(self, slots: Any, new_position: Any) -> None:
         """Move agents to new voxels that are free or vacated by this same batch (engine use)."""
         xp = self.xp
