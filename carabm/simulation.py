@@ -15,14 +15,11 @@ import numpy as np
 
 from carabm.engine.backend import Backend, get_backend
 from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_mask
-from carabm.engine.placement import choose_voxels
 from carabm.errors import ConfigError, InputFileError
-from carabm.io.config import CELL_TYPES, Config, load_config
+from carabm.io.config import CYTOKINES, Config, load_config
 
 log = logging.getLogger("carabm")
 
-#: where each cell type starts (compartment name)
-HOME_COMPARTMENT = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
 
 
 def build_lattice(config: Config) -> Lattice:
@@ -44,60 +41,43 @@ def build_lattice(config: Config) -> Lattice:
 
 
 class Simulation:
-    """One run's state and its step function."""
+    """One run: the backend, the lattice and the CRS/ICANS model advanced step by step."""
 
     def __init__(self, config: Config, backend: str | Backend | None = None):
+        from carabm.biology.model import CrsModel  # noqa: PLC0415
+
         self.config = config
         self.backend = get_backend(backend or config.run.backend, announce=True)
         self.xp = self.backend.xp
         self.seed = config.run.seed
         self.dt_h = config.run.dt_min / 60.0
-        self.step_index = 0
         self.lattice = build_lattice(config)
-        self.positions = self._place_initial_cells()
+        self.model = CrsModel(config, self.lattice, self.backend)
+
+    @property
+    def step_index(self) -> int:
+        """Steps taken."""
+        return self.model.step_index
 
     @property
     def time_h(self) -> float:
         """Simulated time since infusion [h]."""
         return self.step_index * self.dt_h
 
-    def _place_initial_cells(self) -> dict[str, Any]:
-        xp = self.xp
-        occupied = np.zeros(self.lattice.n_voxels, dtype=bool)
-        positions: dict[str, Any] = {}
-        for cell in CELL_TYPES:
-            count = getattr(self.config.cells, cell).initial_count
-            compartment = HOME_COMPARTMENT[cell]
-            free = self.lattice.flat_indices(compartment)
-            free = free[~occupied[free]]
-            if count > free.size:
-                raise ConfigError(
-                    f"cells.{cell}.initial_count: {count} cells do not fit in the {free.size} free "
-                    f"{compartment} voxels of this lattice; lower the count or enlarge lattice.shape"
-                )
-            chosen = choose_voxels(xp, free, count, self.seed, f"place:{cell}")
-            occupied[self.backend.asnumpy(chosen)] = True
-            positions[cell] = xp.stack(xp.unravel_index(chosen, self.lattice.shape), axis=1).astype(xp.int32)
-        return positions
-
     def step(self) -> None:
-        """Advance one time step: sense, decide, move, secrete, fields, BBB, readouts."""
-        self.step_index += 1
+        """Advance one time step (the layers are listed in :meth:`CrsModel.step`)."""
+        self.model.step()
 
-    def readouts(self) -> dict[str, np.ndarray]:
+    def readouts(self) -> dict[str, Any]:
         """Small host-side reductions for the time series."""
-        row: dict[str, Any] = {"time_h": self.time_h}
-        for cell in CELL_TYPES:
-            row[f"counts/{cell}"] = int(self.positions[cell].shape[0])
-        row["tumor_burden"] = int(self.positions["bcell"].shape[0])
-        return row
+        return self.model.readouts()
 
-    def snapshot_agents(self) -> dict[str, np.ndarray]:
-        """Agents for a snapshot (host arrays)."""
-        pos = [self.backend.asnumpy(self.positions[c]) for c in CELL_TYPES]
-        types = [np.full(len(p), i, dtype=np.uint8) for i, p in enumerate(pos)]
-        position = np.concatenate(pos) if pos else np.zeros((0, 3), np.int32)
-        return {"id": np.arange(len(position), dtype=np.int64), "position": position.astype(np.int32), "type": np.concatenate(types)}
+    def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
+        """Fields, BBB integrity and agents as host arrays."""
+        wanted = self.config.output.snapshot_fields or CYTOKINES
+        fields = {name: self.backend.asnumpy(self.model.fields[CYTOKINES.index(name)]) for name in wanted}
+        agents = self.model.agents_snapshot() if self.config.output.snapshot_agents else {}
+        return fields, self.backend.asnumpy(self.model.integrity), agents
 
 
 def _progress(total: int, enabled: bool | None) -> Any:
@@ -135,7 +115,7 @@ def run(
     with RunWriter(tmp) as writer:
         writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
         rows: list[dict[str, Any]] = [sim.readouts()]
-        writer.write_snapshot(0, 0.0, {}, None, sim.snapshot_agents())
+        writer.write_snapshot(0, 0.0, *sim.snapshot())
         with _progress(steps, progress) as bar:
             for _ in range(steps):
                 sim.step()
@@ -143,7 +123,7 @@ def run(
                 if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
                     writer.append_timeseries(_stack(rows))
                     rows = []
-                    writer.write_snapshot(sim.step_index, sim.time_h, {}, None, sim.snapshot_agents())
+                    writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot())
                 bar.update(1)
         if rows:
             writer.append_timeseries(_stack(rows))

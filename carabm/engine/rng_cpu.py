@@ -17,14 +17,18 @@ try:  # numba is an install requirement, but keep the engine importable without 
 except ImportError:  # pragma: no cover
     numba = None
 
-_kernel = None
+_kernels: dict[bool, Any] = {}
 
 
-def _build_kernel() -> Any:
+#: below this many ids a serial loop beats starting the thread pool
+PARALLEL_MIN_IDS = 65536
+
+
+def _build_kernel(parallel: bool) -> Any:
     m0, m1, w0, w1, mask = rng._M0, rng._M1, rng._W0, rng._W1, rng._MASK32
     rounds = rng._ROUNDS
 
-    @numba.njit(parallel=True, cache=True, nogil=True)
+    @numba.njit(parallel=parallel, cache=True, nogil=True)
     def philox_ids(ids, step, purpose, k0_init, k1_init, out):  # pragma: no cover - compiled
         for i in numba.prange(ids.shape[0]):
             c0 = np.uint64(ids[i]) & np.uint64(mask)
@@ -53,16 +57,17 @@ def _build_kernel() -> Any:
 
 def random_bits(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> tuple[Any, ...]:
     """Same result as :func:`carabm.engine.rng.random_bits`; compiled when ``xp`` is NumPy and numba is present."""
-    global _kernel
     if xp is not np or numba is None:
         return rng.random_bits(xp, seed, step, ids, purpose)
-    if _kernel is None:
-        _kernel = _build_kernel()
     ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
+    parallel = ids.size >= PARALLEL_MIN_IDS
+    if parallel not in _kernels:
+        _kernels[parallel] = _build_kernel(parallel)
+    kernel = _kernels[parallel]
     out = np.empty((4, ids.size), dtype=np.uint32)
     k0, k1 = rng._seed_key(seed)
     step_word = np.uint64(int(step) & rng._MASK32)
-    _kernel(ids, step_word, np.uint64(rng.purpose_id(purpose)), np.uint64(k0), np.uint64(k1), out)
+    kernel(ids, step_word, np.uint64(rng.purpose_id(purpose)), np.uint64(k0), np.uint64(k1), out)
     return out[0], out[1], out[2], out[3]
 
 

@@ -157,8 +157,8 @@ class CarT(CellType):
     death_contraction_per_day: float = Field(0.35, ge=0, description="death rate of activated cells after antigen loss (contraction) [1/day]; assumed")
     death_exhausted_per_day: float = Field(0.6, ge=0, description="death rate of exhausted cells [1/day]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IFNg=0.05, GMCSF=0.02, TNFa=0.01, IL2=0.02),
-        description="secretion of an activated, stimulated CAR-T cell [pg/cell/h]; assumed, same order as activated T cells in vitro",
+        CytokineMap(IFNg=2e-3, GMCSF=1e-3, TNFa=5e-4, IL2=1e-3),
+        description="secretion of an activated, stimulated CAR-T cell [pg/cell/h]; assumed: ng/mL per 1e5 cells per day in co-culture",
     )
 
 
@@ -168,7 +168,7 @@ class BCell(CellType):
     initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0 [cells]; sets the lattice scale")
     speed_um_min: float = Field(0.5, ge=0, description="B-cell speed [um/min]; assumed: slow, tumour-bound")
     doubling_time_h: float = Field(120.0, gt=0, description="tumour doubling time when space is free [h]; assumed (aggressive lymphoma, days)")
-    damp_release_pg: float = Field(0.5, ge=0, description="DAMP released by one lysed cell [pg]; assumed (HMGB1-like surrogate)")
+    damp_release_pg: float = Field(2e-5, ge=0, description="DAMP released by one lysed cell [pg]; assumed (HMGB1-like surrogate)")
 
 
 class Myeloid(CellType):
@@ -184,10 +184,10 @@ class Myeloid(CellType):
     il10_half_max_pg_ml: float = Field(100.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
     il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=0.02, IL1b=0.01, MCP1=0.02, TNFa=0.01, IL10=0.01),
-        description="secretion at full activation [pg/cell/h]; assumed (same order as LPS-stimulated monocytes)",
+        CytokineMap(IL6=5e-4, IL1b=2e-4, MCP1=1e-3, TNFa=2e-4, IL10=2e-4),
+        description="secretion at full activation [pg/cell/h]; assumed: LPS-stimulated myeloid cells make 1-10 ng/1e6 cells/day",
     )
-    basal_fraction: float = Field(0.005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
+    basal_fraction: float = Field(0.002, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
 
 
@@ -204,7 +204,7 @@ class Monocyte(Myeloid):
     initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
     speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=0.06, IL1b=0.04, MCP1=0.02, TNFa=0.01, IL10=0.005),
+        CytokineMap(IL6=2e-3, IL1b=1e-3, MCP1=1e-3, TNFa=3e-4, IL10=1e-4),
         description="secretion at full activation [pg/cell/h]; assumed 3-4x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source)",
     )
     recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")

@@ -1,0 +1,31 @@
+"""Macrophages (tissue-resident and monocyte-derived) and microglia (CNS-resident macrophages).
+
+Both follow the shared myeloid rules (:mod:`carabm.biology.myeloid`); microglia live in the
+CNS and, activated by cytokines and cells entering through a leaky BBB, run the local loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from carabm.biology import myeloid
+
+if TYPE_CHECKING:
+    from carabm.biology.model import CrsModel
+
+NAME = "macrophage"
+MICROGLIA = "microglia"
+
+
+def step(model: CrsModel) -> None:
+    """Activation of macrophages and microglia."""
+    for name in (NAME, MICROGLIA):
+        cells = model.slots_of(name)
+        if cells.size:
+            myeloid.activate(model, cells, getattr(model.config.cells, name))
+
+
+def secrete(model: CrsModel) -> None:
+    """Secretion and IL-6 uptake of macrophages and microglia."""
+    for name in (NAME, MICROGLIA):
+        myeloid.secrete(model, model.slots_of(name), getattr(model.config.cells, name))

@@ -1,0 +1,64 @@
+"""Monocytes: circulate, are recruited by MCP-1 into tissue (and through a leaky BBB into the
+CNS), are the main IL-1/IL-6 producers (Norelli 2018), and become macrophages over days.
+
+The circulating pool is kept at the patient's baseline by marrow output: pool cells leave
+the blood with the circulating half-life and are replaced at the same rate.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from carabm.biology import myeloid, rules
+from carabm.engine.lattice import BLOOD
+
+if TYPE_CHECKING:
+    from carabm.biology.model import CrsModel
+
+NAME = "monocyte"
+
+
+def recruitment_scale(model: CrsModel) -> Any:
+    """Per-agent multiplier on extravasation: MCP-1 at the vessel wall raises recruitment."""
+    p = model.config.cells.monocyte
+    xp, store = model.xp, model.store
+    scale = xp.ones(store.n, dtype=xp.float32)
+    cells = model.slots_of(NAME)
+    if cells.size:
+        mcp1 = model.fields_flat[model.index["MCP1"], model.voxel_of(cells)]
+        scale[cells] = 1.0 + p.mcp1_recruitment_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)
+    return scale
+
+
+def step(model: CrsModel) -> None:
+    """Activation and differentiation into macrophages of monocytes that left the blood."""
+    p = model.config.cells.monocyte
+    cells = model.slots_of(NAME)
+    if cells.size == 0:
+        return
+    myeloid.activate(model, cells, p)
+    outside_blood = model.compartment_of(cells) != BLOOD
+    p_diff = rules.probability(1.0 / p.differentiation_h, model.dt_h)
+    becomes = outside_blood & (model.uniform(cells, "monocyte:differentiate") < p_diff)
+    model.store.kind[cells[becomes]] = model.store.kind_id("macrophage")
+
+
+def secrete(model: CrsModel) -> None:
+    """Secretion and IL-6 uptake of monocytes."""
+    myeloid.secrete(model, model.slots_of(NAME), model.config.cells.monocyte)
+
+
+def renew_pool(model: CrsModel) -> None:
+    """Marrow output and blood exit keep the circulating pool at the patient's baseline."""
+    p = model.config.cells.monocyte
+    pool = model.circulation.pool
+    k = model.store.kind_id(NAME)
+    fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h), model.dt_h)
+    current = int(pool[k].sum())
+    change = (model.baseline_monocytes - current) * fraction * model.effects.monocyte_supply
+    whole = int(change // 1)
+    whole += int(model.uniform_scalar("monocyte:pool") < change - whole)
+    if whole >= 0:
+        pool[k, myeloid.RESTING] += whole
+    else:
+        pool[k, myeloid.RESTING] = max(0, pool[k, myeloid.RESTING] + whole)

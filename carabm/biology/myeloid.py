@@ -1,0 +1,59 @@
+"""What macrophages, monocytes and microglia share: activation by signals, secretion, IL-6 uptake.
+
+Activation level ``a`` in [0, 1] follows ``da/dt = r_on S (1 - a) - r_off a``, where the
+signal ``S`` is the probabilistic OR of Hill responses to IFN-γ, GM-CSF, TNF-α, DAMPs,
+IL-1β and IL-6 (and CD40L contact with activated CAR-T cells), damped by IL-10. Secretion
+rises from a basal fraction to full with ``a``; IL-10 comes late (after ``il10_delay_h``
+of activation), closing the negative feedback loop.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from carabm.biology import cart, rules
+from carabm.biology.cytokines import sense
+
+if TYPE_CHECKING:
+    from carabm.biology.model import CrsModel
+    from carabm.io.config import Myeloid
+
+RESTING, ACTIVATED = 0, 1
+VARIABLES = {"activation": "float32", "active_h": "float32"}
+ACTIVE_THRESHOLD = 0.5
+
+
+def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
+    """Update the activation level of ``cells`` (slots of one myeloid kind); returns it."""
+    xp, store = model.xp, model.store
+    local = sense(model.fields_flat, model.voxel_of(cells))
+    block = model.effects.signal_free_fraction(model.compartment_of(cells))
+    responses = [
+        rules.hill(local[name] * block[name], half_max)
+        for name, half_max in params.activation_half_max_pg_ml.as_dict().items()
+    ]
+    cd40l = model.has_neighbour(cells, cart.NAME, state=cart.ACTIVATED)
+    responses.append(params.contact_signal * cd40l.astype(xp.float32))
+    signal = rules.any_of(*responses) * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * model.effects.myeloid_activation
+    level = rules.relax(store["activation"][cells], params.activation_per_h * signal, params.deactivation_per_h, model.dt_h)
+    active = level > ACTIVE_THRESHOLD
+    active_h = xp.where(active, store["active_h"][cells] + model.dt_h, xp.where(level < 0.2, 0.0, store["active_h"][cells]))
+    store["activation"][cells] = level.astype(xp.float32)
+    store["active_h"][cells] = active_h.astype(xp.float32)
+    store.state[cells] = xp.where(active, ACTIVATED, RESTING).astype(store.state.dtype)
+    return level
+
+
+def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
+    """Secretion scaled by activation (IL-10 late), and IL-6 consumption by IL-6 receptors."""
+    if cells.size == 0:
+        return
+    store = model.store
+    voxels = model.voxel_of(cells)
+    level = store["activation"][cells]
+    drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * model.effects.cytokine_production
+    late = rules.hill(store["active_h"][cells], params.il10_delay_h)
+    for name, rate in params.secretion_pg_cell_h.as_dict().items():
+        model.secretion.add(name, voxels, rate * drive * (late if name == "IL10" else 1.0))
+    free_receptors = model.effects.il6_receptor_free(model.compartment_of(cells))
+    model.secretion.consume("IL6", voxels, params.il6_uptake_per_h * free_receptors)
