@@ -26,35 +26,37 @@ def _harmonic_rows(lo: np.ndarray, hi: np.ndarray, out: np.ndarray) -> None:
 
 
 @nb.njit(**_JIT)
-def _thomas(c: np.ndarray, h: np.ndarray, alpha, one, w: np.ndarray) -> None:  # noqa: ANN001
+def _thomas(c: np.ndarray, h: np.ndarray, alpha, one, u: np.ndarray) -> None:  # noqa: ANN001
     """Solve ``(I - alpha L_h) x = c`` along axis 0 of ``c [n, m]`` in place (m independent lines).
 
-    ``h [n-1, m]`` are the face factors (harmonic-mean conductance), ``w [n, m]`` scratch.
+    ``h [n-1, m]`` are the face factors (harmonic-mean conductance), ``u [n, m]`` scratch.
     Every pivot is >= 1 (the matrix is a diagonally dominant M-matrix), so no pivoting is
     needed and non-negative right-hand sides give non-negative solutions.
     """
     n, m = c.shape
     if n < 2:
         return
+    # u = 1 - w is carried instead of w: the pivot needs 1 - w, which cancels badly in
+    # float32 when alpha is large (w -> 1); u itself is computed without cancellation.
     for j in range(m):
         au = alpha * h[0, j]
         inv = one / (one + au)
-        w[0, j] = au * inv
+        u[0, j] = inv
         c[0, j] = c[0, j] * inv
     for i in range(1, n - 1):
         for j in range(m):
             al = alpha * h[i - 1, j]
             au = alpha * h[i, j]
-            inv = one / (one + au + al * (one - w[i - 1, j]))
-            w[i, j] = au * inv
+            inv = one / (one + au + al * u[i - 1, j])
+            u[i, j] = (one + al * u[i - 1, j]) * inv
             c[i, j] = (c[i, j] + al * c[i - 1, j]) * inv
     for j in range(m):
         al = alpha * h[n - 2, j]
-        inv = one / (one + al * (one - w[n - 2, j]))
+        inv = one / (one + al * u[n - 2, j])
         c[n - 1, j] = (c[n - 1, j] + al * c[n - 2, j]) * inv
     for i in range(n - 2, -1, -1):
         for j in range(m):
-            c[i, j] = c[i, j] + w[i, j] * c[i + 1, j]
+            c[i, j] = c[i, j] + (one - u[i, j]) * c[i + 1, j]
 
 
 @nb.njit(**_JIT)
@@ -80,10 +82,12 @@ def _uniform_factors(n: int, alpha, one, w: np.ndarray, inv: np.ndarray) -> None
         return
     inv[0] = one / (one + alpha)
     w[0] = alpha * inv[0]
+    u_prev = inv[0]  # u = 1 - w without cancellation (see _thomas)
     for i in range(1, n):
         au = alpha if i < n - 1 else alpha - alpha
-        inv[i] = one / (one + au + alpha * (one - w[i - 1]))
+        inv[i] = one / (one + au + alpha * u_prev)
         w[i] = au * inv[i]
+        u_prev = (one + alpha * u_prev) * inv[i]
 
 
 @nb.njit(parallel=True, **_JIT)

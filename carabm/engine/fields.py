@@ -75,11 +75,13 @@ def _faces_axis_first(g: Any, axis: int, xp: Any) -> Any:
 def _uniform_thomas_factors(n: int, alpha: float) -> tuple[list[float], list[float]]:
     """Thomas factors (``w``, ``1/pivot``) of ``(I - alpha L)`` with no-flux ends (host, float64)."""
     w, inv = [0.0] * n, [0.0] * n
+    u_prev = 0.0  # u = 1 - w, carried without cancellation
     for i in range(n):
         lower = alpha if i > 0 else 0.0
         upper = alpha if i < n - 1 else 0.0
-        inv[i] = 1.0 / (1.0 + upper + lower * (1.0 - (w[i - 1] if i > 0 else 0.0)))
+        inv[i] = 1.0 / (1.0 + upper + lower * u_prev)
         w[i] = upper * inv[i]
+        u_prev = (1.0 + lower * u_prev) * inv[i]
     return w, inv
 
 
@@ -100,10 +102,12 @@ def _thomas_xp(v: Any, faces: Any, alpha: float, scratch: dict[str, Any], xp: An
             xp.multiply(v[i + 1], w[i], out=tmp)
             v[i] += tmp
         return
-    w_all, lower, upper, pivot = scratch["w"], scratch["lower"], scratch["upper"], scratch["pivot"]
+    # u = 1 - w (w: the Thomas upper factor) is carried instead of w: the pivot needs 1 - w,
+    # which cancels badly in float32 when alpha is large; u is formed without cancellation.
+    u_all, lower, upper, pivot = scratch["w"], scratch["lower"], scratch["upper"], scratch["pivot"]
     xp.multiply(faces[0], alpha, out=upper)
     xp.add(upper, 1, out=pivot)
-    xp.divide(upper, pivot, out=w_all[0])
+    xp.divide(1, pivot, out=u_all[0])
     v[0] /= pivot
     for i in range(1, n):
         lower, upper = upper, lower  # this row's lower face is the previous row's upper face
@@ -111,17 +115,17 @@ def _thomas_xp(v: Any, faces: Any, alpha: float, scratch: dict[str, Any], xp: An
             xp.multiply(faces[i], alpha, out=upper)
         else:
             upper.fill(0)
-        # pivot = 1 + upper + lower * (1 - w[i-1])
-        xp.subtract(1, w_all[i - 1], out=pivot)
-        pivot *= lower
-        pivot += upper
-        pivot += 1
-        xp.divide(upper, pivot, out=w_all[i])
+        u_row = u_all[i]
+        xp.multiply(u_all[i - 1], lower, out=u_row)
+        u_row += 1  # 1 + lower * u[i-1]
+        xp.add(u_row, upper, out=pivot)
+        u_row /= pivot
         xp.multiply(v[i - 1], lower, out=tmp)
         v[i] += tmp
         v[i] /= pivot
     for i in range(n - 2, -1, -1):
-        xp.multiply(v[i + 1], w_all[i], out=tmp)
+        xp.subtract(1, u_all[i], out=tmp)
+        tmp *= v[i + 1]
         v[i] += tmp
 
 
