@@ -10,6 +10,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+#: grids with fewer values than this (fields x voxels) are swept on one thread
+SERIAL_BELOW = 1 << 16
+
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 
 
@@ -190,18 +193,26 @@ def lod_step(c, src, upt, dt, decay, alpha, g):  # noqa: ANN001, ANN201
     has_src = src is not None
     has_upt = upt is not None
     has_g = g is not None
-    react_sweep_z(
-        c,
-        src if has_src else dummy,
-        upt if has_upt else dummy,
-        has_src,
-        has_upt,
-        dtype(dt),
-        decay,
-        alpha,
-        g if has_g else dummy,
-        has_g,
-        one,
-    )
-    sweep_yx(c, alpha, g if has_g else dummy, has_g, one)
+    # Small grids: one thread. A parallel launch costs more than the work, and far more
+    # when other processes compete for the cores (threads wait at each region's barrier).
+    threads = nb.get_num_threads()
+    if c.size < SERIAL_BELOW:
+        nb.set_num_threads(1)
+    try:
+        react_sweep_z(
+            c,
+            src if has_src else dummy,
+            upt if has_upt else dummy,
+            has_src,
+            has_upt,
+            dtype(dt),
+            decay,
+            alpha,
+            g if has_g else dummy,
+            has_g,
+            one,
+        )
+        sweep_yx(c, alpha, g if has_g else dummy, has_g, one)
+    finally:
+        nb.set_num_threads(threads)
     return c

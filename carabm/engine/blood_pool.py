@@ -131,9 +131,7 @@ class BloodPool:
         flat[:, self.blood_index] = new_blood
         return fields
 
-    def step(
-        self, fields: Any, dt_s: float, sources: Any = None, uptake: Any = None, pool_sources_pg_ml_s: Any = None
-    ) -> Any:
+    def step(self, fields: Any, dt_s: float, sources: Any = None, uptake: Any = None, pool_sources_pg_ml_s: Any = None) -> Any:
         """Exchange with the pool, then one solver step; ``fields`` updated in place and returned."""
         self.exchange(fields, dt_s, pool_sources_pg_ml_s)
         return self.solver.step(fields, dt_s, sources, uptake)

@@ -315,9 +315,7 @@ class FieldSolver:
         if g.shape == self.shape:
             g = g[None]
         if g.ndim != 4 or g.shape[1:] != self.shape or g.shape[0] not in (1, self.n_fields):
-            raise ValueError(
-                f"conductance: expected shape {self.shape} or {self.field_shape}, got {tuple(conductance.shape)}"
-            )
+            raise ValueError(f"conductance: expected shape {self.shape} or {self.field_shape}, got {tuple(conductance.shape)}")
         low, high = float(g.min()), float(g.max())
         if not (low >= 0 and high <= 1):  # also catches NaN
             raise ValueError(f"conductance: values must lie in 0..1, got range [{low}, {high}]")

@@ -189,11 +189,11 @@ def test_numpy_and_numba_agree(dtype, per_field) -> None:
     rng = np.random.default_rng(5)
     shape = (9, 11, 13)
     g = rng.random((3,) + shape if per_field else shape)
+    start = rng.random((3,) + shape).astype(dtype)
     results = []
     for impl in ("numpy", "numba"):
         s = solver(shape, [300.0, 10.0, 0.0], [1e-3, 0.0, 1e-2], dtype, impl, conductance=g)
-        c = rng.random(s.field_shape).astype(dtype) if not results else start.copy()
-        start = c.copy() if not results else start
+        c = start.copy()
         src = np.full(s.field_shape, 0.5, dtype=dtype)
         for _ in range(3):
             s.step(c, 120.0, sources=src, uptake=src * 1e-3)

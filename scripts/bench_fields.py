@@ -1,0 +1,168 @@
+"""Benchmark the cytokine field solver (K = 8 fields, float32, BBB-like conductance).
+
+Usage: python scripts/bench_fields.py --size small|medium|large --backend numpy|cupy|auto [--impl auto|numpy|numba]
+
+Prints a table, then one JSON line (the benchmarks contract in DESIGN.md); every reference
+is measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from typing import Any
+
+import numpy as np
+
+from carabm.engine._fields_reference import explicit_euler_step, reference_lod_step
+from carabm.engine.backend import get_backend
+from carabm.engine.fields import FieldSolver
+
+SIZES = {"small": 64, "medium": 128, "large": 256}
+N_FIELDS = 8
+VOXEL_UM = 20.0
+DT_S = 60.0
+DIFFUSION = [100.0, 150.0, 80.0, 120.0, 60.0, 200.0, 90.0, 50.0]  # µm²/s, cytokine-like
+DECAY = [3e-4, 2e-4, 1e-4, 5e-4, 1e-4, 2e-4, 3e-4, 1e-3]  # 1/s
+
+
+def conductance(n: int) -> np.ndarray:
+    """1 everywhere but a half-open BBB slab (g = 0.3) at 3/4 along x."""
+    g = np.ones((n, n, n), dtype=np.float32)
+    g[:, :, (3 * n) // 4] = 0.3
+    return g
+
+
+def time_steps(step: Any, sync: Any, repeats: int) -> float:
+    """Median seconds of ``step()`` over ``repeats`` runs, after one warm-up."""
+    step()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def rss_bytes() -> int:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def main() -> None:
+    """Run the cases and print the table and the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=SIZES, default="small")
+    parser.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="auto")
+    parser.add_argument("--impl", choices=("auto", "numpy", "numba"), default="auto")
+    args = parser.parse_args()
+    backend = get_backend(args.backend)
+    n = SIZES[args.size]
+    shape = (n, n, n)
+    repeats = {"small": 5, "medium": 3, "large": 2}[args.size]
+    updates = N_FIELDS * n**3
+    g = conductance(n)
+    rng = np.random.default_rng(0)
+    host = rng.random((N_FIELDS,) + shape, dtype=np.float32)
+    field_bytes = host.nbytes
+    cases: list[dict[str, Any]] = []
+    rows: list[tuple[str, str]] = []
+
+    def add(case: str, value: float, unit: str, reference: str, reference_value: float, ratio: float) -> None:
+        cases.append(
+            {
+                "case": case,
+                "value": value,
+                "unit": unit,
+                "reference": reference,
+                "reference_value": reference_value,
+                "ratio": ratio,
+            }
+        )
+        rows.append((case, f"{value:.4g} {unit}  vs {reference} {reference_value:.4g}  (ratio {ratio:.3g})"))
+
+    # main solver
+    solver = FieldSolver(shape, VOXEL_UM, DIFFUSION, DECAY, backend=backend, conductance=g, cpu_impl=args.impl)
+    fields = backend.asarray(host)
+    fields += 0  # touch pages before measuring memory
+    warm = FieldSolver((8, 8, 8), VOXEL_UM, DIFFUSION, DECAY, backend=backend, conductance=g[:8, :8, :8], cpu_impl=args.impl)
+    warm.step(warm.zeros(), DT_S)  # load compiled code first: memory below is the solver's working set
+    before = rss_bytes()
+    t_main = time_steps(lambda: solver.step(fields, DT_S), backend.synchronize, repeats)
+    peak_extra = max(rss_bytes() - before, 0)
+    sources = backend.asarray(host * 1e-3)
+    uptake = backend.asarray(host * 1e-4)
+    t_main_su = time_steps(lambda: solver.step(fields, DT_S, sources, uptake), backend.synchronize, repeats)
+
+    # reference: the NumPy LOD (same method, vectorised NumPy)
+    numpy_solver = FieldSolver(shape, VOXEL_UM, DIFFUSION, DECAY, conductance=g, cpu_impl="numpy")
+    host_fields = host.copy()
+    t_numpy = time_steps(lambda: numpy_solver.step(host_fields, DT_S), lambda: None, 1 if n > 64 else 2)
+    label = f"{solver.impl} LOD"
+    add(
+        f"{label} {n}^3x{N_FIELDS} updates/s", updates / t_main, "voxel*field/s", "numpy LOD", updates / t_numpy, t_numpy / t_main
+    )
+    add(f"{label} {n}^3x{N_FIELDS} ms/step", t_main * 1e3, "ms", "numpy LOD", t_numpy * 1e3, t_numpy / t_main)
+    add(
+        f"{label} {n}^3x{N_FIELDS} +sources+uptake ms/step",
+        t_main_su * 1e3,
+        "ms",
+        "numpy LOD",
+        t_numpy * 1e3,
+        t_numpy / t_main_su,
+    )
+    add(
+        f"{label} {n}^3x{N_FIELDS} peak extra memory",
+        peak_extra / field_bytes,
+        "x field array",
+        "field array",
+        1.0,
+        peak_extra / field_bytes,
+    )
+
+    # reference: explicit Euler at its stable step, work per simulated hour
+    dt_explicit = VOXEL_UM**2 / (6 * max(DIFFUSION)) * 0.99
+    ex_fields = host.copy()
+    t_explicit = time_steps(lambda: explicit_euler_step(ex_fields, dt_explicit, VOXEL_UM, DIFFUSION, DECAY), lambda: None, 1)
+    per_hour_main = t_main * 3600 / DT_S
+    per_hour_explicit = t_explicit * 3600 / dt_explicit
+    add(
+        f"{label} {n}^3x{N_FIELDS} s per simulated hour (dt={DT_S:g}s)",
+        per_hour_main,
+        "s/h",
+        f"explicit Euler dt={dt_explicit:.3g}s",
+        per_hour_explicit,
+        per_hour_explicit / per_hour_main,
+    )
+
+    # reference: scipy.sparse direct solve of the same LOD system (small only; 1 field, 32^3)
+    if args.size == "small":
+        m = 32
+        small_g = conductance(m)
+        c0 = rng.random((1, m, m, m))
+        start = time.perf_counter()
+        expected = reference_lod_step(c0, DT_S, VOXEL_UM, DIFFUSION[:1], DECAY[:1], small_g)
+        t_ref = time.perf_counter() - start
+        small = FieldSolver(
+            (m, m, m), VOXEL_UM, DIFFUSION[:1], DECAY[:1], backend=backend, conductance=small_g, cpu_impl=args.impl
+        )
+        c = backend.asarray(c0.astype(np.float32))
+        t_small = time_steps(lambda: small.step(c.copy(), DT_S), backend.synchronize, 5)
+        small.step(c, DT_S)
+        diff = float(np.abs(backend.asnumpy(c) - expected).max() / np.abs(expected).max())
+        add(f"{label} 32^3x1 updates/s", m**3 / t_small, "voxel*field/s", "scipy.sparse spsolve", m**3 / t_ref, t_ref / t_small)
+        add(f"{label} 32^3x1 max rel diff vs scipy (float32)", diff, "relative", "tolerance", 1e-5, diff / 1e-5)
+
+    width = max(len(r[0]) for r in rows)
+    print(f"fields benchmark: {backend.device}, impl {solver.impl}, size {args.size}, K={N_FIELDS}, float32")
+    for case, text in rows:
+        print(f"  {case:<{width}}  {text}")
+    print(json.dumps({"bench": "fields", "backend": backend.name, "device": backend.device, "cases": cases}))
+
+
+if __name__ == "__main__":
+    main()
