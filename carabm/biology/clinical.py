@@ -4,14 +4,13 @@
 * Hypotension and hypoxia: graded from the systemic capillary leak (endothelium module).
 * CRS grade: 0 without fever (>= 38 °C); else the worst of 1, the hypotension grade and the
   hypoxia grade (ASTCT: fever plus hypotension/hypoxia set the grade).
-* ICANS grade from an ICE-score surrogate: ``ICE = 10 (1 - X / (X + h))`` where ``X`` is the
+* ICANS grade from an ICE-score surrogate: ``ICE = 10 (1 - X^n / (X^n + h^n))`` where ``X`` is the
   CNS inflammation index (mean CNS cytokines in units of their half-max); ICE 7-9 -> 1,
   3-6 -> 2, 0-2 -> 3; grade 4 when the BBB has broken down (cerebral-oedema surrogate).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
 from carabm.biology import rules
@@ -47,12 +46,12 @@ def cns_inflammation(cns: Mapping[str, float], p: Clinical) -> float:
 
 def ice_score(index: float, p: Clinical) -> float:
     """ICE-score surrogate (10 = normal, 0 = worst), continuous."""
-    return 10.0 * (1.0 - index / (index + p.ice_half_max))
+    return 10.0 * (1.0 - rules.hill(index, p.ice_half_max, p.ice_hill))
 
 
 def icans_grade(ice: float, bbb_integrity: float, p: Clinical) -> int:
     """ICANS grade 0-4 (surrogate) from the ICE score and BBB breakdown."""
-    score = math.floor(ice + 1e-9)
+    score = round(ice)
     if score >= 10:
         grade = 0
     elif score >= 7:

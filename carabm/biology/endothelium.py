@@ -18,9 +18,9 @@ if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
 
 
-def damage_signal(levels: dict[str, Any], half_max: dict[str, float]) -> Any:
+def damage_signal(levels: dict[str, Any], half_max: dict[str, float], power: float) -> Any:
     """OR of Hill responses to the damaging cytokines."""
-    return rules.any_of(*[rules.hill(levels[name], h) for name, h in half_max.items()])
+    return rules.any_of(*[rules.hill(levels[name], h, power) for name, h in half_max.items()])
 
 
 def update(model: CrsModel) -> None:
@@ -32,9 +32,9 @@ def update(model: CrsModel) -> None:
     bbb = model.bbb_voxels
     if bbb.size:
         local = {name: xp.maximum(model.fields_flat[model.index[name], bbb] * free[name], serum[name]) for name in p.damage_half_max_pg_ml.as_dict()}
-        signal = damage_signal(local, p.damage_half_max_pg_ml.as_dict())
+        signal = damage_signal(local, p.damage_half_max_pg_ml.as_dict(), p.damage_hill)
         integrity = model.integrity.reshape(-1)
         integrity[bbb] = rules.relax(integrity[bbb], p.recovery_per_h, p.damage_per_h * signal, model.dt_h).astype(xp.float32)
         model.refresh_conductance()
-    leak_signal = float(damage_signal(serum, p.leak_half_max_pg_ml.as_dict()))
+    leak_signal = float(damage_signal(serum, p.leak_half_max_pg_ml.as_dict(), p.damage_hill))
     model.leak = float(rules.relax(model.leak, p.leak_per_h * leak_signal, p.leak_recovery_per_h, model.dt_h))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from carabm.biology import myeloid
+from carabm.biology import myeloid, rules
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
@@ -18,11 +18,14 @@ MICROGLIA = "microglia"
 
 
 def step(model: CrsModel) -> None:
-    """Activation of macrophages and microglia."""
+    """Activation of macrophages and microglia; turnover of tissue macrophages."""
     for name in (NAME, MICROGLIA):
         cells = model.slots_of(name)
         if cells.size:
             myeloid.activate(model, cells, getattr(model.config.cells, name))
+    cells = model.slots_of(NAME)
+    p_death = rules.probability(model.config.cells.macrophage.death_per_day / 24.0, model.dt_h)
+    model.mark_dead(cells[model.uniform(cells, "macrophage:death") < p_death])
 
 
 def secrete(model: CrsModel) -> None:

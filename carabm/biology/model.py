@@ -24,15 +24,34 @@ from carabm.engine.backend import Backend
 from carabm.engine.blood_pool import BloodPool
 from carabm.engine.circulation import BloodCirculation
 from carabm.engine.fields import FieldSolver
-from carabm.engine.lattice import BBB, BLOOD, CNS, Lattice
+from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement
 from carabm.errors import ConfigError
 from carabm.io.config import CELL_TYPES, CYTOKINES, Config
 
 #: where each cell type is placed at t = 0
 HOME = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
+#: blood in a vessel segment of the lattice is replaced within about a second (flow of
+#: ~1 mm/s through a few hundred um), so lattice blood stays close to serum; assumed
+BLOOD_EXCHANGE_PER_S = 1.0
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 CART_INTRAVASATION_PER_H = 0.02
+
+
+def brain_separator(lattice: Lattice, reach: int = 4) -> np.ndarray:
+    """Tissue voxels touching the brain's vessel: given zero conductance for cytokines.
+
+    In the body the tumour site and the brain are far apart; on the lattice they share the
+    brain vessel. Without this seam, cytokines made in the tumour would diffuse through the
+    thin vessel straight to the BBB within one implicit step (blood is well mixed with the
+    systemic pool only between steps). Blood within ``reach`` voxels of the BBB counts as
+    the brain vessel. Cells still cross; only diffusion is cut.
+    """
+    from scipy import ndimage  # noqa: PLC0415
+
+    near_bbb = ndimage.binary_dilation(lattice.labels == BBB, iterations=reach)
+    brain_blood = near_bbb & (lattice.labels == BLOOD)
+    return ndimage.binary_dilation(brain_blood) & (lattice.labels == TISSUE)
 
 
 def kind_specs(config: Config) -> list[KindSpec]:
@@ -82,12 +101,13 @@ class CrsModel:
         diffusion, decay, clearance, self.bbb_permeability = transport(config)
         self.solver = FieldSolver(lattice.shape, lattice.voxel_um, diffusion, decay, backend)
         self.blood = BloodPool(self.solver, lattice.labels == BLOOD, patient.blood_volume_ml, self.scale,
-                               [np.log(2.0) / c for c in clearance])  # fmt: skip
+                               [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S)  # fmt: skip
         self.fields = self.solver.zeros()
         self.integrity = xp.ones(lattice.shape, dtype=xp.float32)
         self.bbb_voxels = xp.asarray(lattice.flat_indices(BBB))
         self.cns_voxels = xp.asarray(lattice.flat_indices(CNS))
         self._conductance = xp.ones((len(CYTOKINES),) + lattice.shape, dtype=xp.float32)
+        self._conductance[:, xp.asarray(brain_separator(lattice))] = 0.0
         self.refresh_conductance()
         scale_of_secretion = [getattr(config.cytokines, name).secretion_scale for name in CYTOKINES]
         self.secretion = Secretion(xp, lattice.n_voxels, lattice.voxel_volume_ml, scale_of_secretion)

@@ -29,7 +29,7 @@ def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     local = sense(model.fields_flat, model.voxel_of(cells))
     block = model.effects.signal_free_fraction(model.compartment_of(cells))
     responses = [
-        rules.hill(local[name] * block[name], half_max)
+        rules.hill(local[name] * block[name], half_max, params.activation_hill)
         for name, half_max in params.activation_half_max_pg_ml.as_dict().items()
     ]
     cd40l = model.has_neighbour(cells, cart.NAME, state=cart.ACTIVATED)

@@ -147,11 +147,11 @@ class CarT(CellType):
     )
     activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
     kill_rate_per_h: float = Field(
-        1.0, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
+        0.25, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
     )
-    max_kills: int = Field(10, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
+    max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
     doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
-    max_divisions: int = Field(9, ge=0, description="divisions before exhaustion; assumed (2^9 = 512-fold per clone, within 1e2-1e5-fold)")
+    max_divisions: int = Field(10, ge=0, description="divisions before exhaustion; assumed (2^10 = 1024-fold per clone, within 1e2-1e5-fold)")
     stimulation_memory_h: float = Field(36.0, gt=0, description="proliferation/secretion continue this long after the last antigen contact [h]; assumed")
     death_resting_per_day: float = Field(0.02, ge=0, description="death rate of resting CAR-T cells [1/day]; assumed")
     death_contraction_per_day: float = Field(0.35, ge=0, description="death rate of activated cells after antigen loss (contraction) [1/day]; assumed")
@@ -167,7 +167,7 @@ class BCell(CellType):
 
     initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0 [cells]; sets the lattice scale")
     speed_um_min: float = Field(0.5, ge=0, description="B-cell speed [um/min]; assumed: slow, tumour-bound")
-    doubling_time_h: float = Field(120.0, gt=0, description="tumour doubling time when space is free [h]; assumed (aggressive lymphoma, days)")
+    doubling_time_h: float = Field(168.0, gt=0, description="tumour doubling time when space is free [h]; assumed (aggressive lymphoma, days)")
     damp_release_pg: float = Field(2e-5, ge=0, description="DAMP released by one lysed cell [pg]; assumed (HMGB1-like surrogate)")
 
 
@@ -175,19 +175,20 @@ class Myeloid(CellType):
     """Macrophage-like activation: signals raise an activation level that drives secretion."""
 
     activation_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IFNg=20.0, GMCSF=20.0, TNFa=50.0, DAMP=200.0, IL1b=20.0, IL6=200.0),
+        CytokineMap(IFNg=20.0, GMCSF=20.0, TNFa=100.0, DAMP=100.0, IL1b=200.0, IL6=1000.0),
         description="half-maximal activating concentration per signal [pg/mL]; assumed",
     )
+    activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")
     contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
-    activation_per_h: float = Field(0.5, ge=0, description="rate of activation at full signal [1/h]; assumed")
-    deactivation_per_h: float = Field(0.08, ge=0, description="rate of return to rest [1/h]; assumed (about 9 h half-life)")
+    activation_per_h: float = Field(0.4, ge=0, description="rate of activation at full signal [1/h]; assumed")
+    deactivation_per_h: float = Field(0.2, ge=0, description="rate of return to rest [1/h]; assumed (about 3.5 h half-life)")
     il10_half_max_pg_ml: float = Field(100.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
     il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
         CytokineMap(IL6=5e-4, IL1b=2e-4, MCP1=1e-3, TNFa=2e-4, IL10=2e-4),
-        description="secretion at full activation [pg/cell/h]; assumed: LPS-stimulated myeloid cells make 1-10 ng/1e6 cells/day",
+        description="secretion at full activation [pg/cell/h]; assumed: LPS-stimulated myeloid cells make 1-10 ng/1e6 cells/day in vitro",
     )
-    basal_fraction: float = Field(0.002, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
+    basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
 
 
@@ -196,6 +197,7 @@ class Macrophage(Myeloid):
 
     initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0 [cells]")
     speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min]; assumed")
+    death_per_day: float = Field(0.05, ge=0, description="turnover of tissue macrophages [1/day]; assumed (weeks-long lifespan)")
 
 
 class Monocyte(Myeloid):
@@ -219,6 +221,10 @@ class Microglia(Myeloid):
     """CNS-resident macrophages: the local CNS feedback loop."""
 
     initial_count: int = Field(150, ge=0, description="microglia in the CNS region at t = 0 [cells]")
+    secretion_pg_cell_h: CytokineMap = Field(
+        CytokineMap(IL6=1e-4, IL1b=5e-5, MCP1=2e-4, TNFa=5e-5, IL10=5e-5),
+        description="secretion at full activation [pg/cell/h]; assumed 5x below macrophages (microglia are weaker producers)",
+    )
     speed_um_min: float = Field(0.2, ge=0, description="soma motility [um/min]; assumed (nearly sessile)")
 
 
@@ -264,9 +270,10 @@ class Endothelium(Strict):
     """Endothelial activation and BBB integrity."""
 
     damage_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=400.0, IL1b=100.0, TNFa=100.0, IFNg=200.0),
+        CytokineMap(IL6=1000.0, IL1b=300.0, TNFa=300.0, IFNg=300.0),
         description="concentration at the BBB for half-maximal damage, per cytokine [pg/mL]; assumed",
     )
+    damage_hill: float = Field(2.0, gt=0, description="Hill power of the damaging signals [1]; assumed")
     damage_per_h: float = Field(0.08, ge=0, description="integrity loss rate at full activation [1/h]; assumed (foot-process loss over a day)")
     recovery_per_h: float = Field(0.01, ge=0, description="recovery rate towards 1 [1/h]; assumed (days)")
     crossing_hill: float = Field(2.0, gt=0, description="cell crossing probability per try = (1 - integrity)^h; assumed")
@@ -290,6 +297,7 @@ class Clinical(Strict):
     )
     hypoxia_leak: list[float] = Field([0.3, 0.55, 0.8], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypoxia; assumed")
     ice_half_max: float = Field(1.0, gt=0, description="CNS inflammation index halving the ICE score; assumed")
+    ice_hill: float = Field(2.0, gt=0, description="Hill power of the ICE-score fall [1]; assumed")
     cns_signal_half_max_pg_ml: CytokineMap = Field(
         CytokineMap(IL6=50.0, IL1b=15.0, TNFa=20.0, IFNg=30.0),
         description="mean CNS level counting as one unit of the inflammation index, per cytokine [pg/mL]; assumed",
