@@ -11,13 +11,14 @@ import sys
 from collections.abc import Sequence
 
 import carabm
-from carabm.errors import CarabmError
+from carabm.errors import CarabmError, ConfigError
 
 log = logging.getLogger("carabm")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from carabm.io.config import load_config  # noqa: PLC0415
+    from carabm.io.config import apply_overrides, load_config, validate_config, yaml_load  # noqa: PLC0415
+    from carabm.io.hdf5 import check_run_file, read_config_text  # noqa: PLC0415
     from carabm.simulation import run  # noqa: PLC0415
 
     overrides = list(args.set or [])
@@ -25,16 +26,46 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"run.seed={args.seed}")
     if args.backend is not None:
         overrides.append(f"run.backend={args.backend}")
-    config = load_config(args.config, overrides)
-    summary = run(config, out=args.out, overwrite=args.overwrite, progress=None)
+    if args.config is None and args.resume is None:
+        raise ConfigError("give a CONFIG to run, or --resume FILE.h5 to continue a run")
+    if args.config is not None:
+        config = load_config(args.config, overrides)
+    else:  # a resume: the config stored in the run file is the base
+        check_run_file(args.resume)
+        config = validate_config(apply_overrides(yaml_load(read_config_text(args.resume)) or {}, overrides), check_memory=False)
+    summary = run(config, out=args.out, overwrite=args.overwrite, progress=None, resume=args.resume)
+    if args.resume is not None and summary["steps_run"] == 0:
+        print(f"carabm: {summary['out']} is already complete ({summary['time_h'] / 24:.1f} days); nothing to run")
+        return 0
     final = summary["final"]
     print(
-        f"carabm: wrote {summary['out']} — {summary['steps']} steps, {summary['time_h'] / 24:.1f} days "
+        f"carabm: wrote {summary['out']} — {summary['steps_run']} steps ({summary['steps']} in all), {summary['time_h'] / 24:.1f} days "
         f"simulated in {summary['wall_s']:.1f} s on {summary['backend']}"
     )
     for key, value in final.items():
         if key != "time_h":
             print(f"  {key:<24} {value:g}" if isinstance(value, float) else f"  {key:<24} {value}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from carabm.io.report import report  # noqa: PLC0415
+
+    result = report(args.files, args.out)
+    print(result.markdown)
+    print(f"\ncarabm: wrote {', '.join(str(p) for p in result.written)}")
+    return 0
+
+
+def _cmd_view(args: argparse.Namespace) -> int:
+    from carabm.io.hdf5 import check_run_file  # noqa: PLC0415
+
+    check_run_file(args.file, need_timeseries=False)
+    try:
+        from carabm.viewer.app import view  # noqa: PLC0415
+    except ImportError as exc:
+        raise CarabmError(f"the interactive viewer is not available in this installation ({exc})") from exc
+    view(args.file)
     return 0
 
 
@@ -84,13 +115,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a simulation from a YAML config")
-    run.add_argument("config", help="YAML run configuration")
-    run.add_argument("--out", help="output HDF5 file (default carabm_run.h5)")
+    run.add_argument("config", nargs="?", help="YAML run configuration (optional with --resume: the run file's stored config)")
+    run.add_argument("--out", help="output HDF5 file (default carabm_run.h5; with --resume, the resumed file)")
     run.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend (overrides run.backend)")
     run.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (YAML), repeatable")
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    run.add_argument("--resume", metavar="FILE.h5",
+                     help="continue a run from its checkpoint (FILE.h5.ckpt); with --set changes, a branch into a new --out")
     run.set_defaults(func=_cmd_run)
+
+    rep = sub.add_parser("report", help="summary table (CSV, Markdown) and plots (PNG) of one or more runs")
+    rep.add_argument("files", nargs="+", metavar="FILE.h5", help="run outputs; several are overlaid for comparison")
+    rep.add_argument("--out", default="report", help="folder for the table and plots (default ./report)")
+    rep.set_defaults(func=_cmd_report)
+
+    view = sub.add_parser("view", help="interactive viewer of a run's snapshots")
+    view.add_argument("file", metavar="FILE.h5", help="a run output")
+    view.set_defaults(func=_cmd_view)
 
     val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")
     val.add_argument("config", help="YAML run configuration")

@@ -16,10 +16,12 @@ import numpy as np
 from carabm.engine.backend import Backend, get_backend
 from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_mask
 from carabm.errors import ConfigError, InputFileError
-from carabm.io.config import CYTOKINES, Config, load_config
+from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
+from carabm.io.config import CYTOKINES, Config, config_from_text, load_config
+from carabm.io.hdf5 import RunWriter, check_run_file, read_config_text
+from carabm.io.xdmf import write_xdmf
 
 log = logging.getLogger("carabm")
-
 
 
 def build_lattice(config: Config) -> Lattice:
@@ -69,8 +71,8 @@ class Simulation:
         self.model.step()
 
     def readouts(self) -> dict[str, Any]:
-        """Small host-side reductions for the time series."""
-        return self.model.readouts()
+        """Small host-side reductions for the time series (computed once per step by the model)."""
+        return self.model.row if self.model.row else self.model.readouts()
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
         """Fields, BBB integrity and agents as host arrays."""
@@ -80,61 +82,192 @@ class Simulation:
         return fields, self.backend.asnumpy(self.model.integrity), agents
 
 
-def _progress(total: int, enabled: bool | None) -> Any:
+def _progress(total: int, initial: int, enabled: bool | None) -> Any:
     from tqdm import tqdm  # noqa: PLC0415
 
     if enabled is None:
         enabled = sys.stderr.isatty()
-    return tqdm(total=total, disable=not enabled, unit="step", desc="carabm", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", desc="carabm", dynamic_ncols=True)
+
+
+#: the time series is flushed to the file at least this often [simulated h]
+FLUSH_EVERY_H = 1.0
+
+
+def config_differences(a: Config, b: Config, ignore: tuple[str, ...] = ("run.backend",)) -> list[str]:
+    """Key paths (``run.seed``, ``therapies``, ...) whose values differ between two configs."""
+
+    def walk(x: Any, y: Any, path: str, out: list[str]) -> None:
+        if path in ignore:
+            return
+        if isinstance(x, dict) and isinstance(y, dict):
+            for key in list(x) + [k for k in y if k not in x]:
+                walk(x.get(key), y.get(key), f"{path}.{key}" if path else str(key), out)
+        elif x != y:
+            out.append(path)
+
+    out: list[str] = []
+    walk(a.model_dump(mode="json"), b.model_dump(mode="json"), "", out)
+    return out
 
 
 def run(
-    config: Config | str | Path,
+    config: Config | str | Path | None = None,
     out: str | Path | None = None,
     *,
     overwrite: bool = False,
     backend: str | None = None,
     progress: bool | None = None,
+    resume: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Run a simulation to its end and write its HDF5 output; returns a summary dict."""
-    from carabm.io.hdf5 import RunWriter  # noqa: PLC0415
+    """Run a simulation to its end and write its HDF5 output; returns a summary dict.
 
+    The output is written in place and flushed as the run goes; a checkpoint
+    (``OUT.ckpt``) is written atomically every ``run.checkpoint_every_h`` and at the end,
+    and an XDMF sidecar (``OUT.xmf``) after every snapshot.
+
+    ``resume`` names a run's output file: the run continues from its checkpoint. With
+    ``config`` None (or equal to the stored config, ``run.backend`` aside) and ``out``
+    None or the same file, it is a plain resume that appends to that file, truncating
+    rows and snapshots written after the checkpoint. Otherwise it is a branch: ``out``
+    must be a new file, which gets the parent's time series up to the branch point and
+    the attributes ``parent_run`` and ``branch_time_h``.
+    """
+    if resume is not None:
+        return _resume(config, out, resume, overwrite=overwrite, backend=backend, progress=progress)
+    if config is None:
+        raise ConfigError("run: give a config (or --resume FILE.h5)")
     if not isinstance(config, Config):
         config = load_config(config)
     out = Path(out) if out is not None else Path("carabm_run.h5")
+    _check_new_output(out, overwrite)
+    sim = Simulation(config, backend)
+    with RunWriter(out, "w" if overwrite else "x") as writer:
+        writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
+        writer.append_timeseries(_stack([sim.readouts()]))
+        _snapshot(writer, sim)
+        _checkpoint(writer, sim, config)
+        return _loop(sim, config, writer, progress)
+
+
+def _check_new_output(out: Path, overwrite: bool) -> None:
     if out.exists() and not overwrite:
         raise InputFileError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
     if not out.parent.exists():
         raise InputFileError(f"{out.parent}: output folder does not exist")
-    sim = Simulation(config, backend)
+    if out.suffix == ".xmf" or out.name.endswith(".ckpt"):
+        raise InputFileError(f"{out}: name the .h5 output; the .xmf and .ckpt files are written beside it")
+    if overwrite:
+        checkpoint_path(out).unlink(missing_ok=True)
+
+
+def _snapshot(writer: RunWriter, sim: Simulation) -> None:
+    writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
+    write_xdmf(writer.file)
+
+
+def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
+    write_checkpoint(checkpoint_path(writer.path), sim.model, run_id=writer.run_id, timeseries_rows=writer.rows,
+                     config_yaml=config.to_yaml(), backend=sim.backend.name)  # fmt: skip
+
+
+def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | None) -> dict[str, Any]:
+    """Step from the current state to ``run.duration_h``, appending to ``writer``."""
     cfg = config.run
     steps = cfg.n_steps
     snapshot_every = max(1, round(cfg.snapshot_every_h / sim.dt_h))
+    checkpoint_every = max(1, round(cfg.checkpoint_every_h / sim.dt_h))
+    flush_every = max(1, min(snapshot_every, round(FLUSH_EVERY_H / sim.dt_h)))
     started = time.perf_counter()
-    tmp = out.with_name(out.name + ".partial")
-    with RunWriter(tmp) as writer:
-        writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
-        rows: list[dict[str, Any]] = [sim.readouts()]
-        writer.write_snapshot(0, 0.0, *sim.snapshot())
-        with _progress(steps, progress) as bar:
-            for _ in range(steps):
-                sim.step()
-                rows.append(sim.readouts())
-                if sim.step_index % snapshot_every == 0 or sim.step_index == steps:
-                    writer.append_timeseries(_stack(rows))
-                    rows = []
-                    writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot())
-                bar.update(1)
-        if rows:
-            writer.append_timeseries(_stack(rows))
-    tmp.replace(out)
+    first = sim.step_index
+    rows: list[dict[str, Any]] = []
+    with _progress(steps, min(first, steps), progress) as bar:
+        while sim.step_index < steps:
+            sim.step()
+            rows.append(sim.readouts())
+            i = sim.step_index
+            snapshot_due = i % snapshot_every == 0 or i == steps
+            checkpoint_due = i % checkpoint_every == 0 or i == steps
+            if snapshot_due or checkpoint_due or i % flush_every == 0:
+                writer.append_timeseries(_stack(rows))
+                rows = []
+            if snapshot_due:
+                _snapshot(writer, sim)
+            if checkpoint_due:
+                _checkpoint(writer, sim, config)
+            bar.update(1)
+    writer.set_status("complete", final_time_h=float(sim.time_h))
     wall = time.perf_counter() - started
-    return {"out": str(out), "steps": steps, "time_h": sim.time_h, "wall_s": wall, "backend": sim.backend.name,
-            "final": sim.readouts()}  # fmt: skip
+    return {"out": str(writer.path), "steps": steps, "steps_run": sim.step_index - first, "time_h": sim.time_h, "wall_s": wall,
+            "backend": sim.backend.name, "final": sim.readouts()}  # fmt: skip
+
+
+def _resume(
+    config: Config | str | Path | None,
+    out: str | Path | None,
+    parent: str | Path,
+    *,
+    overwrite: bool,
+    backend: str | None,
+    progress: bool | None,
+) -> dict[str, Any]:
+    """Continue (or branch) a run from the checkpoint beside ``parent``."""
+    import h5py  # noqa: PLC0415
+
+    parent = Path(parent)
+    check_run_file(parent)
+    ckpt_file = checkpoint_path(parent)
+    ckpt = read_checkpoint(ckpt_file)
+    stored = config_from_text(read_config_text(parent))
+    with h5py.File(parent, "r") as f:
+        run_id = str(f.attrs.get("run_id", ""))
+        run_id = run_id.decode() if isinstance(run_id, bytes) else run_id
+        rows_in_file = int(f["timeseries/time_h"].shape[0])
+    if ckpt.attrs.get("run_id") != run_id:
+        raise InputFileError(f"{ckpt_file}: this checkpoint belongs to another run than {parent}; it cannot be resumed")
+    if int(ckpt.attrs["timeseries_rows"]) > rows_in_file:
+        raise InputFileError(f"{parent}: has fewer time-series rows than its checkpoint records (file damaged); re-run it")
+    if config is None:
+        config = stored
+    elif not isinstance(config, Config):
+        config = load_config(config)
+    changed = config_differences(stored, config)
+    out = Path(out) if out is not None else parent
+    same = out.resolve() == parent.resolve()
+    if same and changed:
+        raise InputFileError(
+            f"{parent}: --resume with changed settings ({', '.join(changed[:6])}{', ...' if len(changed) > 6 else ''}) starts a branch; "
+            "give --out NEW.h5 for it (the parent file is left as it is)"
+        )
+    fixed = [key for key in changed if key.startswith(("lattice.", "run.dt_min"))]
+    if fixed:
+        raise InputFileError(f"{parent}: a branch cannot change {', '.join(fixed)} (the saved state depends on them)")
+    sim = Simulation(config, backend)
+    restore_model_state(sim.model, ckpt.state)
+    rows = int(ckpt.attrs["timeseries_rows"])
+    if same:
+        log.info("resuming %s from its checkpoint at %.3g h (step %d)", parent, sim.time_h, sim.step_index)
+        with RunWriter(parent, "r+") as writer:
+            writer.truncate(rows, ckpt.time_h)
+            history = str(writer.file.attrs.get("resume_history", ""))
+            line = f"resumed at step {sim.step_index} ({sim.time_h:g} h) on {sim.backend.name}"
+            writer.set_status("running", resume_history=(history + "\n" + line).strip())
+            write_xdmf(writer.file)
+            return _loop(sim, config, writer, progress)
+    _check_new_output(out, overwrite)
+    log.info("branching %s at %.3g h into %s (changed: %s)", parent, sim.time_h, out, ", ".join(changed) or "nothing")
+    with RunWriter(out, "w" if overwrite else "x") as writer, h5py.File(parent, "r") as source:
+        writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
+        writer.set_status("running", parent_run=str(parent.resolve()), branch_time_h=float(sim.time_h),
+                          branch_step=int(sim.step_index), branch_changes=", ".join(changed))  # fmt: skip
+        writer.copy_timeseries_from(source, rows)
+        _snapshot(writer, sim)
+        _checkpoint(writer, sim, config)
+        return _loop(sim, config, writer, progress)
 
 
 def _stack(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     return {key: np.array([r[key] for r in rows]) for key in rows[0]}
 
 
-__all__ = ["Simulation", "run", "build_lattice", "COMPARTMENTS"]
+__all__ = ["Simulation", "run", "build_lattice", "config_differences", "COMPARTMENTS"]
