@@ -153,6 +153,16 @@ def available_memory_bytes(backend: Backend) -> int:
         return 8 * 1024**3
 
 
+def cupy_module() -> ModuleType:
+    """The ``cupy`` module, for the kernel loader; a :class:`BackendError` when no GPU is usable."""
+    status = cupy_status()
+    if not status.usable:
+        raise BackendError(f"CUDA kernels need a usable GPU: {status.reason}")
+    import cupy  # noqa: PLC0415
+
+    return cupy
+
+
 def gpu_code_available() -> bool:
     """True when CuPy can run kernels here (used by tests to skip cleanly)."""
     return cupy_status().usable

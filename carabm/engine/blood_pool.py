@@ -31,6 +31,57 @@ from carabm.engine.fields import FieldSolver
 DEFAULT_EXCHANGE_PER_S = 1.0 / 60.0
 
 
+# ---------------------------------------------------------------------------------------
+# CUDA kernels (kernels/blood_exchange.cu); ``launch`` is carabm.engine.kernels.launch.
+
+#: threads per block; must equal BLOCK in kernels/blood_exchange.cu (checked at first use)
+_BLOCK = 256
+#: at most this many partial sums per field (a fixed count keeps the summation order, and
+#: so the bits, independent of anything but the number of blood voxels)
+_MAX_PARTIALS = 1024
+
+
+def _check_block() -> None:
+    from carabm.engine.kernels import source_info  # noqa: PLC0415
+
+    block = source_info("blood_exchange").constants.get("BLOCK")
+    if block != _BLOCK:
+        from carabm.errors import KernelError  # noqa: PLC0415
+
+        raise KernelError(f"blood_exchange.cu: BLOCK is {block}, blood_pool.py launches {_BLOCK} threads per block")
+
+
+def blood_sums_kernels(fields: Any, index: Any, launch: Any) -> Any:
+    """Per-field float64 sums of ``fields[k].flat[index]`` (``index`` int32), deterministic, on the device."""
+    _check_block()
+    xp = _array_module(fields)
+    n_fields = fields.shape[0]
+    per_field = int(np.prod(fields.shape[1:]))
+    n_index = int(index.size)
+    n_partials = max(1, min(_MAX_PARTIALS, (n_index + _BLOCK - 1) // _BLOCK))
+    partials = xp.empty((n_fields, n_partials), dtype=np.float64)
+    sums = xp.empty(n_fields, dtype=np.float64)
+    launch(
+        "blood_exchange", "blood_partial_sums", (n_partials, n_fields), (_BLOCK,), (fields, index, partials, n_index, per_field)
+    )
+    launch("blood_exchange", "blood_sum_partials", (n_fields,), (_BLOCK,), (partials, sums, n_partials))
+    return sums
+
+
+def blood_update_kernels(fields: Any, index: Any, add: Any, q: Any, launch: Any) -> None:
+    """``fields[k].flat[index] = (fields[k].flat[index] + add[k]) / q[k]`` in place (float32 ``add``, ``q``)."""
+    n_index = int(index.size)
+    per_field = int(np.prod(fields.shape[1:]))
+    grid = ((n_index + _BLOCK - 1) // _BLOCK, fields.shape[0])
+    launch("blood_exchange", "blood_update", grid, (_BLOCK,), (fields, index, add, q, n_index, per_field))
+
+
+def _array_module(array: Any) -> Any:
+    from carabm.engine.backend import array_backend  # noqa: PLC0415
+
+    return array_backend(array).xp
+
+
 class BloodPool:
     """A well-mixed systemic pool (one concentration per field) coupled to the lattice's blood voxels.
 
@@ -85,6 +136,7 @@ class BloodPool:
         if initial.shape != (solver.n_fields,) or np.any(~(initial >= 0)):
             raise ValueError(f"serum_pg_ml: one value >= 0 per field, got {initial.tolist()}")
         self._serum = xp.asarray(initial, dtype=np.float64)
+        self._blood_index_i32: Any = None  # the kernels' int32 copy of blood_index, made at first use
 
     @property
     def serum_pg_ml(self) -> np.ndarray:
@@ -123,12 +175,24 @@ class BloodPool:
         if self.n_blood == 0:
             self._serum = inflow / (1.0 + b)
             return fields
-        blood = flat[:, self.blood_index]
-        blood_sum = blood.sum(axis=1, dtype=np.float64)
+        use_kernels = self.solver.backend.is_gpu and fields.dtype == np.float32
+        if use_kernels:
+            from carabm.engine.kernels import launch  # noqa: PLC0415
+
+            if self._blood_index_i32 is None:
+                self._blood_index_i32 = xp.asarray(self.blood_index, dtype=np.int32)
+            blood_sum = blood_sums_kernels(fields, self._blood_index_i32, launch)
+        else:
+            blood = flat[:, self.blood_index]
+            blood_sum = blood.sum(axis=1, dtype=np.float64)
         serum = (pool * inflow + (a * v / q) * blood_sum) / (pool * (1.0 + b) + a * v * self.n_blood * (1.0 - a / q))
         self._serum = serum
-        new_blood = (blood + (a * serum)[:, None].astype(fields.dtype)) / q[:, None].astype(fields.dtype)
-        flat[:, self.blood_index] = new_blood
+        add = (a * serum).astype(fields.dtype)
+        q_cast = q.astype(fields.dtype)
+        if use_kernels:
+            blood_update_kernels(fields, self._blood_index_i32, add, q_cast, launch)
+        else:
+            flat[:, self.blood_index] = (blood + add[:, None]) / q_cast[:, None]
         return fields
 
     def step(self, fields: Any, dt_s: float, sources: Any = None, uptake: Any = None, pool_sources_pg_ml_s: Any = None) -> Any:

@@ -57,8 +57,8 @@ def face_conductance(g_lo: Any, g_hi: Any, xp: Any = np) -> Any:
 
 
 # ---------------------------------------------------------------------------------------
-# xp implementation (NumPy, and CuPy until the CUDA kernels land): sweep axis outermost,
-# one field at a time so that scratch stays at one field's size.
+# xp implementation (NumPy; CuPy for float64): sweep axis outermost, one field at a time
+# so that scratch stays at one field's size. The reference the CUDA kernels match.
 
 
 def _axis_first(field: Any, axis: int) -> Any:
@@ -197,8 +197,102 @@ def _lod_step_numba(solver: FieldSolver, c: Any, dt_s: float, sources: Any, upta
     return _fields_numba.lod_step(c, sources, uptake, dt_s, decay, alpha, solver._conductance)
 
 
-#: one LOD step, per implementation ("cupy" will get its CUDA kernel here)
-LOD_STEP: dict[str, Callable[..., Any]] = {"numpy": _lod_step_xp, "numba": _lod_step_numba, "cupy": _lod_step_xp}
+# ---------------------------------------------------------------------------------------
+# CUDA kernels (kernels/diffusion_lod.cu): three launches per step for all K fields.
+
+#: threads per block of the z and y sweeps (one thread per line)
+_LINE_BLOCK = 128
+
+
+def _kernel_constants(solver: FieldSolver, dt_s: float) -> dict[str, Any]:
+    """Per-field alpha, reaction denominators and uniform Thomas factors for ``dt_s``, on the device.
+
+    Computed in float64 on the host and rounded to float32 once, exactly as the NumPy path
+    rounds its Python-float scalars; cached per ``dt_s`` (a run uses one or two step sizes).
+    """
+    cache = solver._kernel_cache.setdefault("dt", {})
+    xp = solver.backend.xp
+    alpha = dt_s * solver.diffusion_um2_s / solver.voxel_um**2
+    if dt_s not in cache:
+        if len(cache) >= 8:
+            cache.clear()
+        base = 1.0 + dt_s * solver.decay_per_s
+        cache[dt_s] = {"alpha": xp.asarray(alpha, dtype=np.float32), "base": xp.asarray(base, dtype=np.float32)}
+    entry = cache[dt_s]
+    if solver._conductance is None and "w0" not in entry:
+        for axis, n in enumerate(solver.shape):
+            factors = [_uniform_thomas_factors(n, float(a)) for a in alpha]
+            entry[f"w{axis}"] = xp.asarray(np.array([f[0] for f in factors], dtype=np.float32))
+            entry[f"inv{axis}"] = xp.asarray(np.array([f[1] for f in factors], dtype=np.float32))
+    return cache[dt_s]
+
+
+def _lod_step_kernels(solver: FieldSolver, c: Any, dt_s: float, sources: Any, uptake: Any, launch: Callable[..., None]) -> Any:
+    """One LOD step through the CUDA kernels, float32 only; ``launch`` is :func:`carabm.engine.kernels.launch`.
+
+    The order is the NumPy path's: reaction and z, then y, then x (fields are independent,
+    so doing each sweep for all fields at once changes no result).
+    """
+    from carabm.engine.kernels import source_info  # noqa: PLC0415
+
+    xp = solver.backend.xp
+    nz, ny, nx = solver.shape
+    n_fields = solver.n_fields
+    tile = source_info("diffusion_lod").constants
+    consts = _kernel_constants(solver, dt_s)
+    placeholder = solver._kernel_cache.setdefault("placeholder", xp.zeros(1, dtype=np.float32))
+    g = solver._conductance
+    has_g = g is not None
+    if has_g and solver._kernel_cache.get("u") is None:
+        solver._kernel_cache["u"] = xp.empty(c.shape, dtype=np.float32)
+    u = solver._kernel_cache["u"] if has_g else placeholder
+    g_arg = g if has_g else placeholder
+    n_g = int(g.shape[0]) if has_g else 1
+    w = [placeholder if has_g else consts[f"w{axis}"] for axis in range(3)]
+    inv = [placeholder if has_g else consts[f"inv{axis}"] for axis in range(3)]
+    sizes = (n_fields, nz, ny, nx, n_g, int(has_g))
+
+    lines = n_fields * ny * nx
+    launch(
+        "diffusion_lod",
+        "react_sweep_z",
+        ((lines + _LINE_BLOCK - 1) // _LINE_BLOCK,),
+        (_LINE_BLOCK,),
+        (c, u, g_arg, placeholder if sources is None else sources, placeholder if uptake is None else uptake,
+         consts["alpha"], consts["base"], w[0], inv[0], *sizes, int(sources is not None), int(uptake is not None), dt_s),
+    )  # fmt: skip
+    if ny > 1:
+        lines = n_fields * nz * nx
+        launch(
+            "diffusion_lod",
+            "sweep_y",
+            ((lines + _LINE_BLOCK - 1) // _LINE_BLOCK,),
+            (_LINE_BLOCK,),
+            (c, u, g_arg, consts["alpha"], w[1], inv[1], *sizes),
+        )
+    if nx > 1:
+        per_block = tile["TILE"] * tile["WARPS_X"]
+        lines = n_fields * nz * ny
+        launch(
+            "diffusion_lod",
+            "sweep_x",
+            ((lines + per_block - 1) // per_block,),
+            (tile["TILE"], tile["WARPS_X"]),
+            (c, u, g_arg, consts["alpha"], w[2], inv[2], *sizes),
+        )
+    return c
+
+
+def _lod_step_cuda(solver: FieldSolver, c: Any, dt_s: float, sources: Any, uptake: Any) -> Any:
+    if solver.dtype != np.float32:  # the kernels are float32; float64 (tests) takes the array path
+        return _lod_step_xp(solver, c, dt_s, sources, uptake)
+    from carabm.engine.kernels import launch  # noqa: PLC0415
+
+    return _lod_step_kernels(solver, c, dt_s, sources, uptake, launch)
+
+
+#: one LOD step, per implementation
+LOD_STEP: dict[str, Callable[..., Any]] = {"numpy": _lod_step_xp, "numba": _lod_step_numba, "cupy": _lod_step_cuda}
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,7 +329,8 @@ class FieldSolver:
     cpu_impl:
         On the NumPy backend: ``"numba"`` (compiled, parallel sweeps), ``"numpy"``
         (vectorised NumPy) or ``"auto"`` (numba when importable). Ignored on CuPy, which
-        uses the generic array path for now.
+        runs the CUDA kernels of ``kernels/diffusion_lod.cu`` for float32 (the generic
+        array path for float64).
     """
 
     def __init__(
@@ -277,6 +372,7 @@ class FieldSolver:
                 raise ValueError("cpu_impl: numba requested but numba is not importable; use 'numpy' or 'auto'")
             self.impl = cpu_impl
         self._scratch: dict[Any, Any] | None = None
+        self._kernel_cache: dict[Any, Any] = {}
         self._conductance: Any = None
         self._faces_cache: list[Any] | None = None
         self.set_conductance(conductance)

@@ -1,0 +1,289 @@
+"""The CUDA kernel loader: finds ``kernels/*.cu``, compiles each once per process, checks every launch.
+
+Owns finding the sources (package data, or ``$CARABM_KERNELS_DIR``), the ``#line`` prefix
+that makes compiler errors name the real file, the kernel signatures read from the sources,
+and :func:`launch`, which refuses bad arguments with a :class:`~carabm.errors.KernelError`.
+
+Signatures are parsed from each ``extern "C" __global__ void name(...)`` declaration, so the
+``.cu`` file is the single source of truth. Parameter types understood: ``float*``,
+``int*``, ``double*`` (with optional ``const`` / ``__restrict__``) and the scalars ``int``,
+``float``, ``double``. Scalars are converted to exactly that C type before launch: CuPy
+would otherwise pass a Python ``float`` as a ``double`` and an ``int`` as 64 bits, which
+a kernel expecting ``float`` / ``int`` would silently misread. Only the pure-Python parts
+(finding files, building the source, parsing, argument checks) run without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from carabm.errors import KernelError
+
+#: environment variable naming a folder of ``*.cu`` files to use instead of the installed ones
+KERNELS_DIR_ENV = "CARABM_KERNELS_DIR"
+
+#: NVRTC options for every module. ``--fmad=false`` forbids contracting ``a*b + c`` into one
+#: fused multiply-add, so each float32 operation rounds exactly as the NumPy reference's
+#: separate ufunc calls do (parity to the bit, not only to a tolerance); the kernels are
+#: memory-bound, so the extra instructions cost nothing measurable. IEEE division and
+#: denormals are NVRTC's defaults (``--prec-div=true``, ``--ftz=false``), as on the CPU.
+COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14", "--fmad=false")
+
+#: the 32-bit limits of an ``int`` kernel parameter
+_INT32 = np.iinfo(np.int32)
+
+_C_TYPES = {"float": np.dtype(np.float32), "int": np.dtype(np.int32), "double": np.dtype(np.float64)}
+_DECLARATION = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)', re.S)
+_DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)\s+(-?\d+)\s*(?://.*)?$", re.M)
+_COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One kernel parameter: its name, whether it is a pointer, and the element / scalar dtype."""
+
+    name: str
+    pointer: bool
+    dtype: np.dtype
+
+    def describe(self) -> str:
+        """The parameter as the C source spells it, e.g. ``float* c`` or ``int nz``."""
+        c_name = {v: k for k, v in _C_TYPES.items()}[self.dtype]
+        return f"{c_name}{'*' if self.pointer else ''} {self.name}"
+
+
+# ---------------------------------------------------------------------------------------
+# finding and reading sources (no GPU needed)
+
+
+def _candidate_dirs() -> list[Path]:
+    here = Path(__file__).resolve().parent  # carabm/engine
+    # 1. carabm/kernels: the installed package data (a symlink to kernels/ in a checkout);
+    # 2. the checkout's top-level kernels/, should the symlink be missing (e.g. on Windows).
+    return [here.parent / "kernels", here.parent.parent / "kernels"]
+
+
+def kernels_dir() -> Path:
+    """The folder holding the ``*.cu`` sources: ``$CARABM_KERNELS_DIR`` if set, else the installed ones."""
+    override = os.environ.get(KERNELS_DIR_ENV)
+    if override:
+        path = Path(override).expanduser()
+        if not path.is_dir():
+            raise KernelError(f"{KERNELS_DIR_ENV}={override}: not a folder; point it at a folder of *.cu files or unset it")
+        return path.resolve()
+    candidates = _candidate_dirs()
+    for path in candidates:
+        if path.is_dir() and any(path.glob("*.cu")):
+            return path.resolve()
+    searched = ", ".join(str(p) for p in candidates)
+    raise KernelError(
+        f"CUDA kernel sources (*.cu) not found (looked in {searched}); reinstall carabm "
+        f"or set {KERNELS_DIR_ENV} to the repository's kernels/ folder"
+    )
+
+
+def kernel_path(module: str) -> Path:
+    """The source file of kernel module ``module`` (``"diffusion_lod"`` -> ``.../diffusion_lod.cu``)."""
+    folder = kernels_dir()
+    path = folder / f"{module}.cu"
+    if not path.is_file():
+        available = ", ".join(sorted(p.stem for p in folder.glob("*.cu"))) or "none"
+        raise KernelError(f"kernel module {module!r}: no {path} (available in {folder}: {available})")
+    return path
+
+
+def build_source(path: Path) -> str:
+    """The source text to compile: a ``#line 1 "<real path>"`` directive, then the file unchanged.
+
+    The directive makes NVRTC (and nvcc) report errors against the real file and line
+    rather than an anonymous buffer; backslashes and quotes in the path are escaped.
+    """
+    real = str(Path(path).resolve())
+    quoted = real.replace("\\", "\\\\").replace('"', '\\"')
+    return f'#line 1 "{quoted}"\n' + Path(path).read_text(encoding="utf-8")
+
+
+def _parse_param(text: str, kernel: str) -> Param:
+    tokens = text.replace("*", " * ").split()
+    tokens = [t for t in tokens if t not in ("const", "__restrict__", "__restrict")]
+    pointer = "*" in tokens
+    tokens = [t for t in tokens if t != "*"]
+    if len(tokens) != 2 or tokens[0] not in _C_TYPES or not tokens[1].isidentifier() or tokens[1] in _C_TYPES:
+        raise KernelError(
+            f"kernel {kernel}: unsupported parameter {text.strip()!r} (use float*, int*, double*, int, float, double)"
+        )
+    return Param(tokens[1], pointer, _C_TYPES[tokens[0]])
+
+
+def parse_signatures(source: str) -> dict[str, tuple[Param, ...]]:
+    """Every ``extern "C" __global__`` kernel in ``source`` and its parameters, in order."""
+    code = _COMMENT.sub(" ", source)
+    signatures: dict[str, tuple[Param, ...]] = {}
+    for match in _DECLARATION.finditer(code):
+        name, params = match.group(1), match.group(2).strip()
+        if name in signatures:
+            raise KernelError(f"kernel {name}: declared twice")
+        parts = [p for p in params.split(",") if p.strip()] if params and params != "void" else []
+        signatures[name] = tuple(_parse_param(p, name) for p in parts)
+    return signatures
+
+
+def parse_constants(source: str) -> dict[str, int]:
+    """The integer ``#define NAME value`` constants of a source (launch shapes the host must match)."""
+    return {name: int(value) for name, value in _DEFINE.findall(source)}
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What the host needs to know of one ``.cu`` file, read without compiling it."""
+
+    path: Path
+    source: str
+    signatures: dict[str, tuple[Param, ...]]
+    constants: dict[str, int]
+
+
+_SOURCES: dict[Path, SourceInfo] = {}
+
+
+def source_info(module: str) -> SourceInfo:
+    """Read, prefix and parse ``<module>.cu`` (cached per path for the process)."""
+    path = kernel_path(module)
+    if path not in _SOURCES:
+        source = build_source(path)
+        _SOURCES[path] = SourceInfo(path, source, parse_signatures(source), parse_constants(source))
+    return _SOURCES[path]
+
+
+# ---------------------------------------------------------------------------------------
+# argument checks (no GPU needed: NumPy arrays and plain objects can be checked)
+
+
+def _device_of(array: Any) -> int | str | None:
+    """The CUDA device id of a CuPy array, ``"host"`` for a NumPy array, ``None`` if unknown."""
+    if isinstance(array, np.ndarray):
+        return "host"
+    device = getattr(array, "device", None)
+    device_id = getattr(device, "id", None)
+    return int(device_id) if device_id is not None else None
+
+
+def check_args(kernel: str, params: Sequence[Param], args: Sequence[Any], device: int | str) -> tuple[Any, ...]:
+    """Check ``args`` against a kernel's parameters; return them with scalars as exact C types.
+
+    Arrays must have the parameter's dtype, be C-contiguous and live on ``device`` (a CUDA
+    device id, or ``"host"`` for NumPy arrays, used when emulating kernels on the CPU).
+    Scalars must be of the right kind (an integer for ``int``; a real number for ``float``
+    and ``double``) and fit in the C type. Any mismatch is a :class:`KernelError` naming
+    the kernel, the parameter and what was wrong.
+    """
+    if len(args) != len(params):
+        expected = ", ".join(p.describe() for p in params)
+        raise KernelError(f"kernel {kernel}: expected {len(params)} arguments ({expected}), got {len(args)}")
+    checked: list[Any] = []
+    for param, arg in zip(params, args):
+        where = f"kernel {kernel}, argument {param.name} ({param.describe()})"
+        if param.pointer:
+            if not (hasattr(arg, "dtype") and hasattr(arg, "flags") and hasattr(arg, "shape")):
+                raise KernelError(f"{where}: expected an array, got {type(arg).__name__}")
+            if np.dtype(arg.dtype) != param.dtype:
+                raise KernelError(f"{where}: expected dtype {param.dtype.name}, got {np.dtype(arg.dtype).name}")
+            if not arg.flags.c_contiguous:
+                raise KernelError(f"{where}: array is not C-contiguous (pass xp.ascontiguousarray(...))")
+            on = _device_of(arg)
+            if on != device:
+                here = "the host (a NumPy array)" if on == "host" else f"device {on}"
+                there = "the host" if device == "host" else f"the current device {device}"
+                raise KernelError(f"{where}: array lives on {here}, expected {there}")
+            if getattr(arg, "size", 1) == 0:
+                raise KernelError(f"{where}: empty array (pass a 1-element placeholder for an unused input)")
+            checked.append(arg)
+            continue
+        if isinstance(arg, (bool, np.bool_)) or not isinstance(arg, (int, float, np.integer, np.floating)):
+            raise KernelError(f"{where}: expected a number, got {type(arg).__name__}")
+        if param.dtype == np.int32:
+            if not isinstance(arg, (int, np.integer)):
+                raise KernelError(f"{where}: expected an integer, got {arg!r}")
+            if not _INT32.min <= int(arg) <= _INT32.max:
+                raise KernelError(f"{where}: {int(arg)} does not fit in a 32-bit int")
+            checked.append(np.int32(arg))
+        else:
+            value = param.dtype.type(arg)
+            if np.isfinite(float(arg)) and not np.isfinite(value):
+                raise KernelError(f"{where}: {arg!r} overflows {param.dtype.name}")
+            checked.append(value)
+    return tuple(checked)
+
+
+def _check_shape(kernel: str, what: str, dims: Sequence[int]) -> tuple[int, int, int]:
+    dims = tuple(int(d) for d in dims)
+    if not 1 <= len(dims) <= 3 or min(dims) < 1:
+        raise KernelError(f"kernel {kernel}: {what} must be 1 to 3 positive sizes, got {dims}")
+    return dims + (1,) * (3 - len(dims))  # type: ignore[return-value]
+
+
+def check_launch_shape(
+    kernel: str, grid: Sequence[int], block: Sequence[int]
+) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Check grid and block sizes against CUDA's limits (block <= 1024 threads, grid.y/z <= 65535)."""
+    grid3 = _check_shape(kernel, "grid", grid)
+    block3 = _check_shape(kernel, "block", block)
+    if block3[0] * block3[1] * block3[2] > 1024 or block3[2] > 64:
+        raise KernelError(f"kernel {kernel}: block {block3} exceeds 1024 threads (or 64 in z)")
+    if grid3[0] > 2**31 - 1 or grid3[1] > 65535 or grid3[2] > 65535:
+        raise KernelError(f"kernel {kernel}: grid {grid3} exceeds CUDA's limits")
+    return grid3, block3
+
+
+#: a launcher: ``launch(module, kernel, grid, block, args)``; :func:`launch` on a GPU, an emulator in tests
+Launcher = Callable[[str, str, Sequence[int], Sequence[int], Sequence[Any]], None]
+
+
+# ---------------------------------------------------------------------------------------
+# compiling and launching (GPU only)
+
+_MODULES: dict[tuple[Path, int], Any] = {}
+
+
+def load_module(module: str) -> Any:
+    """The compiled ``cupy.RawModule`` of ``<module>.cu`` on the current device (compiled once per process).
+
+    CuPy keeps its own on-disk cache of compiled kernels (``$CUPY_CACHE_DIR``, by default
+    ``~/.cupy/kernel_cache``), so a later process skips NVRTC too. Every kernel of the file
+    is fetched here, so a compile error surfaces at first use with the compiler's log,
+    which names the real ``.cu`` file and line thanks to the ``#line`` directive.
+    """
+    from carabm.engine.backend import cupy_module  # noqa: PLC0415
+
+    cupy = cupy_module()
+    info = source_info(module)
+    key = (info.path, cupy.cuda.runtime.getDevice())
+    if key not in _MODULES:
+        try:
+            raw = cupy.RawModule(code=info.source, options=COMPILE_OPTIONS)
+            for name in info.signatures:
+                raw.get_function(name)
+        except Exception as exc:  # CompileException, CUDADriverError, ...
+            raise KernelError(f"kernel module {module} ({info.path}) failed to compile or load:\n{exc}") from exc
+        _MODULES[key] = raw
+    return _MODULES[key]
+
+
+def launch(module: str, kernel: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any]) -> None:
+    """Launch ``kernel`` of ``<module>.cu`` on the current stream after checking every argument."""
+    from carabm.engine.backend import cupy_module  # noqa: PLC0415
+
+    cupy = cupy_module()
+    info = source_info(module)
+    if kernel not in info.signatures:
+        raise KernelError(f"kernel {kernel}: not in {info.path} (has {', '.join(sorted(info.signatures)) or 'none'})")
+    checked = check_args(kernel, info.signatures[kernel], args, cupy.cuda.runtime.getDevice())
+    grid3, block3 = check_launch_shape(kernel, grid, block)
+    load_module(module).get_function(kernel)(grid3, block3, checked)
