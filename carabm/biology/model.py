@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from carabm.biology import bcell, cart, clinical, endothelium, macrophage, monocyte, myeloid
+from carabm.biology import bcell, cart, clinical, endothelium, macrophage, monocyte, myeloid, rules
 from carabm.biology.cytokines import INDEX, Secretion, transport
-from carabm.biology.therapies import Effects
+from carabm.biology.therapies import Effects, TherapyState
 from carabm.engine import rng_cpu
 from carabm.engine.agents import AgentStore, KindSpec
 from carabm.engine.backend import Backend
@@ -85,6 +85,9 @@ class CrsModel:
         self.step_index = 0
         self.index = dict(INDEX)
         self.effects = Effects()
+        self.therapy = TherapyState(config)
+        self.last_readouts: dict[str, float] = {}
+        self.row: dict[str, Any] = {}
         self.counters: Counter[str] = Counter()
         self.leak = 0.0
         self._dead_ids: list[Any] = []
@@ -218,9 +221,13 @@ class CrsModel:
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
         """One step: the layers of DESIGN.md in order."""
+        # 0. therapies due now (schedule, or a trigger on the last readouts) and their effects
+        self.therapy.administer(self.step_index * self.dt_h, self.last_readouts, self.dt_h)
+        self.effects.update(self.therapy.plasma, self.mean_bbb_integrity())
         self.step_index += 1
         self.secretion.clear()
         # 1-2. sense and decide (rules read fields and contacts; deaths applied together)
+        self._deplete()
         bcell.grow(self)
         cart.step(self)
         macrophage.step(self)
@@ -241,8 +248,29 @@ class CrsModel:
         k = len(CYTOKINES)
         self.fields = self.blood.step(self.fields, self.dt_s, self.secretion.sources.reshape((k,) + self.lattice.shape),
                                       self.secretion.uptake.reshape((k,) + self.lattice.shape))  # fmt: skip
-        # 6. endothelium / BBB and (later) therapy PK
+        # 6. endothelium / BBB, therapy PK
         endothelium.update(self)
+        self.therapy.advance_pk(self.dt_h)
+        # 7. readouts (also what the next step's triggers see)
+        self.row = self.readouts()
+
+    def _deplete(self) -> None:
+        """Depletion therapies remove monocytes/macrophages on the lattice and in the blood pool."""
+        for name, rate in self.effects.depletion_per_h.items():
+            if rate <= 0.0:
+                continue
+            p = rules.probability(rate, self.dt_h)
+            cells = self.slots_of(name)
+            self.mark_dead(cells[self.uniform(cells, f"deplete:{name}") < p])
+            k = self.store.kind_id(name)
+            if self.circulation.circulating[k]:
+                expected = self.circulation.pool[k] * p
+                removed = np.floor(expected + rng_cpu.to_unit(rng_cpu.random_bits(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")[0], np))
+                self.circulation.pool[k] = np.maximum(self.circulation.pool[k] - removed.astype(np.int64), 0)
+
+    def mean_bbb_integrity(self) -> float:
+        """Mean integrity over BBB voxels (1 = intact)."""
+        return float(self.integrity.reshape(-1)[self.bbb_voxels].mean()) if self.bbb_voxels.size else 1.0
 
     # ------------------------------------------------------------------ readouts
     def readouts(self) -> dict[str, Any]:
@@ -259,7 +287,7 @@ class CrsModel:
         for name, i in INDEX.items():
             row[f"serum/{name}"] = float(serum[i])
             row[f"cns/{name}"] = float(cns[i])
-        integrity = float(self.integrity.reshape(-1)[self.bbb_voxels].mean()) if self.bbb_voxels.size else 1.0
+        integrity = self.mean_bbb_integrity()
         row["bbb_integrity"] = integrity
         serum_free = {name: float(serum[i]) * free[name] for name, i in INDEX.items()}
         temperature = clinical.temperature_c(serum_free, self.config.clinical)
@@ -278,6 +306,9 @@ class CrsModel:
         for i, name in enumerate(CELL_TYPES[2:], start=2):
             row[f"activated/{name}"] = int(((kinds == i) & (states == myeloid.ACTIVATED)).sum())
         row["cns_infiltrate"] = int(np.isin(kinds, [0, 3]).astype(int)[self.backend.asnumpy(self.compartment_of(xp.arange(store.n))) == CNS].sum())
+        for name, pk in self.therapy.plasma.items():
+            row[f"drug/{name}"] = pk.conc_ug_ml
+        self.last_readouts = {key.replace("/", "."): float(value) for key, value in row.items()}
         return row
 
     def agents_snapshot(self) -> dict[str, np.ndarray]:

@@ -1,8 +1,11 @@
 """What macrophages, monocytes and microglia share: activation by signals, secretion, IL-6 uptake.
 
-Activation level ``a`` in [0, 1] follows ``da/dt = r_on S (1 - a) - r_off a``, where the
-signal ``S`` is the probabilistic OR of Hill responses to IFN-γ, GM-CSF, TNF-α, DAMPs,
-IL-1β and IL-6 (and CD40L contact with activated CAR-T cells), damped by IL-10. Secretion
+Activation level ``a`` in [0, 1] follows ``da/dt = r_on S (1 - a) - r_off a``. The signal
+``S = min(1, P (1 + g A)) / (1 + IL10/h10)``: priming ``P`` is the probabilistic OR of Hill
+responses to IFN-γ, GM-CSF and DAMPs and of CD40L contact with activated CAR-T cells; the
+amplifiers IL-1β, IL-6 and TNF-α (``A``, also an OR of Hill responses) multiply it by up to
+``1 + g``. Amplifiers alone do not activate a resting cell, so the resting state is stable
+and the storm needs the CAR-T trigger; IL-10 damps it. Secretion
 rises from a basal fraction to full with ``a``; IL-10 comes late (after ``il10_delay_h``
 of activation), closing the negative feedback loop.
 """
@@ -28,13 +31,15 @@ def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     xp, store = model.xp, model.store
     local = sense(model.fields_flat, model.voxel_of(cells))
     block = model.effects.signal_free_fraction(model.compartment_of(cells))
-    responses = [
-        rules.hill(local[name] * block[name], half_max, params.activation_hill)
-        for name, half_max in params.activation_half_max_pg_ml.as_dict().items()
-    ]
+    power = params.activation_hill
     cd40l = model.has_neighbour(cells, cart.NAME, state=cart.ACTIVATED)
-    responses.append(params.contact_signal * cd40l.astype(xp.float32))
-    signal = rules.any_of(*responses) * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * model.effects.myeloid_activation
+    priming = rules.any_of(
+        *[rules.hill(local[name] * block[name], h, power) for name, h in params.trigger_half_max_pg_ml.as_dict().items()],
+        params.contact_signal * cd40l.astype(xp.float32),
+    )
+    amplifier = rules.any_of(*[rules.hill(local[name] * block[name], h, power) for name, h in params.amplifier_half_max_pg_ml.as_dict().items()])
+    signal = xp.minimum(priming * (1.0 + params.amplification_gain * amplifier), 1.0)
+    signal = signal * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * model.effects.myeloid_activation
     level = rules.relax(store["activation"][cells], params.activation_per_h * signal, params.deactivation_per_h, model.dt_h)
     active = level > ACTIVE_THRESHOLD
     active_h = xp.where(active, store["active_h"][cells] + model.dt_h, xp.where(level < 0.2, 0.0, store["active_h"][cells]))

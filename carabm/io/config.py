@@ -147,7 +147,7 @@ class CarT(CellType):
     )
     activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
     kill_rate_per_h: float = Field(
-        0.25, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
+        0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
     )
     max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
     doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
@@ -174,19 +174,24 @@ class BCell(CellType):
 class Myeloid(CellType):
     """Macrophage-like activation: signals raise an activation level that drives secretion."""
 
-    activation_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IFNg=20.0, GMCSF=20.0, TNFa=100.0, DAMP=100.0, IL1b=200.0, IL6=1000.0),
-        description="half-maximal activating concentration per signal [pg/mL]; assumed",
+    trigger_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IFNg=20.0, GMCSF=20.0, DAMP=100.0),
+        description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed",
     )
+    amplifier_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IL1b=200.0, IL6=1000.0, TNFa=100.0),
+        description="half-maximal concentration of each amplifying signal [pg/mL]; they raise activation only of primed cells; assumed",
+    )
+    amplification_gain: float = Field(3.0, ge=0, description="fold rise of the priming signal at saturating amplifiers [1]; assumed")
     activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")
     contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
     activation_per_h: float = Field(0.4, ge=0, description="rate of activation at full signal [1/h]; assumed")
     deactivation_per_h: float = Field(0.2, ge=0, description="rate of return to rest [1/h]; assumed (about 3.5 h half-life)")
-    il10_half_max_pg_ml: float = Field(100.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
+    il10_half_max_pg_ml: float = Field(300.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
     il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=5e-4, IL1b=2e-4, MCP1=1e-3, TNFa=2e-4, IL10=2e-4),
-        description="secretion at full activation [pg/cell/h]; assumed: LPS-stimulated myeloid cells make 1-10 ng/1e6 cells/day in vitro",
+        CytokineMap(IL6=1e-2, IL1b=1e-3, MCP1=1e-3, TNFa=5e-4, IL10=1e-3),
+        description="secretion at full activation [pg/cell/h]; assumed: 10x the 1-10 ng/1e6 cells/day of LPS-stimulated myeloid cells in vitro, so that serum IL-6 reaches the levels of severe CRS",
     )
     basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
@@ -206,13 +211,13 @@ class Monocyte(Myeloid):
     initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
     speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=2e-3, IL1b=1e-3, MCP1=1e-3, TNFa=3e-4, IL10=1e-4),
-        description="secretion at full activation [pg/cell/h]; assumed 3-4x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source)",
+        CytokineMap(IL6=4e-2, IL1b=5e-3, TNFa=1e-3, IL10=5e-4),
+        description="secretion at full activation [pg/cell/h]; assumed 4-5x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source); no MCP-1, so recruited cells do not attract each other",
     )
     recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")
     mcp1_recruitment_gain: float = Field(20.0, ge=0, description="fold rise of extravasation at saturating MCP-1; assumed")
     mcp1_half_max_pg_ml: float = Field(50.0, gt=0, description="MCP-1 for half the rise [pg/mL]; assumed")
-    chemotaxis_sensitivity: float = Field(0.05, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
+    chemotaxis_sensitivity: float = Field(0.01, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
     differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
     blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
 
@@ -299,7 +304,7 @@ class Clinical(Strict):
     ice_half_max: float = Field(1.0, gt=0, description="CNS inflammation index halving the ICE score; assumed")
     ice_hill: float = Field(2.0, gt=0, description="Hill power of the ICE-score fall [1]; assumed")
     cns_signal_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=50.0, IL1b=15.0, TNFa=20.0, IFNg=30.0),
+        CytokineMap(IL6=200.0, IL1b=60.0, TNFa=80.0, IFNg=100.0),
         description="mean CNS level counting as one unit of the inflammation index, per cytokine [pg/mL]; assumed",
     )
     edema_integrity: float = Field(0.15, ge=0, le=1, description="mean BBB integrity below which cerebral edema (ICANS 4) is modelled; assumed")
@@ -315,6 +320,7 @@ class Therapy(Strict):
     dose_mg: float | None = Field(None, ge=0, description="flat dose [mg] (default: the clinical dose)")
     every_h: float | None = Field(None, gt=0, description="repeat interval [h]")
     max_doses: int = Field(1, ge=1, description="maximum number of administrations")
+    min_interval_h: float = Field(8.0, ge=0, description="triggers: minimum time between doses [h] (ASTCT: tocilizumab no sooner than 8 h)")
 
     @model_validator(mode="after")
     def _start_or_when(self) -> Therapy:
