@@ -215,7 +215,8 @@ def check_args(kernel: str, params: Sequence[Param], args: Sequence[Any], device
                 raise KernelError(f"{where}: {int(arg)} does not fit in a 32-bit int")
             checked.append(np.int32(arg))
         else:
-            value = param.dtype.type(arg)
+            with np.errstate(over="ignore"):
+                value = param.dtype.type(arg)
             if np.isfinite(float(arg)) and not np.isfinite(value):
                 raise KernelError(f"{where}: {arg!r} overflows {param.dtype.name}")
             checked.append(value)
