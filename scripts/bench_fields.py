@@ -1,9 +1,12 @@
 """Benchmark the cytokine field solver (K = 8 fields, float32, BBB-like conductance).
 
 Usage: python scripts/bench_fields.py --size small|medium|large --backend numpy|cupy|auto [--impl auto|numpy|numba]
+       [--peak-gbs GB/s]
 
 Prints a table, then one JSON line (the benchmarks contract in DESIGN.md); every reference
-is measured in the same run.
+is measured in the same run. On a GPU (``--backend cupy``) it adds the achieved memory
+bandwidth of the CUDA kernels against the device's peak (from the device's memory clock
+and bus width, or ``--peak-gbs``), using the byte model of :func:`kernel_bytes_per_step`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,35 @@ def conductance(n: int) -> np.ndarray:
     return g
 
 
+def kernel_bytes_per_step(n_values: int, conductance: bool, reaction: bool) -> int:
+    """DRAM bytes one step of kernels/diffusion_lod.cu moves for ``n_values`` = K x voxels (float32).
+
+    Per value and sweep: the forward pass reads c (and g with conductance) and writes c
+    (and u); the backward pass reads c (and u) and writes c: 7 accesses with conductance,
+    4 without. The reaction (fused into the z sweep) adds a read of S and of U. g is counted
+    once per field, as each field's lines read it and a large grid's g does not stay in L2.
+    """
+    per_sweep = 7 if conductance else 4
+    return 4 * n_values * (3 * per_sweep + (2 if reaction else 0))
+
+
+def peak_bandwidth_gbs(backend: Any) -> float:
+    """Theoretical DRAM bandwidth of the current GPU in GB/s: 2 x memory clock x bus width (DDR).
+
+    Read as device attributes (cudaDevAttrMemoryClockRate = 36 in kHz,
+    cudaDevAttrGlobalMemoryBusWidth = 37 in bits): CUDA 13 dropped these fields from
+    cudaDeviceProp. Pass ``--peak-gbs`` where the driver reports neither.
+    """
+    runtime = backend.xp.cuda.runtime
+    device = backend.xp.cuda.Device().id
+    try:
+        clock_khz = runtime.deviceGetAttribute(36, device)
+        bus_bits = runtime.deviceGetAttribute(37, device)
+    except Exception as exc:  # an old CuPy or a driver without the attributes
+        raise SystemExit(f"bench_fields: cannot read the GPU's memory clock ({exc}); pass --peak-gbs") from exc
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
+
+
 def time_steps(step: Any, sync: Any, repeats: int) -> float:
     """Median seconds of ``step()`` over ``repeats`` runs, after one warm-up."""
     step()
@@ -59,6 +91,7 @@ def main() -> None:
     parser.add_argument("--size", choices=SIZES, default="small")
     parser.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="auto")
     parser.add_argument("--impl", choices=("auto", "numpy", "numba"), default="auto")
+    parser.add_argument("--peak-gbs", type=float, default=None, help="GPU peak memory bandwidth, GB/s (default: from the device)")
     args = parser.parse_args()
     backend = get_backend(args.backend)
     n = SIZES[args.size]
@@ -91,9 +124,14 @@ def main() -> None:
     fields += 0  # touch pages before measuring memory
     warm = FieldSolver((8, 8, 8), VOXEL_UM, DIFFUSION, DECAY, backend=backend, conductance=g[:8, :8, :8], cpu_impl=args.impl)
     warm.step(warm.zeros(), DT_S)  # load compiled code first: memory below is the solver's working set
-    before = rss_bytes()
+    if backend.is_gpu:
+        memory_pool = backend.xp.get_default_memory_pool()
+        before = memory_pool.total_bytes()
+    else:
+        before = rss_bytes()
     t_main = time_steps(lambda: solver.step(fields, DT_S), backend.synchronize, repeats)
-    peak_extra = max(rss_bytes() - before, 0)
+    after = memory_pool.total_bytes() if backend.is_gpu else rss_bytes()
+    peak_extra = max(after - before, 0)
     sources = backend.asarray(host * 1e-3)
     uptake = backend.asarray(host * 1e-4)
     t_main_su = time_steps(lambda: solver.step(fields, DT_S, sources, uptake), backend.synchronize, repeats)
@@ -102,7 +140,7 @@ def main() -> None:
     numpy_solver = FieldSolver(shape, VOXEL_UM, DIFFUSION, DECAY, conductance=g, cpu_impl="numpy")
     host_fields = host.copy()
     t_numpy = time_steps(lambda: numpy_solver.step(host_fields, DT_S), lambda: None, 1 if n > 64 else 2)
-    label = f"{solver.impl} LOD"
+    label = "cuda LOD" if solver.impl == "cupy" else f"{solver.impl} LOD"
     add(
         f"{label} {n}^3x{N_FIELDS} updates/s", updates / t_main, "voxel*field/s", "numpy LOD", updates / t_numpy, t_numpy / t_main
     )
@@ -123,6 +161,20 @@ def main() -> None:
         1.0,
         peak_extra / field_bytes,
     )
+
+    # GPU: achieved bandwidth of the kernels against the device's peak
+    if backend.is_gpu:
+        peak = args.peak_gbs or peak_bandwidth_gbs(backend)
+        for case_name, seconds, reaction in (("", t_main, False), (" +sources+uptake", t_main_su, True)):
+            achieved = kernel_bytes_per_step(updates, True, reaction) / seconds / 1e9
+            add(
+                f"{label} {n}^3x{N_FIELDS}{case_name} achieved bandwidth",
+                achieved,
+                "GB/s",
+                f"peak DRAM bandwidth{' (--peak-gbs)' if args.peak_gbs else ''}",
+                peak,
+                achieved / peak,
+            )
 
     # reference: explicit Euler at its stable step, work per simulated hour
     dt_explicit = VOXEL_UM**2 / (6 * max(DIFFUSION)) * 0.99
