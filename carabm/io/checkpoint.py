@@ -230,8 +230,8 @@ def model_state(model: Any) -> dict[str, Any]:
         "circulation_pool": np.array(model.circulation.pool),
         "store": {"n": int(store.n), "next_id": int(store.next_id), "columns": columns},
     }
-    extras = {name: getattr(model, name) for name in EXTRA_STATE if hasattr(model, name)}
-    return {"__kind__": "dict", "items": {"core": to_tree(state, "model"), "extras": to_tree(extras, "model")}}
+    extras = {name: to_tree(getattr(model, name), f"model.{name}") for name in EXTRA_STATE if hasattr(model, name)}
+    return {"__kind__": "dict", "items": {"core": to_tree(state, "model"), "extras": {"__kind__": "dict", "items": extras}}}
 
 
 def restore_model_state(model: Any, tree: dict[str, Any]) -> None:

@@ -1,0 +1,249 @@
+"""Checkpoint/restart: complete state, atomic files, bit-identical resume (also after SIGKILL), branches."""
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from carabm.errors import InputFileError
+from carabm.io.checkpoint import (
+    CheckpointError,
+    checkpoint_path,
+    model_state,
+    read_checkpoint,
+    restore_model_state,
+    write_checkpoint,
+)
+from carabm.io.config import load_config
+from carabm.simulation import Simulation, run
+
+ROOT = Path(__file__).parents[2]
+QUICK = ROOT / "configs" / "quickstart.yaml"
+SMALL = ["lattice.shape=[6, 16, 30]", "cells.bcell.initial_count=150", "cells.macrophage.initial_count=30",
+         "cells.monocyte.initial_count=5", "cells.microglia.initial_count=10"]  # fmt: skip
+
+
+def small_config(*extra, backend="numpy"):
+    return load_config(QUICK, SMALL + [f"run.backend={backend}", *extra])
+
+
+def state_arrays(model):
+    """Every leaf of the model's state tree, flattened to {path: value}."""
+    out = {}
+
+    def walk(tree, path):
+        if "value" in tree:
+            out[path] = tree["value"]
+        for key, sub in tree.get("items", {}).items():
+            walk(sub, f"{path}/{key}")
+        if "state" in tree:
+            walk(tree["state"], f"{path}/state")
+
+    walk(model_state(model), "")
+    return out
+
+
+def assert_same_state(a, b):
+    sa, sb = state_arrays(a), state_arrays(b)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        x, y = np.asarray(sa[key]), np.asarray(sb[key])
+        assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), key
+
+
+def test_restore_then_step_is_bit_identical(tmp_path):
+    config = small_config()
+    reference = Simulation(config)
+    for _ in range(15):
+        reference.step()
+    reference.model.effects.cart_signalling = 0.25  # therapy state must travel too
+    reference.model.effects.free["cns"]["IL6"] = 0.5
+    path = write_checkpoint(tmp_path / "a.ckpt", reference.model, run_id="r", timeseries_rows=16, config_yaml=config.to_yaml(),
+                            backend="numpy")  # fmt: skip
+    assert not (tmp_path / "a.ckpt.tmp").exists()
+    resumed = Simulation(config)
+    restore_model_state(resumed.model, read_checkpoint(path).state)
+    assert resumed.step_index == 15 and resumed.model.effects.free["cns"]["IL6"] == 0.5
+    assert_same_state(reference.model, resumed.model)
+    resumed.model.store.check()
+    for _ in range(10):
+        reference.step()
+        resumed.step()
+        assert reference.readouts() == resumed.readouts()
+    assert_same_state(reference.model, resumed.model)
+
+
+class _Schedule:
+    """Stands in for a therapy object with its own checkpoint hooks."""
+
+    def __init__(self):
+        self.doses = [1.0]
+
+    def checkpoint_state(self):
+        return {"doses": np.asarray(self.doses)}
+
+    def restore_checkpoint_state(self, state):
+        self.doses = list(state["doses"])
+
+
+def test_therapy_objects_and_unsupported_state(tmp_path):
+    config = small_config()
+    sim = Simulation(config)
+    sim.model.therapy = _Schedule()
+    sim.model.therapy.doses.append(2.5)
+    write_checkpoint(tmp_path / "t.ckpt", sim.model, run_id="r", timeseries_rows=1, config_yaml="", backend="numpy")
+    other = Simulation(config)
+    other.model.therapy = _Schedule()
+    restore_model_state(other.model, read_checkpoint(tmp_path / "t.ckpt").state)
+    assert other.model.therapy.doses == [1.0, 2.5]
+    sim.model.therapy = object()  # no __dict__, no hooks: must fail loudly, not be skipped
+    with pytest.raises(CheckpointError, match="model.therapy: cannot checkpoint"):
+        model_state(sim.model)
+
+
+def test_checkpoint_rejects_another_lattice(tmp_path):
+    sim = Simulation(small_config())
+    write_checkpoint(tmp_path / "c.ckpt", sim.model, run_id="r", timeseries_rows=1, config_yaml="", backend="numpy")
+    other = Simulation(small_config("lattice.shape=[6, 16, 32]"))
+    with pytest.raises(CheckpointError, match="lattice.shape"):
+        restore_model_state(other.model, read_checkpoint(tmp_path / "c.ckpt").state)
+
+
+@pytest.mark.gpu
+def test_checkpoint_moves_between_backends(tmp_path):
+    cpu = Simulation(small_config())
+    for _ in range(5):
+        cpu.step()
+    write_checkpoint(tmp_path / "x.ckpt", cpu.model, run_id="r", timeseries_rows=6, config_yaml="", backend="numpy")
+    gpu = Simulation(small_config(backend="cupy"))
+    restore_model_state(gpu.model, read_checkpoint(tmp_path / "x.ckpt").state)
+    assert_same_state(cpu.model, gpu.model)
+    gpu.step()
+    gpu.model.store.check()
+
+
+# ----------------------------------------------------------------------------- the command line
+
+CLI_SET = [f"--set={s}" for s in SMALL] + ["--set=run.duration_h=12", "--set=run.checkpoint_every_h=3",
+                                           "--set=run.snapshot_every_h=2", "--backend=numpy"]  # fmt: skip
+
+
+def cli(*args):
+    return [sys.executable, "-m", "carabm", *map(str, args)]
+
+
+class Result:
+    def __init__(self, returncode, captured):
+        self.returncode, self.stdout, self.stderr = returncode, captured.out, captured.err
+
+
+def main(capsys, *args):
+    """The real command line, in this process (faster than a subprocess)."""
+    from carabm.cli import main as carabm_main
+
+    capsys.readouterr()
+    code = carabm_main([str(a) for a in args])
+    return Result(code, capsys.readouterr())
+
+
+def _datasets(path, group):
+    out = {}
+    with h5py.File(path) as f:
+        f[group].visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _assert_same_group(a, b, group):
+    da, db = _datasets(a, group), _datasets(b, group)
+    assert da.keys() == db.keys(), group
+    for key in da:
+        assert da[key].dtype == db[key].dtype and np.array_equal(da[key], db[key]), f"{group}/{key}"
+
+
+def _checkpoint_time(path):
+    try:
+        with h5py.File(path, "r") as f:
+            return float(f.attrs["time_h"])
+    except (OSError, KeyError):
+        return -1.0
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, capsys):
+    killed, whole = tmp_path / "killed.h5", tmp_path / "whole.h5"
+    uninterrupted = subprocess.Popen(cli("run", QUICK, "--out", whole, *CLI_SET), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    victim = subprocess.Popen(cli("run", QUICK, "--out", killed, *CLI_SET), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while _checkpoint_time(checkpoint_path(killed)) < 3.0 and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)  # a few steps past the checkpoint: rows and perhaps a snapshot to truncate
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait() == -signal.SIGKILL, "the run ended before it could be killed; lengthen run.duration_h"
+    assert uninterrupted.wait() == 0, uninterrupted.stderr.read()
+
+    with h5py.File(killed) as f:  # a killed run leaves a readable file
+        assert f.attrs["status"] == "running" and f["timeseries/time_h"].shape[0] > 0
+    ckpt_time = read_checkpoint(checkpoint_path(killed)).time_h
+    assert 3.0 <= ckpt_time < 12.0
+
+    resumed = subprocess.run(cli("run", "--resume", killed), capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    _assert_same_group(killed, whole, "timeseries")
+    _assert_same_group(killed, whole, "snapshots")
+    with h5py.File(killed) as f:
+        assert f.attrs["status"] == "complete" and "resumed at step" in f.attrs["resume_history"]
+    # the final state (the end-of-run checkpoints) is identical too
+    a, b = read_checkpoint(checkpoint_path(killed)), read_checkpoint(checkpoint_path(whole))
+    assert a.step_index == b.step_index == 120
+    _assert_same_group(checkpoint_path(killed), checkpoint_path(whole), "state")
+    again = main(capsys, "run", "--resume", killed)
+    assert again.returncode == 0 and "already complete" in again.stdout
+
+
+def test_resume_branch_and_its_errors(tmp_path, capsys):
+    parent = tmp_path / "parent.h5"
+    config = small_config("run.duration_h=3", "run.checkpoint_every_h=2", "run.snapshot_every_h=1")
+    run(config, out=parent)
+    changed = ["--set", "cells.cart.kill_rate_per_h=0.1", "--set", "run.duration_h=5"]
+    same_file = main(capsys, "run", "--resume", parent, *changed)
+    assert same_file.returncode == 2 and "starts a branch; give --out NEW.h5" in same_file.stderr
+    assert len(same_file.stderr.strip().splitlines()) == 1
+
+    branch = tmp_path / "branch.h5"
+    made = main(capsys, "run", "--resume", parent, *changed, "--out", branch)
+    assert made.returncode == 0, made.stderr
+    with h5py.File(parent) as p, h5py.File(branch) as b:
+        assert b.attrs["parent_run"] == str(parent.resolve()) and b.attrs["branch_time_h"] == 3.0
+        assert "cells.cart.kill_rate_per_h" in b.attrs["branch_changes"]
+        rows = p["timeseries/time_h"].shape[0]
+        np.testing.assert_array_equal(b["timeseries/serum/IL6"][:rows], p["timeseries/serum/IL6"][()])
+        assert b["timeseries/time_h"][-1] == pytest.approx(5.0) and "kill_rate_per_h: 0.1" in b["config"][()].decode()
+        assert sorted(b["snapshots"]) == ["000030", "000040", "000050"]
+    exists = main(capsys, "run", "--resume", parent, *changed, "--out", branch)
+    assert exists.returncode == 2 and "exists; pass --overwrite" in exists.stderr
+
+    lattice = main(capsys, "run", "--resume", parent, "--set", "lattice.shape=[6,16,32]", "--out", tmp_path / "l.h5")
+    assert lattice.returncode == 2 and "cannot change lattice.shape" in lattice.stderr
+
+    checkpoint_path(parent).unlink()
+    no_ckpt = main(capsys, "run", "--resume", parent)
+    assert no_ckpt.returncode == 2 and "no checkpoint" in no_ckpt.stderr and "Traceback" not in no_ckpt.stderr
+
+
+def test_resume_refuses_bad_files(tmp_path, capsys):
+    text = tmp_path / "x.h5"
+    text.write_text("hello")
+    for path, expected in ((tmp_path / "none.h5", "no such file"), (text, "not an HDF5 file")):
+        result = main(capsys, "run", "--resume", path)
+        assert result.returncode == 2 and expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    with pytest.raises(InputFileError, match="another run"):
+        a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+        config = small_config("run.duration_h=0.2")
+        run(config, out=a)
+        run(config, out=b)
+        checkpoint_path(a).replace(checkpoint_path(b))
+        run(None, resume=b)
