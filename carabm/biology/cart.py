@@ -8,7 +8,7 @@ secretion need it above zero (a cell re-entering from the blood pool starts at z
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from carabm.biology import bcell, rules
 
@@ -94,3 +94,9 @@ def pool_step(model: CrsModel) -> None:
         whole = int(expected)
         whole += int(model.uniform_scalar(f"cart:pool_death:{state}") < expected - whole)
         pool[k, state] = max(0, pool[k, state] - whole)
+
+
+def engaged(model: CrsModel) -> Any:
+    """Per agent: an activated CAR-T cell still stimulated by antigen (expresses CD40L)."""
+    store = model.store
+    return (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)

@@ -187,14 +187,14 @@ class CrsModel:
         slot = xp.where(has, nb[xp.arange(cells.size), column], -1)
         return slot, has
 
-    def has_neighbour(self, cells: Any, kind: str, state: int | None = None) -> Any:
-        """Whether each cell has a neighbour of ``kind`` (and ``state``)."""
+    def has_neighbour(self, cells: Any, kind: str, where: Any = None) -> Any:
+        """Whether each cell has a neighbour of ``kind`` (among agents where ``where`` [n] is true)."""
         xp = self.xp
         nb = self.neighbours()[cells]
         safe = xp.maximum(nb, 0)
         hit = (nb >= 0) & (self.store.kind[safe] == self.store.kind_id(kind))
-        if state is not None:
-            hit &= self.store.state[safe] == state
+        if where is not None:
+            hit &= where[safe]
         return hit.any(axis=1)
 
     def mark_dead(self, slots: Any) -> None:

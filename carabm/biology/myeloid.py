@@ -32,7 +32,7 @@ def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     local = sense(model.fields_flat, model.voxel_of(cells))
     block = model.effects.signal_free_fraction(model.compartment_of(cells))
     power = params.activation_hill
-    cd40l = model.has_neighbour(cells, cart.NAME, state=cart.ACTIVATED)
+    cd40l = model.has_neighbour(cells, cart.NAME, where=cart.engaged(model))
     priming = rules.any_of(
         *[rules.hill(local[name] * block[name], h, power) for name, h in params.trigger_half_max_pg_ml.as_dict().items()],
         params.contact_signal * cd40l.astype(xp.float32),

@@ -287,7 +287,7 @@ class Endothelium(Strict):
         description="serum level for half-maximal systemic capillary leak, per cytokine [pg/mL]; assumed",
     )
     leak_per_h: float = Field(0.15, ge=0, description="systemic leak rise rate at full activation [1/h]; assumed")
-    leak_recovery_per_h: float = Field(0.05, ge=0, description="systemic leak recovery rate [1/h]; assumed")
+    leak_recovery_per_h: float = Field(0.08, ge=0, description="systemic leak recovery rate [1/h]; assumed")
 
 
 class Clinical(Strict):

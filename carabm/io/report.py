@@ -206,11 +206,13 @@ def _save(fig: Any, path: Path, runs: list[RunSeries]) -> Path:
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
-    if len(runs) > 1 and handles:
+    legend = len(runs) > 1 and bool(handles)
+    if legend:
         fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-        fig.tight_layout(rect=(0, 0.06, 1, 0.96))
-    else:
-        fig.tight_layout(rect=(0, 0, 1, 0.96))
+    # fixed margins instead of tight_layout: a third of the time, same look for these grids
+    inches_w, inches_h = fig.get_size_inches()
+    fig.subplots_adjust(left=0.75 / inches_w, right=1 - 0.2 / inches_w, top=1 - 0.75 / inches_h,
+                        bottom=(0.95 if legend else 0.6) / inches_h, wspace=0.35, hspace=0.55)  # fmt: skip
     fig.savefig(path, dpi=110)
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -245,7 +247,11 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, yla
             ax.set_ylim(-0.2, 4.2)
             ax.set_yticks(range(5))
         if positive:
+            from matplotlib.ticker import LogLocator, NullLocator  # noqa: PLC0415
+
             ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(numticks=6))
+            ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds per figure
         elif log:
             ax.text(0.5, 0.5, "zero throughout", transform=ax.transAxes, ha="center", va="center", color="0.5")
         ax.set_title(panel_title, fontsize=10)

@@ -1,0 +1,17 @@
+"""VALIDATION.md facts 1, 2, 3 and 7, each checked on the real model at reduced size (the
+quickstart patient, 12 days, 10-minute steps). The multi-seed version is ``scripts/validate.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from carabm.validation import FACTS
+
+pytestmark = pytest.mark.slow
+BIOLOGY_FACTS = [f for f in FACTS if f.number in (1, 2, 3, 7)]
+
+
+@pytest.mark.parametrize("fact", BIOLOGY_FACTS, ids=lambda f: f"fact{f.number}")
+def test_fact(scenario, fact):
+    passed, numbers = fact.check(*[scenario(name) for name in fact.scenarios])
+    assert passed, f"fact {fact.number} ({fact.text}): {numbers}"
