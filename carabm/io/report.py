@@ -257,8 +257,10 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, yla
         ax.set_title(panel_title, fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.grid(True, alpha=0.3)
+    last_day = max(float(r.time_h[-1]) for r in runs) / HOURS_PER_DAY
     for ax in axes:
         ax.set_xlabel("day after infusion", fontsize=8)
+        ax.set_xlim(0, max(last_day, 1e-3))
     if len(axes):
         _annotate_events(axes[0], runs)
     return _save(fig, path, runs)
