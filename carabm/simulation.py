@@ -18,7 +18,7 @@ from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_ma
 from carabm.errors import ConfigError, InputFileError
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
 from carabm.io.config import CYTOKINES, Config, config_from_text, load_config
-from carabm.io.hdf5 import RunWriter, check_run_file, read_config_text
+from carabm.io.hdf5 import RunWriter, check_run_file, open_read, read_config_text
 from carabm.io.xdmf import write_xdmf
 
 log = logging.getLogger("carabm")
@@ -212,14 +212,13 @@ def _resume(
     progress: bool | None,
 ) -> dict[str, Any]:
     """Continue (or branch) a run from the checkpoint beside ``parent``."""
-    import h5py  # noqa: PLC0415
 
     parent = Path(parent)
     check_run_file(parent)
     ckpt_file = checkpoint_path(parent)
     ckpt = read_checkpoint(ckpt_file)
     stored = config_from_text(read_config_text(parent))
-    with h5py.File(parent, "r") as f:
+    with open_read(parent) as f:
         run_id = str(f.attrs.get("run_id", ""))
         run_id = run_id.decode() if isinstance(run_id, bytes) else run_id
         rows_in_file = int(f["timeseries/time_h"].shape[0])
@@ -256,7 +255,7 @@ def _resume(
             return _loop(sim, config, writer, progress)
     _check_new_output(out, overwrite)
     log.info("branching %s at %.3g h into %s (changed: %s)", parent, sim.time_h, out, ", ".join(changed) or "nothing")
-    with RunWriter(out, "w" if overwrite else "x") as writer, h5py.File(parent, "r") as source:
+    with RunWriter(out, "w" if overwrite else "x") as writer, open_read(parent) as source:
         writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
         writer.set_status("running", parent_run=str(parent.resolve()), branch_time_h=float(sim.time_h),
                           branch_step=int(sim.step_index), branch_changes=", ".join(changed))  # fmt: skip

@@ -89,3 +89,27 @@ def test_same_seed_same_placement(tmp_path):
         pa, pb, pc = (f["snapshots/000000/agents/position"][()] for f in (fa, fb, fc))
     assert (pa == pb).all()
     assert not (pa == pc).all()
+
+
+def test_run_needs_config_or_resume():
+    result = carabm_cli("run")
+    assert result.returncode == 2 and "give a CONFIG to run, or --resume FILE.h5" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_run_writes_in_place_with_checkpoint_and_sidecar(tmp_path):
+    out = tmp_path / "run.h5"
+    assert carabm_cli("run", QUICK, "--out", out, "--backend", "numpy", *TINY).returncode == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.h5", "run.h5.ckpt", "run.xmf"]  # no .partial, no .tmp
+    with h5py.File(out) as f:
+        assert f.attrs["status"] == "complete"
+
+
+def test_report_and_view_refuse_bad_files(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = [1, 2]
+    for command in ("report", "view"):
+        result = carabm_cli(command, foreign)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert result.stderr.strip() == f"carabm {command}: error: {foreign}: an HDF5 file, but not a carabm run output (no carabm_version attribute)"

@@ -269,6 +269,11 @@ class RunWriter:
 # --------------------------------------------------------------------------- reading
 
 
+def open_read(path: str | Path) -> h5py.File:
+    """Open a run file read-only without HDF5 file locking, so a run still writing it can be read (up to its last flush)."""
+    return h5py.File(path, "r", locking=False)
+
+
 def check_run_file(path: str | Path, *, need_timeseries: bool = True) -> None:
     """Raise :class:`InputFileError` unless ``path`` is a readable carabm output of a known schema.
 
@@ -283,7 +288,7 @@ def check_run_file(path: str | Path, *, need_timeseries: bool = True) -> None:
     if not h5py.is_hdf5(path):
         raise InputFileError(f"{path}: not an HDF5 file (another format, or truncated); give the .h5 output of 'carabm run'")
     try:
-        with h5py.File(path, "r") as f:
+        with open_read(path) as f:
             if "carabm_version" not in f.attrs or "schema_version" not in f.attrs:
                 raise InputFileError(f"{path}: an HDF5 file, but not a carabm run output (no carabm_version attribute)")
             schema = int(f.attrs["schema_version"])
@@ -302,7 +307,7 @@ def check_run_file(path: str | Path, *, need_timeseries: bool = True) -> None:
 
 def read_config_text(path: str | Path) -> str:
     """The resolved config YAML stored in a run file."""
-    with h5py.File(path, "r") as f:
+    with open_read(path) as f:
         return str(_decode(f["config"][()]))
 
 
@@ -318,7 +323,7 @@ def open_run(path: str | Path) -> Any:
 
     check_run_file(path)
     columns: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
-    with h5py.File(path, "r") as f:
+    with open_read(path) as f:
         ts = f["timeseries"]
         time = ts["time_h"][()]
 
@@ -346,7 +351,7 @@ class Snapshots:
     def __init__(self, path: str | Path):
         check_run_file(path, need_timeseries=False)
         self.path = Path(path)
-        with h5py.File(self.path, "r") as f:
+        with open_read(self.path) as f:
             group = f.get("snapshots", {})
             self.names: list[str] = sorted(group)
             self.times_h = np.array([float(group[n].attrs["time_h"]) for n in self.names])
@@ -360,7 +365,7 @@ class Snapshots:
         if not -len(self) <= i < len(self):
             raise IndexError(f"snapshot {i} out of range; the run has {len(self)}")
         name = self.names[i]
-        with h5py.File(self.path, "r") as f:
+        with open_read(self.path) as f:
             group = f[f"snapshots/{name}"]
             fields = {k: v[()] for k, v in group.get("fields", {}).items()}
             agents = {k: v[()] for k, v in group.get("agents", {}).items()}

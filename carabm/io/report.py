@@ -17,7 +17,7 @@ import numpy as np
 
 from carabm.errors import InputFileError
 from carabm.io.config import CELL_TYPES, CYTOKINES
-from carabm.io.hdf5 import check_run_file
+from carabm.io.hdf5 import check_run_file, open_read
 
 HOURS_PER_DAY = 24.0
 SURROGATE = "model surrogate"
@@ -46,7 +46,7 @@ def read_series(path: str | Path, label: str | None = None) -> RunSeries:
     path = Path(path)
     check_run_file(path)
     columns: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as f:
+    with open_read(path) as f:
         time_h = f["timeseries/time_h"][()]
 
         def visit(name: str, obj: Any) -> None:

@@ -104,7 +104,7 @@ def write_xdmf(h5: str | Path | h5py.File, xmf: str | Path | None = None) -> Pat
         text = xdmf_text(h5, h5_path.name)
     else:
         h5_path = Path(h5)
-        with h5py.File(h5_path, "r") as f:
+        with h5py.File(h5_path, "r", locking=False) as f:
             text = xdmf_text(f, h5_path.name)
     xmf = Path(xmf) if xmf is not None else xdmf_path(h5_path)
     if xmf.parent.resolve() != h5_path.parent.resolve():

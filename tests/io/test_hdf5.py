@@ -115,10 +115,12 @@ def test_writer_flushes_so_an_open_file_is_readable(tmp_path, small_run):
 
         writer.write_header("x: 1\n", 1, "numpy", build_lattice(small_config()))
         writer.append_timeseries({"time_h": np.arange(3.0), "serum/IL6": np.ones(3)})
+        assert open_run(path).sizes["time_h"] == 3  # read while the writer holds it (no HDF5 lock taken)
+        writer.append_timeseries({"time_h": np.arange(3.0, 5.0), "serum/IL6": np.ones(2)})
         copy = tmp_path / "copy.h5"
         shutil.copy(path, copy)  # what a killed run leaves behind
         ds = open_run(copy)
-        assert ds.sizes["time_h"] == 3 and ds.attrs["status"] == "running"
+        assert ds.sizes["time_h"] == 5 and ds.attrs["status"] == "running"
     finally:
         writer.close()
 
