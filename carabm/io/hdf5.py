@@ -89,7 +89,7 @@ class RunWriter:
 
     def __init__(self, path: str | Path, mode: str = "x"):
         self.path = Path(path)
-        self.file = h5py.File(self.path, mode)
+        self.file = h5py.File(self.path, mode, locking=False)  # readers may look while the run writes
         self._rows = int(self.file["timeseries/time_h"].shape[0]) if "timeseries/time_h" in self.file else 0
 
     @property
