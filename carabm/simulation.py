@@ -191,6 +191,8 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
             if snapshot_due or checkpoint_due or i % flush_every == 0:
                 writer.append_timeseries(_stack(rows))
                 rows = []
+                if sim.model.therapy.events:
+                    writer.write_events(sim.model.therapy.events)
             if snapshot_due:
                 _snapshot(writer, sim)
             if checkpoint_due:

@@ -175,8 +175,8 @@ class Myeloid(CellType):
     """Macrophage-like activation: signals raise an activation level that drives secretion."""
 
     trigger_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IFNg=20.0, GMCSF=20.0, DAMP=100.0),
-        description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed",
+        CytokineMap(IFNg=1000.0, GMCSF=500.0, DAMP=100.0),
+        description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed: ng/mL range as for IFN-g and GM-CSF priming of macrophages in vitro",
     )
     amplifier_half_max_pg_ml: CytokineMap = Field(
         CytokineMap(IL1b=200.0, IL6=1000.0, TNFa=100.0),

@@ -184,6 +184,24 @@ class RunWriter:
         self.file.flush()
 
     # ------------------------------------------------------------------ snapshots
+    def write_events(self, events: list[tuple[float, str, float, str]]) -> None:
+        """Replace ``therapy/events`` with all administrations so far: columns time_h, drug, dose_mg, reason."""
+        if "therapy/events" in self.file:
+            del self.file["therapy/events"]
+        group = self.file.create_group("therapy/events")
+        group.attrs["description"] = "one row per drug administration"
+        text = h5py.string_dtype()
+        columns = {
+            "time_h": (np.array([e[0] for e in events], dtype=np.float64), "h"),
+            "drug": (np.array([e[1] for e in events], dtype=object), ""),
+            "dose_mg": (np.array([e[2] for e in events], dtype=np.float64), "mg"),
+            "reason": (np.array([e[3] for e in events], dtype=object), ""),
+        }
+        for name, (values, units) in columns.items():
+            ds = group.create_dataset(name, data=values, dtype=text if values.dtype == object else values.dtype)
+            ds.attrs["units"] = units
+        self.file.flush()
+
     def write_snapshot(
         self,
         index: int,

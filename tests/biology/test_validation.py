@@ -1,5 +1,5 @@
-"""VALIDATION.md facts 1, 2, 3 and 7, each checked on the real model at reduced size (the
-quickstart patient, 12 days, 10-minute steps). The multi-seed version is ``scripts/validate.py``."""
+"""VALIDATION.md facts, each checked on the real model at reduced size (configs/quickstart.yaml,
+14 days on a small lattice). The multi-seed version with the report is ``scripts/validate.py``."""
 
 from __future__ import annotations
 
