@@ -147,7 +147,7 @@ class CarT(CellType):
     )
     activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
     kill_rate_per_h: float = Field(
-        0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, about 1 target/h)"
+        0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, one target per ~8 h of contact)"
     )
     max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
     doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")

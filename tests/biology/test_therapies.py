@@ -1,0 +1,105 @@
+"""Therapies: PK against closed forms, Emax PD, schedules, triggers and their guard rails."""
+
+import math
+
+import pytest
+
+from carabm.biology.drugs import DRUGS
+from carabm.biology.therapies import Effects, Plasma, TherapyState, dose_mg, occupancy
+from carabm.biology.triggers import TriggerSyntaxError, parse_trigger
+from carabm.io.config import load_config
+
+
+def test_iv_bolus_follows_its_half_life():
+    drug = DRUGS["tocilizumab"]
+    pk = Plasma(drug, volume_l=7.0)
+    pk.dose(560.0)
+    assert pk.conc_ug_ml == pytest.approx(80.0)
+    for _ in range(int(drug.half_life_h)):
+        pk.advance(1.0)
+    assert pk.conc_ug_ml == pytest.approx(40.0, rel=1e-9)
+
+
+def test_sc_absorption_matches_the_bateman_function():
+    drug = DRUGS["anakinra"]
+    volume = 14.0
+    pk = Plasma(drug, volume)
+    pk.dose(100.0)
+    t, dt = 0.0, 0.1
+    for _ in range(60):
+        pk.advance(dt)
+        t += dt
+    k, ka = math.log(2) / drug.half_life_h, drug.absorption_per_h
+    bateman = 100.0 / volume * ka / (ka - k) * (math.exp(-k * t) - math.exp(-ka * t))
+    assert pk.conc_ug_ml == pytest.approx(bateman, rel=1e-9)
+
+
+def test_repeated_dosing_accumulates_to_the_geometric_limit():
+    drug = DRUGS["dexamethasone"]
+    pk = Plasma(drug, volume_l=50.0)
+    tau = 6.0
+    r = math.exp(-math.log(2) / drug.half_life_h * tau)
+    for _ in range(40):
+        pk.dose(10.0)
+        for _ in range(60):
+            pk.advance(tau / 60)
+    trough = pk.conc_ug_ml
+    assert trough == pytest.approx(10.0 / 50.0 * r / (1 - r), rel=1e-6)
+
+
+def test_emax_and_default_doses():
+    drug = DRUGS["tocilizumab"]
+    assert occupancy(drug.ec50_ug_ml, drug) == pytest.approx(drug.emax / 2)
+    assert occupancy(0.0, drug) == 0.0
+    config = load_config(None, ["therapies=[{drug: tocilizumab, start_h: 0}, {drug: anakinra, start_h: 0}]", "patient.weight_kg=120"])
+    assert dose_mg(config.therapies[0], drug, 120.0) == 800.0  # 8 mg/kg capped at 800 mg
+    assert dose_mg(config.therapies[1], DRUGS["anakinra"], 120.0) == 100.0
+
+
+def test_effects_block_their_targets_and_bbb_limits_antibodies():
+    state = TherapyState(load_config(None, ["therapies=[{drug: tocilizumab, start_h: 0}, {drug: anakinra, start_h: 0}]"]))
+    state.administer(0.0, {}, 0.1)
+    state.advance_pk(3.0)  # anakinra is absorbed from its subcutaneous depot
+    effects = Effects()
+    effects.update(state.plasma, bbb_integrity=1.0)
+    assert effects.il6r_free["periphery"] < 0.05  # tocilizumab saturates IL-6R in blood
+    assert effects.il6r_free["cns"] > 0.5  # but hardly reaches an intact brain
+    assert effects.free["periphery"]["IL1b"] < 0.2
+    assert effects.fever_masked
+    breached = Effects()
+    breached.update(state.plasma, bbb_integrity=0.0)
+    assert breached.il6r_free["cns"] < effects.il6r_free["cns"]
+
+
+def test_schedule_every_and_max_doses():
+    state = TherapyState(load_config(None, ["therapies=[{drug: anakinra, start_h: 2, every_h: 24, max_doses: 3}]"]))
+    given = [t for step in range(24 * 10 * 5) for t in [step * 0.1] if state.administer(t, {}, 0.1)]
+    assert given == pytest.approx([2.0, 26.0, 50.0])
+    assert [e[1] for e in state.events] == ["anakinra"] * 3
+
+
+def test_trigger_fires_once_condition_holds_respects_interval_and_logs():
+    config = load_config(None, ["therapies=[{drug: tocilizumab, when: 'crs_grade >= 2', max_doses: 3, min_interval_h: 8}]"])
+    state = TherapyState(config)
+    readouts = {"crs_grade": 1.0}
+    assert not state.administer(0.0, readouts, 0.1)
+    readouts["crs_grade"] = 2.0
+    times = [t / 10 for t in range(0, 400) if state.administer(t / 10, readouts, 0.1)]
+    assert times == pytest.approx([0.0, 8.0, 16.0])  # every 8 h while it holds, at most 3
+    assert state.events[0][3] == "trigger: crs_grade >= 2"
+
+
+@pytest.mark.parametrize(
+    ("text", "values", "expected"),
+    [("crs_grade >= 2", {"crs_grade": 2}, True), ("serum.IL6 > 500", {"serum.IL6": 400}, False),
+     ("crs_grade >= 2 and time_h > 24", {"crs_grade": 3, "time_h": 12}, False),
+     ("icans_grade >= 1 or serum.IL6 > 500", {"icans_grade": 0, "serum.IL6": 501}, True)],
+)  # fmt: skip
+def test_trigger_grammar(text, values, expected):
+    assert parse_trigger(text).holds(values) is expected
+
+
+@pytest.mark.parametrize("bad", ["", "crs_grade", "crs_grade >> 2", "fever > 1", "crs_grade >= two", "crs_grade >= 2 and", "__import__('os') > 1"])
+def test_malformed_triggers_are_rejected(bad):
+    with pytest.raises(TriggerSyntaxError):
+        parse_trigger(bad)
