@@ -125,10 +125,12 @@ def fact7(s: Series) -> tuple[bool, str]:
     intact = integrity > 0.97
     # 1 pg/mL floor: at rest both levels are far below any biological effect
     quiet = bool(np.all(cns[intact] <= 0.5 * np.maximum(serum[intact], 1.0))) and s["cns_infiltrate"][intact].max() == 0
-    after = integrity[int(np.argmax(cns))] < 0.97 and cns.max() > 0.5 * serum.max()
+    falls = np.nonzero(~intact)[0]
+    # after the fall the CNS level rises well above what it was when the BBB began to fail
+    after = falls.size > 0 and int(np.argmax(cns)) > falls[0] and cns.max() >= 2.0 * max(cns[falls[0]], 1e-3)
     ratio = float(np.max(cns[intact] / np.maximum(serum[intact], 1.0))) if intact.any() else float("nan")
     return quiet and after, (f"CNS/serum IL-6 <= {ratio:.2f} while BBB > 0.97; CNS peak at BBB integrity "
-                             f"{integrity[int(np.argmax(cns))]:.2f}; first CNS infiltrate on day {first_day(s, 'cns_infiltrate', 1):.1f}")  # fmt: skip
+                             f"{integrity[int(np.argmax(cns))]:.2f} ({cns.max():.3g} pg/mL vs {cns[falls[0]] if falls.size else float('nan'):.3g} when it began to fall); first CNS infiltrate on day {first_day(s, 'cns_infiltrate', 1):.1f}")  # fmt: skip
 
 
 FACTS: tuple[Fact, ...] = (

@@ -210,10 +210,14 @@ class CrsModel:
         self._neighbours = None
 
     def refresh_conductance(self) -> None:
-        """Face conductance per field: 1 off the BBB; on it ``p + (1 - p)(1 - integrity)``."""
+        """Face conductance per field: 1 off the BBB; on it ``p + (1 - p)(1 - integrity)^h``.
+
+        ``h`` is the same power that gates cells crossing (``endothelium.crossing_hill``): tight
+        junctions open little while integrity is high and much once it has fallen.
+        """
         xp = self.xp
         flat = self._conductance.reshape(len(CYTOKINES), -1)
-        breach = 1.0 - self.integrity.reshape(-1)[self.bbb_voxels]
+        breach = (1.0 - self.integrity.reshape(-1)[self.bbb_voxels]) ** self.config.endothelium.crossing_hill
         p = xp.asarray(self.bbb_permeability, dtype=xp.float32)[:, None]
         flat[:, self.bbb_voxels] = p + (1.0 - p) * breach[None, :]
         self.solver.set_conductance(self._conductance)

@@ -6,8 +6,9 @@ responses to IFN-γ, GM-CSF and DAMPs and of CD40L contact with activated CAR-T 
 amplifiers IL-1β, IL-6 and TNF-α (``A``, also an OR of Hill responses) multiply it by up to
 ``1 + g``. Amplifiers alone do not activate a resting cell, so the resting state is stable
 and the storm needs the CAR-T trigger; IL-10 damps it. Secretion
-rises from a basal fraction to full with ``a``; IL-10 comes late (after ``il10_delay_h``
-of activation), closing the negative feedback loop.
+rises from a basal fraction to full with ``a``; IL-6 production largely needs IL-1 signalling
+(IL-1 induces IL-6), so IL-1 blockade lowers IL-6; IL-10 comes late (after ``il10_delay_h`` of
+activation), closing the negative feedback loop.
 """
 
 from __future__ import annotations
@@ -58,7 +59,11 @@ def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
     level = store["activation"][cells]
     drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * model.effects.cytokine_production
     late = rules.hill(store["active_h"][cells], params.il10_delay_h)
+    il1_free = model.effects.signal_free_fraction(model.compartment_of(cells))["IL1b"]
+    il1_signal = rules.hill(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params.il1_for_il6_half_max_pg_ml, params.activation_hill)
+    il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
     for name, rate in params.secretion_pg_cell_h.as_dict().items():
-        model.secretion.add(name, voxels, rate * drive * (late if name == "IL10" else 1.0))
+        factor = late if name == "IL10" else il6_induction if name == "IL6" else 1.0
+        model.secretion.add(name, voxels, rate * drive * factor)
     free_receptors = model.effects.il6_receptor_free(model.compartment_of(cells))
     model.secretion.consume("IL6", voxels, params.il6_uptake_per_h * free_receptors)

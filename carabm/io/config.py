@@ -194,6 +194,10 @@ class Myeloid(CellType):
         description="secretion at full activation [pg/cell/h]; assumed: 10x the 1-10 ng/1e6 cells/day of LPS-stimulated myeloid cells in vitro, so that serum IL-6 reaches the levels of severe CRS",
     )
     basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
+    il6_needs_il1: float = Field(
+        0.8, ge=0, le=1, description="share of IL-6 production that needs IL-1 signalling [1]; assumed (IL-1 induces IL-6; Norelli, Nat Med 2018: IL-1 precedes IL-6)"
+    )
+    il1_for_il6_half_max_pg_ml: float = Field(1000.0, gt=0, description="IL-1b giving half of the IL-1-dependent IL-6 production [pg/mL]; assumed")
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
 
 
@@ -249,11 +253,11 @@ class Cytokine(Strict):
     diffusion_um2_s: float = Field(100.0, ge=0, description="diffusion coefficient in tissue [um^2/s]")
     half_life_h: float = Field(0.25, gt=0, description="half-life in tissue (receptor uptake, proteolysis) [h]; Francis & Palsson 1997: time constant 10-30 min")
     serum_half_life_h: float = Field(1.0, gt=0, description="half-life in the systemic pool (clearance) [h]")
-    bbb_permeability: float = Field(0.02, ge=0, le=1, description="conductance of an intact BBB, 0..1; assumed")
+    bbb_permeability: float = Field(0.0005, ge=0, le=1, description="conductance of an intact BBB, 0..1; assumed (CSF levels ~1-2 % of serum at rest)")
     secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout) [1]")
 
 
-def _cyt(d: float, t_tissue: float, t_serum: float, bbb: float = 0.02) -> Cytokine:
+def _cyt(d: float, t_tissue: float, t_serum: float, bbb: float = 0.0005) -> Cytokine:
     return Cytokine(diffusion_um2_s=d, half_life_h=t_tissue, serum_half_life_h=t_serum, bbb_permeability=bbb)
 
 
@@ -281,7 +285,7 @@ class Endothelium(Strict):
     damage_hill: float = Field(2.0, gt=0, description="Hill power of the damaging signals [1]; assumed")
     damage_per_h: float = Field(0.08, ge=0, description="integrity loss rate at full activation [1/h]; assumed (foot-process loss over a day)")
     recovery_per_h: float = Field(0.01, ge=0, description="recovery rate towards 1 [1/h]; assumed (days)")
-    crossing_hill: float = Field(2.0, gt=0, description="cell crossing probability per try = (1 - integrity)^h; assumed")
+    crossing_hill: float = Field(2.0, gt=0, description="BBB opening (1 - integrity)^h scales cell crossing per try and cytokine conductance; assumed")
     leak_half_max_pg_ml: CytokineMap = Field(
         CytokineMap(IL6=300.0, IL1b=60.0, TNFa=60.0, IFNg=150.0),
         description="serum level for half-maximal systemic capillary leak, per cytokine [pg/mL]; assumed",

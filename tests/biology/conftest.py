@@ -11,6 +11,8 @@ from carabm.validation import SCENARIOS, run_series
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 #: the quickstart run itself (14 days on a small lattice): the README's promise, tested
 REDUCED: list[str] = []
+#: the figures of one session's scenarios, for the record (pytest -s shows them)
+NUMBERS: dict[str, str] = {}
 
 
 @pytest.fixture(scope="session")
