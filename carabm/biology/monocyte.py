@@ -1,8 +1,11 @@
-"""Monocytes: circulate, are recruited by MCP-1 into tissue (and through a leaky BBB into the
-CNS), are the main IL-1/IL-6 producers (Norelli 2018), and become macrophages over days.
+"""Monocytes: circulate, are recruited by MCP-1 and GM-CSF into tissue (and through a leaky
+BBB into the CNS), are the main IL-1/IL-6 producers (Norelli 2018), and become macrophages
+over days.
 
 The circulating pool is kept at the patient's baseline by marrow output: pool cells leave
-the blood with the circulating half-life and are replaced at the same rate.
+the blood with the circulating half-life and are replaced at the same rate; serum GM-CSF
+raises that baseline (emergency myelopoiesis), so GM-CSF blockade (lenzilumab) lowers the
+myeloid supply of the storm (Sterner, Blood 2019).
 """
 
 from __future__ import annotations
@@ -25,8 +28,12 @@ def recruitment_scale(model: CrsModel) -> Any:
     scale = xp.ones(store.n, dtype=xp.float32)
     cells = model.slots_of(NAME)
     if cells.size:
-        mcp1 = model.fields_flat[model.index["MCP1"], model.voxel_of(cells)]
-        scale[cells] = 1.0 + p.mcp1_recruitment_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)
+        voxels = model.voxel_of(cells)
+        mcp1 = model.fields_flat[model.index["MCP1"], voxels]
+        gmcsf = model.fields_flat[model.index["GMCSF"], voxels] * model.effects.free["periphery"]["GMCSF"]
+        scale[cells] = (1.0 + p.mcp1_recruitment_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)) * (
+            1.0 + p.gmcsf_recruitment_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml)
+        )
     return scale
 
 
@@ -55,7 +62,9 @@ def renew_pool(model: CrsModel) -> None:
     k = model.store.kind_id(NAME)
     fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h), model.dt_h)
     current = int(pool[k].sum())
-    change = (model.baseline_monocytes - current) * fraction * model.effects.monocyte_supply
+    gmcsf = float(model.serum[model.index["GMCSF"]]) * model.effects.free["periphery"]["GMCSF"]
+    target = model.baseline_monocytes * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
+    change = (target - current) * fraction * model.effects.monocyte_supply
     whole = int(change // 1)
     whole += int(model.uniform_scalar("monocyte:pool") < change - whole)
     if whole >= 0:

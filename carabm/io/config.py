@@ -221,6 +221,13 @@ class Monocyte(Myeloid):
     recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")
     mcp1_recruitment_gain: float = Field(20.0, ge=0, description="fold rise of extravasation at saturating MCP-1; assumed")
     mcp1_half_max_pg_ml: float = Field(50.0, gt=0, description="MCP-1 for half the rise [pg/mL]; assumed")
+    trigger_half_max_pg_ml: CytokineMap = Field(
+        CytokineMap(IFNg=1000.0, GMCSF=100.0, DAMP=100.0),
+        description="half-maximal priming concentration [pg/mL]; assumed: monocytes respond to GM-CSF at lower levels than macrophages",
+    )
+    gmcsf_recruitment_gain: float = Field(5.0, ge=0, description="fold rise of extravasation at saturating GM-CSF [1]; assumed (GM-CSF drives myeloid recruitment; Sterner, Blood 2019)")
+    gmcsf_half_max_pg_ml: float = Field(20.0, gt=0, description="GM-CSF for half that rise and half the emergency marrow output [pg/mL]; assumed")
+    gmcsf_marrow_gain: float = Field(2.0, ge=0, description="fold rise of the circulating monocyte baseline at saturating serum GM-CSF [1]; assumed (emergency myelopoiesis)")
     chemotaxis_sensitivity: float = Field(0.01, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
     differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
     blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
