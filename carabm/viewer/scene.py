@@ -1,0 +1,157 @@
+"""What a frame shows, independent of how it is drawn: cells by type, one cytokine, the BBB, the overlay.
+
+Both the headless renderer (:mod:`carabm.viewer.render`) and the interactive viewer
+(:mod:`carabm.viewer.app`) read a run through :class:`RunScene` and draw :class:`Frame` objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from carabm.errors import InputFileError
+from carabm.io.config import CELL_TYPES
+from carabm.io.hdf5 import Snapshots, open_read
+
+#: marker colour of each cell type (RGB 0..1); the legend repeats them
+CELL_COLORS: dict[str, tuple[float, float, float]] = {
+    "cart": (0.10, 0.90, 0.20),  # green: the engineered cells
+    "bcell": (1.00, 0.85, 0.10),  # yellow: tumour B cells
+    "macrophage": (1.00, 0.20, 0.80),  # magenta
+    "monocyte": (1.00, 0.50, 0.00),  # orange
+    "microglia": (0.20, 0.90, 1.00),  # cyan: CNS-resident macrophages
+}
+#: BBB integrity colours: intact (1) -> breached (0)
+BBB_INTACT = (0.35, 0.45, 0.95)
+BBB_BREACHED = (0.95, 0.10, 0.10)
+#: colour map of the cytokine field (log10 pg/mL)
+CYTOKINE_CMAP = "viridis"
+#: label of the compartment image (lattice/compartment)
+BBB_LABEL = 2
+#: lowest concentration on the log colour scale [pg/mL]
+CYTOKINE_FLOOR_PG_ML = 1e-2
+
+
+def bbb_color(integrity: np.ndarray) -> np.ndarray:
+    """RGB colours ``[n, 3]`` for BBB integrities in 0..1 (1 intact, blue; 0 breached, red)."""
+    t = np.clip(np.asarray(integrity, dtype=np.float32), 0.0, 1.0)[:, None]
+    return t * np.asarray(BBB_INTACT, np.float32) + (1 - t) * np.asarray(BBB_BREACHED, np.float32)
+
+
+def log_field(conc_pg_ml: np.ndarray) -> np.ndarray:
+    """log10 of a concentration field, floored at :data:`CYTOKINE_FLOOR_PG_ML`."""
+    return np.log10(np.maximum(np.asarray(conc_pg_ml, dtype=np.float32), CYTOKINE_FLOOR_PG_ML))
+
+
+@dataclass
+class Frame:
+    """One snapshot ready to draw: positions in voxel units (z, y, x), fields [z, y, x]."""
+
+    index: int
+    time_h: float
+    cells: dict[str, np.ndarray]  # cell type -> int32 [n, 3] (z, y, x)
+    cytokine_log: np.ndarray  # log10 pg/mL, float32 [z, y, x]
+    bbb_voxels: np.ndarray  # int32 [m, 3] (z, y, x)
+    bbb_integrity: np.ndarray  # float32 [m], 1 = intact
+    overlay: str
+    readouts: dict[str, float] = field(default_factory=dict)
+
+
+class RunScene:
+    """A run's snapshots as :class:`Frame` objects for one cytokine, with a shared colour range."""
+
+    def __init__(self, path: str | Path, cytokine: str = "IL6"):
+        self.path = Path(path)
+        self.snapshots = Snapshots(self.path)
+        if len(self.snapshots) == 0:
+            raise InputFileError(f"{self.path}: the run has no snapshots to draw (set run.snapshot_every_h)")
+        first = self.snapshots[0]
+        if cytokine not in first["fields"]:
+            raise InputFileError(f"{self.path}: no cytokine {cytokine!r} in the snapshots; choose one of {', '.join(sorted(first['fields']))}")
+        self.cytokine = cytokine
+        with open_read(self.path) as f:
+            self.compartment = f["lattice/compartment"][()] if "lattice/compartment" in f else None
+        self.shape: tuple[int, int, int] = tuple(int(n) for n in first["fields"][cytokine].shape)  # type: ignore[assignment]
+        self._series = self._read_series()
+        self.clim = self._colour_range()
+
+    def __len__(self) -> int:
+        return len(self.snapshots)
+
+    @property
+    def times_h(self) -> np.ndarray:
+        """Snapshot times [h]."""
+        return self.snapshots.times_h
+
+    def _read_series(self) -> dict[str, np.ndarray]:
+        """Time series for the overlay (empty when the run has none yet)."""
+        with open_read(self.path) as f:
+            if "timeseries/time_h" not in f:
+                return {}
+            ts = f["timeseries"]
+            series = {"time_h": ts["time_h"][()]}
+            for key, name in (("crs_grade", "crs_grade"), ("icans_grade", "icans_grade"), ("serum_IL6", "serum/IL6")):
+                if name in ts:
+                    series[key] = ts[name][()]
+        return series
+
+    def _colour_range(self) -> tuple[float, float]:
+        """log10 colour range over the first, middle and last snapshots (so all frames share it)."""
+        picks = sorted({0, len(self) // 2, len(self) - 1})
+        highs = [float(log_field(self.snapshots[i]["fields"][self.cytokine]).max()) for i in picks]
+        low = float(np.log10(CYTOKINE_FLOOR_PG_ML))
+        return low, max(max(highs), low + 1.0)
+
+    def readouts_at(self, time_h: float) -> dict[str, float]:
+        """CRS, ICANS grade and serum IL-6 at the last time-series row at or before ``time_h``."""
+        if not self._series:
+            return {}
+        row = int(np.searchsorted(self._series["time_h"], time_h + 1e-9, side="right")) - 1
+        row = min(max(row, 0), len(self._series["time_h"]) - 1)
+        return {k: float(v[row]) for k, v in self._series.items() if k != "time_h"}
+
+    def overlay_text(self, time_h: float, readouts: dict[str, float]) -> str:
+        """Overlay lines: day/hour, CRS and ICANS grade (model surrogate), serum IL-6."""
+        day, hour = int(time_h // 24), time_h - 24 * int(time_h // 24)
+        lines = [f"day {day} {hour:04.1f} h  (t = {time_h:.1f} h)"]
+        if readouts:
+            lines.append(f"CRS grade {readouts.get('crs_grade', float('nan')):.0f}   ICANS grade "
+                         f"{readouts.get('icans_grade', float('nan')):.0f}   (model surrogate)")  # fmt: skip
+            if "serum_IL6" in readouts:
+                lines.append(f"serum IL-6 {readouts['serum_IL6']:.3g} pg/mL")
+        return "\n".join(lines)
+
+    def frame(self, i: int) -> Frame:
+        """Read snapshot ``i`` as a :class:`Frame`."""
+        snap = self.snapshots[i]
+        agents = snap["agents"]
+        positions = np.asarray(agents.get("position", np.zeros((0, 3), np.int32)), dtype=np.int32).reshape(-1, 3)
+        types = np.asarray(agents.get("type", np.zeros(0, np.uint8)))
+        cells = {name: positions[types == code] for code, name in enumerate(CELL_TYPES)}
+        integrity = snap["bbb_integrity"]
+        if self.compartment is not None:
+            bbb_voxels = np.argwhere(self.compartment == BBB_LABEL).astype(np.int32)
+        else:
+            bbb_voxels = np.zeros((0, 3), np.int32)
+        if integrity is not None and len(bbb_voxels):
+            bbb_values = integrity[bbb_voxels[:, 0], bbb_voxels[:, 1], bbb_voxels[:, 2]].astype(np.float32)
+        else:
+            bbb_values = np.ones(len(bbb_voxels), np.float32)
+        readouts = self.readouts_at(snap["time_h"])
+        return Frame(index=i, time_h=snap["time_h"], cells=cells, cytokine_log=log_field(snap["fields"][self.cytokine]),
+                     bbb_voxels=bbb_voxels, bbb_integrity=bbb_values,
+                     overlay=self.overlay_text(snap["time_h"], readouts), readouts=readouts)  # fmt: skip
+
+    def legend_lines(self) -> list[tuple[str, tuple[float, float, float]]]:
+        """Legend entries (text, RGB): the cell types, then the BBB and cytokine conventions."""
+        entries = [(name, CELL_COLORS[name]) for name in CELL_TYPES]
+        entries.append(("BBB intact", BBB_INTACT))
+        entries.append(("BBB breached", BBB_BREACHED))
+        return entries
+
+    def colour_scale_text(self) -> str:
+        """The cytokine colour scale in words (log10 pg/mL range)."""
+        low, high = self.clim
+        return f"{self.cytokine} pg/mL, log scale {10**low:.2g} .. {10**high:.2g} ({CYTOKINE_CMAP})"
