@@ -143,6 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="version, backends, GPU")
     info.set_defaults(func=_cmd_info)
+
+    from carabm.hpc.cli import add_parsers as add_hpc_parsers  # noqa: PLC0415
+
+    add_hpc_parsers(sub)  # sweep, collect
     return parser
 
 
