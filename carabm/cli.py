@@ -71,6 +71,15 @@ def _cmd_view(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_render(args: argparse.Namespace) -> int:
+    from carabm.viewer.render import parse_size, render  # noqa: PLC0415
+
+    result = render(args.file, args.out, size=parse_size(args.size), fps=args.fps, cytokine=args.cytokine,
+                    backend=args.backend, cytokine_mode=args.mode, progress=not args.no_progress)  # fmt: skip
+    print(f"carabm: wrote {result.out} — {result.frames} frames with {result.backend}, {result.seconds_per_frame:.2f} s per frame")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from carabm.io.config import load_config  # noqa: PLC0415
 
@@ -135,6 +144,18 @@ def build_parser() -> argparse.ArgumentParser:
     view = sub.add_parser("view", help="interactive viewer of a run's snapshots")
     view.add_argument("file", metavar="FILE.h5", help="a run output")
     view.set_defaults(func=_cmd_view)
+
+    ren = sub.add_parser("render", help="headless movie (MP4) or PNG frames of a run, one frame per snapshot")
+    ren.add_argument("file", metavar="FILE.h5", help="a run output")
+    ren.add_argument("--out", required=True, help="movie.mp4, or a folder for PNG frames")
+    ren.add_argument("--size", default="960x720", metavar="WxH", help="frame size in pixels (default 960x720)")
+    ren.add_argument("--fps", type=float, default=4.0, help="frames per second of the MP4 (default 4)")
+    ren.add_argument("--cytokine", default="IL6", help="cytokine field to show (default IL6)")
+    ren.add_argument("--mode", choices=["volume", "slices"], default="volume", help="cytokine as a volume or 3 orthogonal slices")
+    ren.add_argument("--backend", choices=["auto", "egl", "osmesa", "matplotlib"], default="auto",
+                     help="drawing backend (auto: EGL, then OSMesa, then matplotlib 2D)")
+    ren.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ren.set_defaults(func=_cmd_render)
 
     val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")
     val.add_argument("config", help="YAML run configuration")
