@@ -267,3 +267,22 @@ def test_example_sweeps_expand() -> None:
         assert m.config.lattice.shape == (12, 24, 40)  # quickstart
     assert len({m.seed for m in cohort.members}) == 100
     assert len(sw.load_sweep(ROOT / "configs" / "sweep_example.yaml")) == 3 * 2 * 3
+
+
+def test_submit_script_queues_the_array_then_collect(sweep_file: Path, tmp_path: Path) -> None:
+    """scripts/slurm/submit.sh with a stand-in sbatch: array of N members, collect after it (afterany)."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    log = tmp_path / "sbatch.log"
+    (bindir / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$@" >> {log}\necho $((1000 + $(wc -l < {log})))\n')
+    (bindir / "sbatch").chmod(0o755)
+    carabm_bin = Path(shutil.which("carabm") or sys.executable).parent
+    env = {"PATH": f"{bindir}:{carabm_bin}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    out = tmp_path / "dir"
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "submit.sh"), str(sweep_file), str(out), "--partition=x"],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    array, collect_job = log.read_text().splitlines()
+    assert "--array=0-2" in array and "--partition=x" in array and array.endswith(f"sweep_array.sbatch {sweep_file} {out}")
+    assert "--dependency=afterany:1001" in collect_job and "carabm collect" in collect_job
+    assert (out / "members.csv").exists() and "3 members" in proc.stdout
