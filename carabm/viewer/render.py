@@ -115,6 +115,7 @@ def choose_backend(requested: str = "auto") -> str:
 # ---------------------------------------------------------------------------- frame sources
 def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_mode: str) -> Iterator[np.ndarray]:
     os.environ.update(gl_environment(backend))
+    logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs a missing accelerate module at INFO
     import vispy  # noqa: PLC0415
 
     if backend == "osmesa":
