@@ -675,11 +675,19 @@ def run_mpi(sweep_file: str | Path, out: str | Path, backend: str | None = None,
             raise CarabmError("--mpi needs mpi4py (pip install 'carabm[hpc]', with an MPI library installed)") from None
         comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    todo: list[int] = []
+    problem: CarabmError | None = None
     if rank == 0:
-        sweep = load_sweep(sweep_file)
-        prepare(sweep, out)
-        todo = [m.index for m in sweep.members]
-    comm.Barrier()
+        try:
+            sweep = load_sweep(sweep_file)
+            prepare(sweep, out)
+            todo = [m.index for m in sweep.members]
+        except CarabmError as exc:
+            problem = exc
+    if comm.bcast(problem is not None, root=0):  # a bad sweep file stops every rank, none waits forever
+        if problem is not None:
+            raise problem
+        return None
     if size == 1:
         return [_report(run_member(sweep_file, out, i, backend)) for i in todo]
     if rank == 0:

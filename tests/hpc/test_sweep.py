@@ -286,3 +286,74 @@ def test_submit_script_queues_the_array_then_collect(sweep_file: Path, tmp_path:
     assert "--array=0-2" in array and "--partition=x" in array and array.endswith(f"sweep_array.sbatch {sweep_file} {out}")
     assert "--dependency=afterany:1001" in collect_job and "carabm collect" in collect_job
     assert (out / "members.csv").exists() and "3 members" in proc.stdout
+
+
+class _ThreadComm:
+    """An in-process stand-in for an mpi4py communicator (ranks are threads): tests run_mpi's dispatch."""
+
+    ANY_SOURCE = -1
+
+    def __init__(self, rank: int, shared: dict) -> None:
+        self.rank, self.shared = rank, shared
+
+    def Get_rank(self) -> int:  # noqa: N802
+        return self.rank
+
+    def Get_size(self) -> int:  # noqa: N802
+        return self.shared["size"]
+
+    def send(self, obj: object, dest: int, tag: int) -> None:
+        self.shared["queues"][(dest, tag)].put(obj)
+
+    def recv(self, source: int, tag: int) -> object:
+        return self.shared["queues"][(self.rank, tag)].get(timeout=120)
+
+    def bcast(self, obj: object, root: int = 0) -> object:
+        if self.rank == root:
+            self.shared["bcast"] = obj
+        self.shared["barrier"].wait(timeout=120)
+        value = self.shared["bcast"]
+        self.shared["barrier"].wait(timeout=120)
+        return value
+
+
+def test_mpi_dispatch_with_thread_ranks(sweep_file: Path, by_index: Path, tmp_path: Path) -> None:
+    import queue  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    size = 3
+    shared = {"size": size, "barrier": threading.Barrier(size),
+              "queues": {(r, t): queue.Queue() for r in range(size) for t in (sw.TAG_READY, sw.TAG_WORK)}}  # fmt: skip
+    results: dict[int, object] = {}
+    out = tmp_path / "mpi_threads"
+
+    def rank_main(rank: int) -> None:
+        results[rank] = sw.run_mpi(sweep_file, out, comm=_ThreadComm(rank, shared))
+
+    threads = [threading.Thread(target=rank_main, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert results[1] is None and results[2] is None
+    assert [(r.index, r.outcome) for r in results[0]] == [(0, "done"), (1, "done"), (2, "done")]
+    for i in range(3):
+        _same_series(by_index / f"{i:04d}" / "run.h5", out / f"{i:04d}" / "run.h5")
+    # a bad sweep file stops every rank (none waits for work forever)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("axes: {grid: {run.seed: []}}\n")
+    shared["barrier"] = threading.Barrier(size)
+    errors: dict[int, object] = {}
+
+    def bad_main(rank: int) -> None:
+        try:
+            errors[rank] = sw.run_mpi(bad, tmp_path / "bad", comm=_ThreadComm(rank, shared))
+        except ConfigError as exc:
+            errors[rank] = exc
+
+    threads = [threading.Thread(target=bad_main, args=(r,)) for r in range(size)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert isinstance(errors[0], ConfigError) and errors[1] is None and errors[2] is None
