@@ -20,9 +20,11 @@ from carabm.io.config import Config, CytokineMap
 ROOT = Path(__file__).parents[1]
 OUT = ROOT / "docs" / "parameters.md"
 DEFAULT_YAML = ROOT / "configs" / "default.yaml"
-#: what the default run changes from the schema's defaults: a larger lattice and tumour
+#: what the default run changes from the schema's defaults: 8x the quickstart's lattice and cells,
+#: grown along the vessel (z) so that every cross-section has the quickstart's geometry (the
+#: distance from tissue to vessel sets how much cytokine reaches the blood)
 DEFAULT_OVERRIDES = {
-    "lattice": {"shape": [24, 48, 80]},
+    "lattice": {"shape": [96, 24, 40]},
     "cells": {"bcell": {"initial_count": 12000}, "macrophage": {"initial_count": 2400},
               "monocyte": {"initial_count": 240}, "microglia": {"initial_count": 800}},
 }  # fmt: skip
