@@ -57,7 +57,7 @@ def gl_environment(backend: str) -> dict[str, str]:
 
 _PROBE = """
 import vispy, numpy as np
-vispy.use(app={app!r}{gl})
+vispy.use(app={app!r})
 from vispy import scene
 canvas = scene.SceneCanvas(size=(32, 32), show=False)
 view = canvas.central_widget.add_view()
@@ -73,10 +73,9 @@ def probe_backend(backend: str) -> tuple[bool, str]:
     A child process, because a failed GL start can leave the GL libraries loaded for the
     wrong platform; the probe costs about a second.
     """
-    gl = ", gl='osmesa'" if backend == "osmesa" else ""
     env = {**os.environ, **gl_environment(backend)}
     try:
-        done = subprocess.run([sys.executable, "-c", _PROBE.format(app=backend, gl=gl)], env=env, capture_output=True, text=True,
+        done = subprocess.run([sys.executable, "-c", _PROBE.format(app=backend)], env=env, capture_output=True, text=True,
                               timeout=PROBE_TIMEOUT_S, check=False)  # fmt: skip
     except subprocess.TimeoutExpired:
         return False, f"timed out after {PROBE_TIMEOUT_S} s"
@@ -118,10 +117,7 @@ def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_m
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs a missing accelerate module at INFO
     import vispy  # noqa: PLC0415
 
-    if backend == "osmesa":
-        vispy.use(app="osmesa", gl="osmesa")
-    else:
-        vispy.use(app=backend)
+    vispy.use(app=backend)  # the osmesa app picks its own gl backend
     from vispy import scene  # noqa: PLC0415
 
     from carabm.viewer.vispy_scene import VispyScene  # noqa: PLC0415
