@@ -607,7 +607,7 @@ def _run_member(member: Member, folder: Path, backend: str | None) -> MemberResu
             log.warning("member %d: cannot resume %s (%s); running it again", member.index, out, exc)
         else:
             error.unlink(missing_ok=True)
-            return MemberResult(member.index, "resumed", f"{summary['steps_run']} steps to go", summary["wall_s"])
+            return MemberResult(member.index, "resumed", f"{summary['steps_run']} steps after the checkpoint", summary["wall_s"])
     summary = run(member.config, out=out, overwrite=status != "missing", backend=backend, progress=False)
     error.unlink(missing_ok=True)
     return MemberResult(member.index, "done", "", summary["wall_s"])

@@ -357,3 +357,40 @@ def test_mpi_dispatch_with_thread_ranks(sweep_file: Path, by_index: Path, tmp_pa
     for t in threads:
         t.join(timeout=60)
     assert isinstance(errors[0], ConfigError) and errors[1] is None and errors[2] is None
+
+
+def test_sigkilled_member_resumes(tmp_path: Path) -> None:
+    """A member process killed with SIGKILL after a checkpoint is resumed on rerun and ends like an uninterrupted run."""
+    import signal  # noqa: PLC0415
+    import time  # noqa: PLC0415
+
+    from carabm.io.checkpoint import read_checkpoint  # noqa: PLC0415
+
+    _write(tmp_path, "tiny.yaml", TINY)
+    spec = _write(tmp_path, "sweep.yaml", {"base": "tiny.yaml", "seed": 4, "overrides": {
+        "run.duration_h": 5, "run.checkpoint_every_h": 0.5, "run.snapshot_every_h": 5}})  # fmt: skip
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "carabm", "sweep", str(spec), "--out", str(out), "--index", "0"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpt = out / "0000" / "run.h5.ckpt"
+    deadline = time.monotonic() + 120
+    killed = False
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            if ckpt.exists() and read_checkpoint(ckpt).time_h >= 1.0:
+                proc.send_signal(signal.SIGKILL)
+                killed = True
+                break
+        except Exception:  # noqa: BLE001 - the checkpoint is being replaced; look again
+            pass
+        time.sleep(0.02)
+    proc.wait(timeout=60)
+    if not killed:
+        pytest.skip("the member finished before it could be killed")
+    assert sw.output_status(out / "0000" / "run.h5") == "running"
+    # resumed from the checkpoint; or, when the kill left the HDF5 file itself damaged (a
+    # compressed chunk half written), run again from the start: either way it completes
+    assert sw.run_member(spec, out, 0).outcome in ("resumed", "done")
+    reference = tmp_path / "reference"
+    assert sw.run_member(spec, reference, 0).outcome == "done"
+    _same_series(out / "0000" / "run.h5", reference / "0000" / "run.h5")
