@@ -521,6 +521,8 @@ def prepare(sweep: Sweep, out: str | Path, indices: Iterable[int] | None = None)
     if existing.exists() and existing.read_text(encoding="utf-8") != text:
         raise InputFileError(f"{existing}: holds another sweep's members (the sweep file changed?); use a new --out folder")
     _atomic_write(existing, text)
+    if sweep.path is not None:  # provenance: the sweep file as run
+        _atomic_write(out / "sweep.yaml", Path(sweep.path).read_text(encoding="utf-8"))
     chosen = set(indices) if indices is not None else None
     for m in sweep.members:
         if chosen is None or m.index in chosen:

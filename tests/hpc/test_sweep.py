@@ -149,6 +149,7 @@ def test_index_runs_equal_local_workers(sweep_file: Path, by_index: Path, tmp_pa
     for i in range(3):
         _same_series(by_index / f"{i:04d}" / "run.h5", out / f"{i:04d}" / "run.h5")
     assert (by_index / "members.csv").read_text() == (out / "members.csv").read_text()
+    assert (out / "sweep.yaml").read_text() == sweep_file.read_text()
 
 
 def test_complete_members_are_skipped(sweep_file: Path, by_index: Path, capsys: pytest.CaptureFixture[str]) -> None:
