@@ -64,9 +64,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
     try:
         from carabm.viewer.app import view  # noqa: PLC0415
     except ImportError as exc:
-        raise CarabmError(
-            "the interactive 3D viewer is not part of this version yet; open RUN.xmf in ParaView, or use `carabm report`"
-        ) from exc
+        raise CarabmError(f"the 3D viewer cannot be loaded ({exc}); pip install 'carabm[viewer]'") from exc
     view(args.file)
     return 0
 
