@@ -2,19 +2,22 @@
 
 Writes ``DIR/results.csv`` (and ``DIR/results.parquet`` when pyarrow is importable) and
 ``DIR/summary.md`` with the incidence of CRS and ICANS (any grade, grade >= 3) and their
-Wilson 95 % confidence intervals over the members that completed.
+Wilson 95 % confidence intervals over the members that completed. For a Sobol' or Morris
+sweep (``DIR/design.json``) it also writes ``DIR/sensitivity.csv``: the SALib indices of
+each varied key for a set of outcomes (:data:`SENSITIVITY_OUTPUTS`).
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from carabm.errors import CarabmError, InputFileError
-from carabm.hpc.sweep import MEMBERS_CSV, OUTPUT_NAME, output_status
+from carabm.hpc.sweep import DESIGN_JSON, MEMBERS_CSV, OUTPUT_NAME, output_status
 
 Z95 = 1.959963984540054
 
@@ -40,6 +43,7 @@ class Collected:
     incidence: dict[str, tuple[int, int, float, float, float]]
     markdown: str
     written: list[Path]
+    sensitivity: Sensitivity | None = None
 
 
 def _parse(value: str) -> Any:
@@ -63,6 +67,137 @@ def read_members(folder: str | Path) -> tuple[list[str], list[dict[str, Any]]]:
         header = list(reader.fieldnames or [])
         rows = [{k: _parse(v) for k, v in row.items()} for row in reader]
     return header, rows
+
+
+SENSITIVITY_OUTPUTS = (("peak_serum_IL6_pg_ml", "peak serum IL-6"), ("max_crs_grade", "max CRS grade"),
+                       ("max_icans_grade", "max ICANS grade"), ("cart_peak_count", "CAR-T peak"),
+                       ("bcells_cleared_day", "B-cell clearance day"))  # fmt: skip
+SOBOL_COLUMNS = ("output", "key", "S1", "S1_conf", "ST", "ST_conf")
+MORRIS_COLUMNS = ("output", "key", "mu", "mu_star", "mu_star_conf", "sigma")
+
+
+@dataclass
+class Sensitivity:
+    """SALib indices of a Sobol' or Morris sweep: one record per (output, key), and notes on what was skipped."""
+
+    method: str
+    records: list[dict[str, Any]]
+    notes: list[str]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns of ``sensitivity.csv`` for this method."""
+        return SOBOL_COLUMNS if self.method == "sobol" else MORRIS_COLUMNS
+
+
+def read_design(folder: str | Path) -> dict[str, Any] | None:
+    """``DIR/design.json`` of a Sobol'/Morris sweep, or None for other sweeps."""
+    path = Path(folder) / DESIGN_JSON
+    if not path.is_file():
+        return None
+    try:
+        design = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputFileError(f"{path}: cannot read the sensitivity design ({exc})") from None
+    if not isinstance(design, dict) or design.get("method") not in ("sobol", "morris") or "problem" not in design:
+        raise InputFileError(f"{path}: not a sensitivity design written by 'carabm sweep'")
+    return design
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def sensitivity(design: dict[str, Any], rows: list[dict[str, Any]],
+                outputs: tuple[tuple[str, str], ...] = SENSITIVITY_OUTPUTS) -> Sensitivity:  # fmt: skip
+    """SALib indices of ``outputs`` from the member ``rows`` (index, status and outcome columns).
+
+    The analysis needs every member of the design: when one is not complete, nothing is
+    analysed and the note says which. Outputs with a missing/non-finite value (e.g. B cells
+    never cleared) or the same value in every member are skipped with a note.
+    """
+    import numpy as np  # noqa: PLC0415
+
+    method = design["method"]
+    problem = {k: design["problem"][k] for k in ("num_vars", "names", "bounds")}
+    sample = np.asarray(design["sample"], dtype=float)
+    result = Sensitivity(method, [], [])
+    by_index = {int(r["index"]): r for r in rows}
+    missing = [i for i in range(len(sample)) if i not in by_index]
+    bad = [i for i in range(len(sample)) if i in by_index and by_index[i].get("status") != "complete"]
+    if missing or bad:
+        listed = ", ".join(f"{i:04d}" for i in (missing + bad)[:20]) + (", ..." if len(missing + bad) > 20 else "")
+        result.notes.append(f"not analysed: the {method} analysis needs all {len(sample)} members, "
+                            f"{len(missing) + len(bad)} did not complete ({listed}); rerun them and collect again")  # fmt: skip
+        return result
+    try:
+        import SALib  # noqa: F401, PLC0415
+    except ImportError:
+        result.notes.append(f"not analysed: the {method} analysis needs SALib (pip install 'carabm[hpc]' or pip install SALib)")
+        return result
+    seed = int(design.get("salib_seed", 0))
+    for key, label in outputs:
+        values = [_finite(by_index[i].get(key)) for i in range(len(sample))]
+        absent = sum(v is None for v in values)
+        if absent:
+            result.notes.append(f"{key} ({label}): skipped, not finite in {absent} of {len(values)} members")
+            continue
+        y = np.asarray(values, dtype=float)
+        if np.ptp(y) == 0:
+            result.notes.append(f"{key} ({label}): skipped, the same value ({y[0]:.6g}) in every member")
+            continue
+        if method == "sobol":
+            from SALib.analyze import sobol  # noqa: PLC0415
+
+            res = sobol.analyze(problem, y, calc_second_order=bool(design.get("calc_second_order", False)),
+                                print_to_console=False, seed=seed)  # fmt: skip
+            fields = ("S1", "S1_conf", "ST", "ST_conf")
+        else:
+            from SALib.analyze import morris  # noqa: PLC0415
+
+            res = morris.analyze(problem, sample, y, num_levels=int(design.get("levels", 4)), print_to_console=False, seed=seed)
+            fields = ("mu", "mu_star", "mu_star_conf", "sigma")
+        for j, name in enumerate(problem["names"]):
+            result.records.append({"output": key, "key": name, **{f: float(np.asarray(res[f])[j]) for f in fields}})
+    return result
+
+
+def _write_sensitivity(folder: Path, result: Sensitivity) -> Path:
+    path = folder / "sensitivity.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(result.columns), lineterminator="\n")
+        writer.writeheader()
+        for record in result.records:
+            writer.writerow({k: repr(v) if isinstance(v, float) else v for k, v in record.items()})
+    return path
+
+
+def _sensitivity_markdown(result: Sensitivity, design: dict[str, Any]) -> list[str]:
+    names = design["problem"]["names"]
+    if result.method == "sobol":
+        what = (f"Sobol' indices (SALib, Saltelli sample N = {design.get('n')}, {len(names)} keys, "
+                f"{len(design['sample'])} members): first-order S1 and total ST with 95 % confidence half-widths.")  # fmt: skip
+        head = ["| output | key | S1 | ST |", "|---|---|---|---|"]
+        cells = [f"| {r['output']} | {r['key']} | {r['S1']:.3f} ± {r['S1_conf']:.3f} | {r['ST']:.3f} ± {r['ST_conf']:.3f} |"
+                 for r in result.records]  # fmt: skip
+    else:
+        what = (f"Morris elementary effects (SALib, {design.get('trajectories')} trajectories, {design.get('levels')} levels, "
+                f"{len(names)} keys): mu* (mean |elementary effect|, ± 95 % confidence half-width) and sigma; an effect is "
+                "the change of the output per whole range of the key.")  # fmt: skip
+        head = ["| output | key | mu* | sigma |", "|---|---|---|---|"]
+        cells = [f"| {r['output']} | {r['key']} | {r['mu_star']:.4g} ± {r['mu_star_conf']:.3g} | {r['sigma']:.4g} |"
+                 for r in result.records]  # fmt: skip
+    lines = ["", "## Sensitivity", "", what]
+    if result.records:
+        lines += ["", *head, *cells]
+        lines += ["", "All indices: sensitivity.csv."]
+    if result.notes:
+        lines += ["", *[f"- {n}" for n in result.notes]]
+    return lines
 
 
 INCIDENCE = (("CRS any grade", "max_crs_grade", 1), ("CRS grade >= 3", "max_crs_grade", 3),
@@ -111,9 +246,19 @@ def collect(folder: str | Path) -> Collected:
 
     written = _write_table(folder, rows)
     markdown = _markdown(folder, rows, incidence, header)
+    design = read_design(folder)
+    result = None
+    if design is not None:
+        result = sensitivity(design, rows)
+        stale = folder / "sensitivity.csv"
+        if result.records:
+            written.append(_write_sensitivity(folder, result))
+        else:
+            stale.unlink(missing_ok=True)
+        markdown += "\n".join(_sensitivity_markdown(result, design)) + "\n"
     (folder / "summary.md").write_text(markdown, encoding="utf-8")
     written.append(folder / "summary.md")
-    return Collected(rows, incidence, markdown, written)
+    return Collected(rows, incidence, markdown, written, result)
 
 
 def _write_table(folder: Path, rows: list[dict[str, Any]]) -> list[Path]:
@@ -180,4 +325,5 @@ def _median(values: list[float]) -> float:
     return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
 
 
-__all__ = ["collect", "wilson_interval", "read_members", "Collected"]
+__all__ = ["collect", "wilson_interval", "read_members", "read_design", "sensitivity", "Collected", "Sensitivity",
+           "SENSITIVITY_OUTPUTS"]  # fmt: skip

@@ -2,13 +2,16 @@
 
 A sweep file names a base config, overrides applied to every member and ``axes`` that
 vary keys (``list``, ``grid``, ``latin_hypercube``, ``cohort``); several axes combine as
-a cartesian product in the order written. Expansion is deterministic: the same file gives
+a cartesian product in the order written. A ``sobol`` or ``morris`` axis (a SALib
+sensitivity design) must be the only axis; its design is kept in ``DIR/design.json`` so
+that ``carabm collect`` can compute the sensitivity indices. Expansion is deterministic: the same file gives
 the same members, each with its own validated config and its own ``run.seed`` derived
 from the sweep seed and the member index. The format is documented in docs/hpc.md.
 
 Layout of a sweep folder::
 
     DIR/members.csv          index, seed, every varied key
+    DIR/design.json          sobol/morris sweeps: the SALib problem, method and sample
     DIR/NNNN/config.yaml     the member's resolved config
     DIR/NNNN/run.h5          its output (+ run.h5.ckpt, run.h5.xmf)
     DIR/NNNN/error.txt       why it failed (removed when it later succeeds)
@@ -20,6 +23,7 @@ import ast
 import csv
 import io
 import itertools
+import json
 import logging
 import math
 import operator
@@ -37,10 +41,12 @@ from carabm.io.config import Config, read_yaml, validate_config
 
 log = logging.getLogger("carabm")
 
-AXIS_KINDS = ("list", "grid", "latin_hypercube", "cohort")
+AXIS_KINDS = ("list", "grid", "latin_hypercube", "cohort", "sobol", "morris")
+DESIGN_KINDS = ("sobol", "morris")
 DISTRIBUTIONS = ("lognormal", "normal", "uniform")
 OUTPUT_NAME = "run.h5"
 MEMBERS_CSV = "members.csv"
+DESIGN_JSON = "design.json"
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class Sweep:
     seed: int
     keys: list[str]
     members: list[Member] = field(default_factory=list)
+    design: dict[str, Any] | None = None  # sobol/morris: method, problem, options, sample (DIR/design.json)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -268,6 +275,77 @@ def _axis_cohort(spec: Any, where: str, seed: int, block: int) -> list[dict[str,
     return [{key: float(columns[key][i]) for key in keys} for i in range(n)]
 
 
+def _design_bounds(spec: dict[str, Any], where: str) -> tuple[list[str], list[list[float]]]:
+    keys = _need_mapping(spec.get("keys"), f"{where}.keys")
+    bounds = []
+    for key, value in keys.items():
+        low, high, log_scale = _range(key, value, f"{where}.keys")
+        if log_scale:
+            raise ConfigError(f"{where}.keys.{key}: sensitivity designs take uniform bounds {{low, high}} only (no log)")
+        bounds.append([low, high])
+    return [str(k) for k in keys], bounds
+
+
+def _salib_seed(seed: int, block: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(block), 3]).generate_state(1)[0])
+
+
+def _axis_sobol(spec: Any, where: str, seed: int, block: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Saltelli/Sobol' sample (SALib.sample.sobol): N (D + 2) members, N (2 D + 2) with second order."""
+    spec = _need_mapping(spec, where)
+    unknown = set(spec) - {"n", "calc_second_order", "keys"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, calc_second_order, keys")
+    n = _count(spec.get("n"), f"{where}.n")
+    if n & (n - 1):
+        raise ConfigError(f"{where}.n: the Sobol' base sample size must be a power of 2 (e.g. 64, 128), got {n}")
+    second = spec.get("calc_second_order", False)
+    if not isinstance(second, bool):
+        raise ConfigError(f"{where}.calc_second_order: expected true or false, got {second!r}")
+    names, bounds = _design_bounds(spec, where)
+    problem = {"num_vars": len(names), "names": names, "bounds": bounds}
+    try:
+        from SALib.sample import sobol  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(f"{where}: sensitivity designs need SALib (pip install 'carabm[hpc]' or pip install SALib)") from None
+
+    salib_seed = _salib_seed(seed, block)
+    sample = sobol.sample(problem, n, calc_second_order=second, scramble=True, seed=salib_seed)
+    design = {"method": "sobol", "problem": problem, "n": n, "calc_second_order": second, "salib_seed": salib_seed,
+              "sample": sample.tolist()}  # fmt: skip
+    return [dict(zip(names, map(float, x))) for x in sample], design
+
+
+def _axis_morris(spec: Any, where: str, seed: int, block: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Morris elementary-effects trajectories (SALib.sample.morris): r (D + 1) members."""
+    spec = _need_mapping(spec, where)
+    unknown = set(spec) - {"trajectories", "levels", "keys"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected trajectories, levels, keys")
+    r = _count(spec.get("trajectories"), f"{where}.trajectories")
+    if r < 2:
+        raise ConfigError(f"{where}.trajectories: need at least 2 trajectories, got {r}")
+    levels = _count(spec.get("levels", 4), f"{where}.levels")
+    if levels < 2 or levels % 2:
+        raise ConfigError(f"{where}.levels: expected an even number >= 2 (e.g. 4), got {levels}")
+    names, bounds = _design_bounds(spec, where)
+    problem = {"num_vars": len(names), "names": names, "bounds": bounds}
+    try:
+        from SALib.sample import morris  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError(f"{where}: sensitivity designs need SALib (pip install 'carabm[hpc]' or pip install SALib)") from None
+
+    salib_seed = _salib_seed(seed, block)
+    state = np.random.get_state()  # older SALib seeds the global NumPy generator
+    try:
+        sample = morris.sample(problem, r, num_levels=levels, seed=salib_seed)
+    finally:
+        np.random.set_state(state)
+    design = {"method": "morris", "problem": problem, "trajectories": r, "levels": levels, "salib_seed": salib_seed,
+              "sample": sample.tolist()}  # fmt: skip
+    return [dict(zip(names, map(float, x))) for x in sample], design
+
+
 def _blocks(axes: Any) -> list[tuple[str, Any]]:
     """``axes`` as (kind, spec) pairs: a mapping ``{grid: ..., list: ...}`` or a list of one-key mappings."""
     if axes is None:
@@ -394,9 +472,18 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
         raise ConfigError("derived: expected a mapping KEY: expression")
 
     rows: list[dict[str, Any]] = [{}]
-    for block, (kind, axis) in enumerate(_blocks(spec.get("axes"))):
+    blocks = _blocks(spec.get("axes"))
+    design: dict[str, Any] | None = None
+    if len(blocks) > 1 and any(kind in DESIGN_KINDS for kind, _ in blocks):
+        kind = next(k for k, _ in blocks if k in DESIGN_KINDS)
+        raise ConfigError(f"axes.{kind}: a sensitivity design must be the only axis (its sample is analysed as a whole)")
+    for block, (kind, axis) in enumerate(blocks):
         where = f"axes.{kind}"
-        if kind == "list":
+        if kind == "sobol":
+            values, design = _axis_sobol(axis, where, seed, block)
+        elif kind == "morris":
+            values, design = _axis_morris(axis, where, seed, block)
+        elif kind == "list":
             values = _axis_list(axis, where)
         elif kind == "grid":
             values = _axis_grid(axis, where)
@@ -445,7 +532,7 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
         members.append(Member(index, int(config.run.seed), values, config))
     if problems:
         raise ConfigError(problems)
-    return Sweep(path, seed, keys, members)
+    return Sweep(path, seed, keys, members, design)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -521,6 +608,8 @@ def prepare(sweep: Sweep, out: str | Path, indices: Iterable[int] | None = None)
     if existing.exists() and existing.read_text(encoding="utf-8") != text:
         raise InputFileError(f"{existing}: holds another sweep's members (the sweep file changed?); use a new --out folder")
     _atomic_write(existing, text)
+    if sweep.design is not None:  # for carabm collect: the sensitivity analysis
+        _atomic_write(out / DESIGN_JSON, json.dumps(sweep.design, indent=1) + "\n")
     if sweep.path is not None:  # provenance: the sweep file as run
         _atomic_write(out / "sweep.yaml", Path(sweep.path).read_text(encoding="utf-8"))
     chosen = set(indices) if indices is not None else None
