@@ -65,7 +65,7 @@ def _cmd_view(args: argparse.Namespace) -> int:
         from carabm.viewer.app import view  # noqa: PLC0415
     except ImportError as exc:
         raise CarabmError(f"the 3D viewer cannot be loaded ({exc}); pip install 'carabm[viewer]'") from exc
-    view(args.file)
+    view(args.file, cytokine=args.cytokine, color_by=args.color_by, camera=args.camera)
     return 0
 
 
@@ -73,7 +73,8 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from carabm.viewer.render import parse_size, render  # noqa: PLC0415
 
     result = render(args.file, args.out, size=parse_size(args.size), fps=args.fps, cytokine=args.cytokine,
-                    backend=args.backend, cytokine_mode=args.mode, progress=not args.no_progress)  # fmt: skip
+                    backend=args.backend, cytokine_mode=args.mode, color_by=args.color_by, camera=args.camera,
+                    progress=not args.no_progress)  # fmt: skip
     print(f"carabm: wrote {result.out} — {result.frames} frames with {result.backend}, {result.seconds_per_frame:.2f} s per frame")
     return 0
 
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     view = sub.add_parser("view", help="interactive viewer of a run's snapshots")
     view.add_argument("file", metavar="FILE.h5", help="a run output")
+    view.add_argument("--cytokine", default="IL6", help="cytokine field to show (default IL6)")
+    view.add_argument("--color-by", choices=["type", "state"], default="type", help="colour cells by type or by state (key c)")
+    view.add_argument("--camera", choices=["whole", "bbb"], default="whole", help="camera preset at start (keys w, b)")
     view.set_defaults(func=_cmd_view)
 
     ren = sub.add_parser("render", help="headless movie (MP4) or PNG frames of a run, one frame per snapshot")
@@ -150,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--fps", type=float, default=4.0, help="frames per second of the MP4 (default 4)")
     ren.add_argument("--cytokine", default="IL6", help="cytokine field to show (default IL6)")
     ren.add_argument("--mode", choices=["volume", "slices"], default="volume", help="cytokine as a volume or 3 orthogonal slices")
+    ren.add_argument("--color-by", choices=["type", "state"], default="type",
+                     help="colour cells by type, or by state (resting, activated, exhausted)")
+    ren.add_argument("--camera", choices=["whole", "bbb"], default="whole", help="camera preset: whole lattice or BBB close-up")
     ren.add_argument("--backend", choices=["auto", "egl", "osmesa", "matplotlib"], default="auto",
                      help="drawing backend (auto: EGL, then OSMesa, then matplotlib 2D)")
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")

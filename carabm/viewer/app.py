@@ -1,7 +1,9 @@
 """Interactive viewer (vispy SceneCanvas in a Qt window), a thin layer over :class:`~carabm.viewer.vispy_scene.VispyScene`.
 
-Keys: space play/pause, right/left (or . ,) step, 1-5 toggle cell types, v volume/slices
-is chosen at start, s screenshot (PNG beside the run), q quit. A slider picks the snapshot.
+Keys: space play/pause, right/left (or . ,) step, 1-5 toggle cell types, c colour cells by
+type/state, w whole-lattice camera, b BBB close-up camera, o compartment outlines on/off,
+s screenshot (PNG beside the run), q quit. A slider picks the snapshot; volume/slices is
+chosen at start.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import logging
 from pathlib import Path
 
 from carabm.errors import CarabmError
-from carabm.viewer.scene import CELL_COLORS, RunScene
+from carabm.viewer.scene import CELL_COLORS, COLOR_BY, RunScene
 
 log = logging.getLogger("carabm")
 
@@ -35,7 +37,17 @@ def _import_gui():  # noqa: ANN202
     return app, scene, QtWidgets, QtCore
 
 
-def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume") -> None:
+def next_color_by(current: str) -> str:
+    """The colouring the ``c`` key switches to: type -> state -> type."""
+    return COLOR_BY[(COLOR_BY.index(current) + 1) % len(COLOR_BY)]
+
+
+#: keys of the camera presets (same presets as ``carabm render --camera``)
+CAMERA_KEYS = {"w": "whole", "b": "bbb"}
+
+
+def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume", color_by: str = "type",
+         camera: str = "whole") -> None:  # fmt: skip
     """Open the interactive viewer on the run ``path`` and block until its window closes."""
     app, scene, qt, qt_core = _import_gui()
     from carabm.viewer.render import _write_png  # noqa: PLC0415
@@ -48,7 +60,7 @@ def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume")
     layout = qt.QVBoxLayout(window)
     canvas = scene.SceneCanvas(keys="interactive", size=(1000, 720), bgcolor=(0.05, 0.05, 0.08, 1.0), parent=window)
     layout.addWidget(canvas.native)
-    drawn = VispyScene(canvas, run, cytokine_mode=cytokine_mode)
+    drawn = VispyScene(canvas, run, cytokine_mode=cytokine_mode, color_by=color_by, camera=camera)
 
     controls = qt.QHBoxLayout()
     play = qt.QPushButton("play")
@@ -101,6 +113,12 @@ def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume")
             screenshot()
         elif key in ("Q", "q"):
             window.close()
+        elif key in ("C", "c"):
+            drawn.set_color_by(next_color_by(drawn.color_by))
+        elif key.lower() in CAMERA_KEYS:
+            drawn.set_camera(CAMERA_KEYS[key.lower()])
+        elif key in ("O", "o"):
+            drawn.set_outlines(not drawn.outlines.visible)
         elif event.text in "12345" and event.text:
             name = list(CELL_COLORS)[int(event.text) - 1]
             boxes[name].setChecked(not boxes[name].isChecked())

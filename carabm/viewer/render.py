@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from carabm.errors import CarabmError, InputFileError
-from carabm.viewer.scene import RunScene
+from carabm.viewer.scene import CAMERA_PRESETS, COLOR_BY, RunScene
 
 log = logging.getLogger("carabm")
 
@@ -112,7 +112,8 @@ def choose_backend(requested: str = "auto") -> str:
 
 
 # ---------------------------------------------------------------------------- frame sources
-def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_mode: str) -> Iterator[np.ndarray]:
+def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_mode: str, color_by: str = "type",
+                  camera: str = "whole") -> Iterator[np.ndarray]:  # fmt: skip
     os.environ.update(gl_environment(backend))
     logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL logs a missing accelerate module at INFO
     import vispy  # noqa: PLC0415
@@ -124,7 +125,7 @@ def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_m
 
     canvas = scene.SceneCanvas(size=size, show=False, bgcolor=(0.05, 0.05, 0.08, 1.0))
     try:
-        drawn = VispyScene(canvas, run, cytokine_mode=cytokine_mode)
+        drawn = VispyScene(canvas, run, cytokine_mode=cytokine_mode, color_by=color_by, camera=camera)
         for i in range(len(run)):
             drawn.show_frame(run.frame(i))
             yield np.ascontiguousarray(canvas.render(alpha=False)[..., :3])
@@ -132,11 +133,11 @@ def _vispy_frames(run: RunScene, size: tuple[int, int], backend: str, cytokine_m
         canvas.close()
 
 
-def _matplotlib_frames(run: RunScene, size: tuple[int, int]) -> Iterator[np.ndarray]:
+def _matplotlib_frames(run: RunScene, size: tuple[int, int], color_by: str = "type", camera: str = "whole") -> Iterator[np.ndarray]:
     from carabm.viewer.flat import draw_frame  # noqa: PLC0415
 
     for i in range(len(run)):
-        yield draw_frame(run, run.frame(i), size)
+        yield draw_frame(run, run.frame(i), size, color_by=color_by, camera=camera)
 
 
 # ---------------------------------------------------------------------------- writers
@@ -172,18 +173,28 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def render(path: str | Path, out: str | Path, *, size: tuple[int, int] = (960, 720), fps: float = 4.0, cytokine: str = "IL6",
-           backend: str = "auto", cytokine_mode: str = "volume", progress: bool = True) -> RenderResult:  # fmt: skip
+           backend: str = "auto", cytokine_mode: str = "volume", color_by: str = "type", camera: str = "whole",
+           progress: bool = True) -> RenderResult:  # fmt: skip
     """Render every snapshot of the run ``path`` to ``out``: an ``.mp4`` file, else a folder of PNGs.
 
     ``backend`` is ``auto`` (EGL, then OSMesa, then matplotlib 2D), or one of them by name;
-    ``cytokine_mode`` is ``volume`` or ``slices`` (3D backends). Returns a :class:`RenderResult`.
+    ``cytokine_mode`` is ``volume`` or ``slices`` (3D backends); ``color_by`` colours the cells
+    by ``type`` or agent ``state``; ``camera`` is the preset ``whole`` or ``bbb``. Returns a
+    :class:`RenderResult`.
     """
+    if color_by not in COLOR_BY:
+        raise InputFileError(f"--color-by must be one of {', '.join(COLOR_BY)}; got {color_by!r}")
+    if camera not in CAMERA_PRESETS:
+        raise InputFileError(f"--camera must be one of {', '.join(CAMERA_PRESETS)}; got {camera!r}")
     run = RunScene(path, cytokine=cytokine)
     out = Path(out)
     chosen = choose_backend(backend)
     log.info("render backend: %s; %d frames of %dx%d px, %s", {"egl": "vispy on EGL (offscreen)", "osmesa": "vispy on OSMesa",
              "matplotlib": "matplotlib 2D"}[chosen], len(run), size[0], size[1], cytokine)  # fmt: skip
-    frames = _matplotlib_frames(run, size) if chosen == "matplotlib" else _vispy_frames(run, size, chosen, cytokine_mode)
+    if chosen == "matplotlib":
+        frames = _matplotlib_frames(run, size, color_by, camera)
+    else:
+        frames = _vispy_frames(run, size, chosen, cytokine_mode, color_by, camera)
     as_movie = out.suffix.lower() == ".mp4"
     writer = None
     if as_movie:

@@ -1,4 +1,5 @@
-"""What a frame shows, independent of how it is drawn: cells by type, one cytokine, the BBB, the overlay.
+"""What a frame shows, independent of how it is drawn: cells by type or state, one cytokine, the BBB,
+compartment outlines, camera presets, the overlay.
 
 Both the headless renderer (:mod:`carabm.viewer.render`) and the interactive viewer
 (:mod:`carabm.viewer.app`) read a run through :class:`RunScene` and draw :class:`Frame` objects.
@@ -30,6 +31,27 @@ BBB_BREACHED = (0.95, 0.10, 0.10)
 CYTOKINE_CMAP = "viridis"
 #: label of the compartment image (lattice/compartment)
 BBB_LABEL = 2
+#: compartment codes of ``lattice/compartment`` (as :mod:`carabm.engine.lattice`)
+COMPARTMENT_CODES: dict[str, int] = {"tissue": 0, "blood": 1, "bbb": 2, "cns": 3}
+#: outline colour of each compartment (RGB 0..1), the same in 3D and 2D
+COMPARTMENT_COLORS: dict[str, tuple[float, float, float]] = {
+    "tissue": (0.62, 0.62, 0.62),  # grey
+    "blood": (0.80, 0.00, 0.40),  # crimson: vessels
+    "bbb": (1.00, 1.00, 1.00),  # white: the barrier layer
+    "cns": (0.70, 0.55, 1.00),  # lavender: the brain
+}
+#: outlines skip connected pieces of a compartment smaller than this many voxels
+OUTLINE_MIN_VOXELS = 4
+#: marker colour of each agent state when cells are coloured by state (``--color-by state``)
+STATE_COLORS: dict[str, tuple[float, float, float]] = {
+    "resting": (0.78, 0.78, 0.78),  # light grey: resting CAR-T and myeloid cells, live B cells
+    "activated": (1.00, 0.25, 0.05),  # red-orange
+    "exhausted": (0.45, 0.25, 1.00),  # violet: exhausted CAR-T
+}
+#: ways to colour the cells
+COLOR_BY = ("type", "state")
+#: camera presets: the whole lattice, or a close-up of the BBB seen from the CNS side
+CAMERA_PRESETS = ("whole", "bbb")
 #: lowest concentration on the log colour scale [pg/mL]
 CYTOKINE_FLOOR_PG_ML = 1e-2
 
@@ -38,6 +60,69 @@ def bbb_color(integrity: np.ndarray) -> np.ndarray:
     """RGB colours ``[n, 3]`` for BBB integrities in 0..1 (1 intact, blue; 0 breached, red)."""
     t = np.clip(np.asarray(integrity, dtype=np.float32), 0.0, 1.0)[:, None]
     return t * np.asarray(BBB_INTACT, np.float32) + (1 - t) * np.asarray(BBB_BREACHED, np.float32)
+
+
+def state_name(cell_type: str, code: int) -> str:
+    """Name of agent state ``code`` of ``cell_type`` as a key of :data:`STATE_COLORS` (B cells' "alive" is "resting")."""
+    from carabm.io.hdf5 import state_codes  # noqa: PLC0415
+
+    name = state_codes().get(cell_type, {}).get(int(code), "resting")
+    return name if name in STATE_COLORS else "resting"
+
+
+def state_colors(cell_type: str, states: np.ndarray) -> np.ndarray:
+    """RGB colours ``[n, 3]`` of cells of ``cell_type`` with agent ``states`` (codes of the HDF5 ``agents/state``)."""
+    states = np.asarray(states).astype(np.int64).ravel()
+    rgb = np.empty((len(states), 3), np.float32)
+    for code in np.unique(states):
+        rgb[states == code] = STATE_COLORS[state_name(cell_type, int(code))]
+    return rgb
+
+
+def compartment_boxes(labels: np.ndarray | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Outline boxes ``(compartment, lo, hi)``: voxel-edge bounds (z, y, x) of each connected piece of each compartment.
+
+    A piece is 6-connected; pieces under :data:`OUTLINE_MIN_VOXELS` voxels are skipped. The
+    default layout gives a tissue block, the vessel through it, the brain-vessel slab, the BBB
+    layer and the CNS.
+    """
+    if labels is None:
+        return []
+    from scipy import ndimage  # noqa: PLC0415
+
+    boxes = []
+    for name, code in COMPARTMENT_CODES.items():
+        pieces, n = ndimage.label(labels == code)
+        if n == 0:
+            continue
+        sizes = np.bincount(pieces.ravel(), minlength=n + 1)
+        for k, where in enumerate(ndimage.find_objects(pieces), start=1):
+            if where is None or sizes[k] < OUTLINE_MIN_VOXELS:
+                continue
+            lo = np.array([sl.start for sl in where], np.float32)
+            hi = np.array([sl.stop for sl in where], np.float32)
+            boxes.append((name, lo, hi))
+    return boxes
+
+
+def camera_view(preset: str, shape: tuple[int, int, int], labels: np.ndarray | None) -> dict[str, object]:
+    """Camera of a preset: ``center`` (x, y, z), ``distance``, ``elevation``, ``azimuth`` (turntable, degrees) and
+    the ``x_range`` (voxels) a 2D view shows.
+
+    ``whole``: the lattice, slightly from above; ``bbb``: a close-up of the BBB layer and its two
+    sides (brain-vessel blood, CNS), looked at obliquely from the CNS side.
+    """
+    if preset not in CAMERA_PRESETS:
+        raise ValueError(f"camera preset must be one of {', '.join(CAMERA_PRESETS)}; got {preset!r}")
+    nz, ny, nx = shape
+    if preset == "whole" or labels is None or not (labels == BBB_LABEL).any():
+        return {"center": (nx / 2, ny / 2, nz / 2), "distance": 1.9 * max(nz, ny, nx), "elevation": 28.0, "azimuth": -35.0,
+                "x_range": (0.0, float(nx))}  # fmt: skip
+    xs = np.flatnonzero((labels == BBB_LABEL).any(axis=(0, 1)))
+    half = max(4.0, 0.5 * ny, 1.5 * (xs[-1] + 1 - xs[0]))  # show some blood and CNS either side
+    x0, x1 = max(0.0, float(xs[0]) - half), min(float(nx), float(xs[-1] + 1) + half)
+    return {"center": ((xs[0] + xs[-1] + 1) / 2, ny / 2, nz / 2), "distance": 2.2 * max(nz, ny, x1 - x0), "elevation": 22.0,
+            "azimuth": 60.0, "x_range": (x0, x1)}  # fmt: skip
 
 
 def log_field(conc_pg_ml: np.ndarray) -> np.ndarray:
@@ -52,6 +137,7 @@ class Frame:
     index: int
     time_h: float
     cells: dict[str, np.ndarray]  # cell type -> int32 [n, 3] (z, y, x)
+    states: dict[str, np.ndarray]  # cell type -> agent state codes [n] (see carabm.io.hdf5.state_codes)
     cytokine_log: np.ndarray  # log10 pg/mL, float32 [z, y, x]
     bbb_voxels: np.ndarray  # int32 [m, 3] (z, y, x)
     bbb_integrity: np.ndarray  # float32 [m], 1 = intact
@@ -129,7 +215,11 @@ class RunScene:
         agents = snap["agents"]
         positions = np.asarray(agents.get("position", np.zeros((0, 3), np.int32)), dtype=np.int32).reshape(-1, 3)
         types = np.asarray(agents.get("type", np.zeros(0, np.uint8)))
+        states = np.asarray(agents.get("state", np.zeros(len(types), np.uint8))).ravel()
+        if len(states) != len(types):
+            states = np.zeros(len(types), np.uint8)
         cells = {name: positions[types == code] for code, name in enumerate(CELL_TYPES)}
+        cell_states = {name: states[types == code] for code, name in enumerate(CELL_TYPES)}
         integrity = snap["bbb_integrity"]
         if self.compartment is not None:
             bbb_voxels = np.argwhere(self.compartment == BBB_LABEL).astype(np.int32)
@@ -140,15 +230,39 @@ class RunScene:
         else:
             bbb_values = np.ones(len(bbb_voxels), np.float32)
         readouts = self.readouts_at(snap["time_h"])
-        return Frame(index=i, time_h=snap["time_h"], cells=cells, cytokine_log=log_field(snap["fields"][self.cytokine]),
+        return Frame(index=i, time_h=snap["time_h"], cells=cells, states=cell_states, cytokine_log=log_field(snap["fields"][self.cytokine]),
                      bbb_voxels=bbb_voxels, bbb_integrity=bbb_values,
                      overlay=self.overlay_text(snap["time_h"], readouts), readouts=readouts)  # fmt: skip
 
-    def legend_lines(self) -> list[tuple[str, tuple[float, float, float]]]:
-        """Legend entries (text, RGB): the cell types, then the BBB and cytokine conventions."""
-        entries = [(name, CELL_COLORS[name]) for name in CELL_TYPES]
+    def cell_colors(self, frame: Frame, cell_type: str, color_by: str = "type") -> np.ndarray:
+        """RGB ``[n, 3]`` of ``frame``'s cells of ``cell_type``: one colour by type, or one per agent state."""
+        n = len(frame.cells.get(cell_type, ()))
+        if color_by == "state":
+            return state_colors(cell_type, frame.states.get(cell_type, np.zeros(n, np.uint8)))
+        if color_by != "type":
+            raise ValueError(f"color_by must be one of {', '.join(COLOR_BY)}; got {color_by!r}")
+        return np.tile(np.asarray(CELL_COLORS[cell_type], np.float32), (n, 1))
+
+    def outline_boxes(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Compartment outline boxes of this run (see :func:`compartment_boxes`), computed once."""
+        if not hasattr(self, "_boxes"):
+            self._boxes = compartment_boxes(self.compartment)
+        return self._boxes
+
+    def camera(self, preset: str = "whole") -> dict[str, object]:
+        """Camera of ``preset`` for this run's lattice (see :func:`camera_view`)."""
+        return camera_view(preset, self.shape, self.compartment)
+
+    def legend_lines(self, color_by: str = "type") -> list[tuple[str, tuple[float, float, float]]]:
+        """Legend entries (text, RGB): cell types (or states), the BBB, then the compartment outlines."""
+        if color_by == "state":
+            entries = [(f"{name} cells" if name != "resting" else "resting / B cell", rgb) for name, rgb in STATE_COLORS.items()]
+        else:
+            entries = [(name, CELL_COLORS[name]) for name in CELL_TYPES]
         entries.append(("BBB intact", BBB_INTACT))
         entries.append(("BBB breached", BBB_BREACHED))
+        present = {name for name, _lo, _hi in self.outline_boxes()}
+        entries.extend((f"{name} outline", COMPARTMENT_COLORS[name]) for name in COMPARTMENT_COLORS if name in present)
         return entries
 
     def colour_scale_text(self) -> str:

@@ -1,4 +1,5 @@
-"""The vispy scene of a run: cell markers by type, a cytokine volume or slices, BBB voxels, overlay text.
+"""The vispy scene of a run: cell markers by type or state, a cytokine volume or slices, BBB voxels,
+compartment outlines, a colour bar, camera presets, overlay text.
 
 Shared by the headless renderer and the interactive viewer; vispy must already be set up
 with an app backend (``vispy.use``) before :class:`VispyScene` is made.
@@ -10,17 +11,36 @@ import numpy as np
 from vispy import scene
 from vispy.color import Colormap, get_colormap
 
-from carabm.viewer.scene import CELL_COLORS, CYTOKINE_CMAP, Frame, RunScene, bbb_color
+from carabm.viewer.scene import (
+    CAMERA_PRESETS,
+    CELL_COLORS,
+    COLOR_BY,
+    COMPARTMENT_COLORS,
+    CYTOKINE_CMAP,
+    Frame,
+    RunScene,
+    bbb_color,
+)
 
 #: marker size of a cell, in voxel units (scaling markers follow the zoom)
 CELL_SIZE_PX = 7.0
 #: cytokine display modes
 CYTOKINE_MODES = ("volume", "slices")
+#: colour bar of the cytokine scale: left, bottom offset, width, height in pixels
+COLORBAR_PX = (10, 44, 180, 12)
 
 
 def _to_xyz(zyx: np.ndarray) -> np.ndarray:
     """Voxel (z, y, x) indices -> vispy (x, y, z) coordinates of the voxel centres."""
     return (np.asarray(zyx, dtype=np.float32)[:, ::-1] + 0.5).astype(np.float32)
+
+
+def box_segments(lo_zyx: np.ndarray, hi_zyx: np.ndarray) -> np.ndarray:
+    """The 12 edges of a box as 24 vispy (x, y, z) points (pairs), from voxel-edge bounds (z, y, x)."""
+    lo, hi = np.asarray(lo_zyx, np.float32)[::-1], np.asarray(hi_zyx, np.float32)[::-1]
+    corners = np.array([[(hi if (c >> a) & 1 else lo)[a] for a in range(3)] for c in range(8)], np.float32)
+    pairs = [(c, c | (1 << a)) for c in range(8) for a in range(3) if not (c >> a) & 1]
+    return corners[np.array(pairs).ravel()]
 
 
 def _alpha_colormap(name: str) -> Colormap:
@@ -35,34 +55,36 @@ def _alpha_colormap(name: str) -> Colormap:
 class VispyScene:
     """Visuals of one run inside a vispy ``SceneCanvas``; :meth:`show_frame` updates them."""
 
-    def __init__(self, canvas: scene.SceneCanvas, run: RunScene, cytokine_mode: str = "volume"):
+    def __init__(self, canvas: scene.SceneCanvas, run: RunScene, cytokine_mode: str = "volume", color_by: str = "type",
+                 camera: str = "whole"):  # fmt: skip
         if cytokine_mode not in CYTOKINE_MODES:
             raise ValueError(f"cytokine_mode must be one of {CYTOKINE_MODES}, got {cytokine_mode!r}")
+        if color_by not in COLOR_BY:
+            raise ValueError(f"color_by must be one of {COLOR_BY}, got {color_by!r}")
         self.canvas = canvas
         self.run = run
         self.cytokine_mode = cytokine_mode
+        self.color_by = color_by
         self.view = canvas.central_widget.add_view()
         nz, ny, nx = run.shape
-        self.view.camera = scene.TurntableCamera(elevation=28, azimuth=-35, fov=40, distance=1.9 * max(nz, ny, nx))
-        self.view.camera.center = (nx / 2, ny / 2, nz / 2)
+        self.view.camera = scene.TurntableCamera(fov=40)
+        self.camera_preset = "whole"
+        self.set_camera(camera)
         first = run.frame(0)
         self.cytokine = self._behind_markers(self._make_cytokine(first.cytokine_log))
         self.bbb = scene.visuals.Markers(parent=self.view.scene, scaling=True, alpha=0.55)
         self.cells: dict[str, scene.visuals.Markers] = {
             name: scene.visuals.Markers(parent=self.view.scene, scaling=True) for name in CELL_COLORS
         }
-        scene.visuals.Box(width=nx, height=nz, depth=ny, color=None, edge_color=(0.6, 0.6, 0.6, 0.6), parent=self.view.scene).transform = (
-            scene.transforms.STTransform(translate=(nx / 2, ny / 2, nz / 2))
-        )
+        self.outlines = self._make_outlines()
         self.overlay = [
             scene.visuals.Text("", color="white", font_size=9, anchor_x="left", anchor_y="center", parent=canvas.scene) for _ in range(4)
         ]
-        self.legend = [
-            scene.visuals.Text(text, color=(*rgb, 1.0), font_size=8, anchor_x="left", anchor_y="center", parent=canvas.scene)
-            for text, rgb in run.legend_lines()
-        ]
+        self.legend: list[scene.visuals.Text] = []
+        self._make_legend()
         self.scale_text = scene.visuals.Text(run.colour_scale_text(), color="white", font_size=8, anchor_x="left",
                                              anchor_y="center", parent=canvas.scene)  # fmt: skip
+        self.colorbar, self.colorbar_labels = self._make_colorbar()
         self.extra_text = ""
         self.visible: dict[str, bool] = dict.fromkeys(CELL_COLORS, True)
         self._place_text()
@@ -87,6 +109,37 @@ class VispyScene:
             planes.append(plane)
         return planes
 
+    def _make_outlines(self) -> scene.visuals.Line:
+        """Outline boxes of the compartments (tissue, blood, BBB, CNS), one line visual, coloured per compartment."""
+        boxes = self.run.outline_boxes()
+        if not boxes:  # no compartment image: a grey box around the lattice
+            nz, ny, nx = self.run.shape
+            boxes = [("tissue", np.zeros(3, np.float32), np.array([nz, ny, nx], np.float32))]
+        points = np.concatenate([box_segments(lo, hi) for _name, lo, hi in boxes])
+        colors = np.concatenate([np.tile((*COMPARTMENT_COLORS[name], 0.9), (24, 1)) for name, _lo, _hi in boxes]).astype(np.float32)
+        return scene.visuals.Line(points, color=colors, connect="segments", width=2, method="gl", parent=self.view.scene)
+
+    def _make_legend(self) -> None:
+        for text in self.legend:
+            text.parent = None
+        self.legend = [
+            scene.visuals.Text(text, color=(*rgb, 1.0), font_size=8, anchor_x="left", anchor_y="center", parent=self.canvas.scene)
+            for text, rgb in self.run.legend_lines(self.color_by)
+        ]
+
+    def _make_colorbar(self) -> tuple[scene.visuals.Image, list[scene.visuals.Text]]:
+        """A horizontal gradient of the cytokine colour map with its log range written at the ends."""
+        gradient = get_colormap(CYTOKINE_CMAP).map(np.linspace(0, 1, 256))[:, :3].astype(np.float32)
+        bar = scene.visuals.Image(np.ascontiguousarray(np.repeat(gradient[None], 2, axis=0)), interpolation="nearest",
+                                  parent=self.canvas.scene)  # fmt: skip
+        low, high = self.run.clim
+        labels = [
+            scene.visuals.Text(text, color="white", font_size=7, anchor_x=anchor, anchor_y="center", parent=self.canvas.scene)
+            for text, anchor in ((f"{10**low:.2g}", "left"), (f"{10**high:.2g} pg/mL", "right"),
+                                 (f"{self.run.cytokine} (log)", "center"))  # fmt: skip
+        ]
+        return bar, labels
+
     @staticmethod
     def _behind_markers(volumes: list[scene.visuals.Volume]) -> list[scene.visuals.Volume]:
         """Draw the cytokine first and without writing depth, so cells and BBB stay visible through it."""
@@ -102,12 +155,45 @@ class VispyScene:
         for k, text in enumerate(self.legend):
             text.pos = (width - 110, 16 + 15 * k)
         self.scale_text.pos = (10, height - 14)
+        left, bottom, bar_w, bar_h = COLORBAR_PX
+        top = height - bottom - bar_h
+        self.colorbar.transform = scene.transforms.STTransform(scale=(bar_w / 256, bar_h / 2), translate=(left, top))
+        self.colorbar_labels[0].pos = (left, top - 8)
+        self.colorbar_labels[1].pos = (left + bar_w, top - 8)
+        self.colorbar_labels[2].pos = (left + bar_w / 2, top + bar_h + 8)
 
     # ------------------------------------------------------------------ updating
     def set_visible(self, cell_type: str, visible: bool) -> None:
         """Show or hide one cell type's markers."""
         self.visible[cell_type] = visible
         self.cells[cell_type].visible = visible
+
+    def set_color_by(self, color_by: str) -> None:
+        """Colour the cells by ``type`` or by agent ``state``; the legend follows."""
+        if color_by not in COLOR_BY:
+            raise ValueError(f"color_by must be one of {COLOR_BY}, got {color_by!r}")
+        self.color_by = color_by
+        self._make_legend()
+        self._place_text()
+        if self.frame is not None:
+            self.show_frame(self.frame)
+
+    def set_camera(self, preset: str) -> None:
+        """Move the camera to a preset of :data:`~carabm.viewer.scene.CAMERA_PRESETS` (``whole`` or ``bbb``)."""
+        if preset not in CAMERA_PRESETS:
+            raise ValueError(f"camera preset must be one of {CAMERA_PRESETS}, got {preset!r}")
+        view = self.run.camera(preset)
+        camera = self.view.camera
+        camera.elevation, camera.azimuth = view["elevation"], view["azimuth"]
+        camera.distance = view["distance"]
+        camera.center = view["center"]
+        self.camera_preset = preset
+        self.canvas.update()
+
+    def set_outlines(self, visible: bool) -> None:
+        """Show or hide the compartment outlines."""
+        self.outlines.visible = visible
+        self.canvas.update()
 
     def show_frame(self, frame: Frame) -> None:
         """Point every visual at ``frame``'s data."""
@@ -117,7 +203,8 @@ class VispyScene:
         for name, markers in self.cells.items():
             positions = frame.cells.get(name, np.zeros((0, 3), np.int32))
             if len(positions):
-                markers.set_data(_to_xyz(positions), face_color=(*CELL_COLORS[name], 1.0), edge_width=0, edge_color=(*CELL_COLORS[name], 1.0), size=0.6, symbol="disc")
+                rgba = np.concatenate([self.run.cell_colors(frame, name, self.color_by), np.ones((len(positions), 1), np.float32)], axis=1)
+                markers.set_data(_to_xyz(positions), face_color=rgba, edge_width=0, size=0.6, symbol="disc")
             markers.visible = bool(len(positions)) and self.visible[name]
         if len(frame.bbb_voxels):
             rgba = np.concatenate([bbb_color(frame.bbb_integrity), np.full((len(frame.bbb_voxels), 1), 0.55, np.float32)], axis=1)

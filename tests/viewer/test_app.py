@@ -1,4 +1,5 @@
-"""Smoke test of ``carabm view`` under a virtual X display: step, play/pause, screenshot, quit by keys."""
+"""Smoke test of ``carabm view`` under a virtual X display: step, play/pause, colour by state, camera preset,
+outlines, screenshot, quit by keys."""
 
 from __future__ import annotations
 
@@ -18,17 +19,23 @@ from vispy.util import keys
 from carabm.viewer import app, vispy_scene
 
 canvases = []
+recorded = []
 class Recorded(vispy_scene.VispyScene):
     def __init__(self, canvas, *args, **kwargs):
         super().__init__(canvas, *args, **kwargs)
         canvases.append(canvas)
+        recorded.append(self)
 vispy_scene.VispyScene = Recorded
 
 def press(_event):
     canvas = canvases[0]
     for key, text in ((keys.RIGHT, ""), (keys.SPACE, " "), (keys.SPACE, " "), (keys.Key("1"), "1"),
-                      (keys.Key("S"), "s"), (keys.Key("Q"), "q")):
+                      (keys.Key("C"), "c"), (keys.Key("B"), "b"), (keys.Key("O"), "o"), (keys.Key("O"), "o"),
+                      (keys.Key("S"), "s"), (keys.Key("W"), "w"), (keys.Key("Q"), "q")):
         canvas.events.key_press(key=key, text=text)
+        if text == "s":
+            drawn = recorded[0]
+            print("state", drawn.color_by, drawn.camera_preset, drawn.outlines.visible)
 
 timer = vispy_app.Timer(2.0, connect=press, iterations=1, start=True)
 app.view(sys.argv[1])
@@ -47,4 +54,5 @@ def test_view_keys_under_xvfb(tiny_run: Path, tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert "closed" in done.stdout
+    assert "state state bbb True" in done.stdout  # c: by state, b: BBB close-up, o twice: outlines back on
     assert (tmp_path / "run_frame00001.png").stat().st_size > 1000  # stepped once, then the screenshot key

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from carabm.cli import main
+from carabm.errors import InputFileError
 from carabm.io.hdf5 import Snapshots
 from carabm.viewer.render import choose_backend, render
-from carabm.viewer.scene import CELL_COLORS
+from carabm.viewer.scene import BBB_INTACT, CELL_COLORS, COMPARTMENT_COLORS, STATE_COLORS, state_name
 
 SIZE = (320, 240)
 
@@ -38,6 +39,42 @@ def _has_colour(image: np.ndarray, rgb: tuple[float, float, float], tolerance: i
     return bool((np.abs(image - target).max(axis=-1) <= tolerance).sum() >= 3)
 
 
+def _in_scene(image: np.ndarray) -> np.ndarray:
+    """The frame without the legend column (right) and the colour bar / scale text (bottom), which repeat the colours."""
+    return image[: image.shape[0] - 70, : image.shape[1] - 120]
+
+
+def _check_outlines(image: np.ndarray) -> None:
+    """Compartment outlines drawn in the scene: the blood vessel and CNS outline colours (the tiny run has both)."""
+    for name in ("blood", "cns"):
+        assert _has_colour(_in_scene(image), COMPARTMENT_COLORS[name], tolerance=45), f"no {name} outline colour"
+
+
+def _check_colorbar(image: np.ndarray) -> None:
+    """The cytokine colour bar at the bottom left: viridis from dark purple (low) to yellow (high)."""
+    from vispy.color import get_colormap  # noqa: PLC0415
+
+    from carabm.viewer.vispy_scene import COLORBAR_PX  # noqa: PLC0415
+
+    left, bottom, width, height = COLORBAR_PX
+    row = image[image.shape[0] - bottom - height // 2]
+    ends = get_colormap("viridis").map(np.array([0.02, 0.98]))[:, :3] * 255
+    assert np.abs(row[left + 3] - ends[0]).max() <= 30, row[left + 3]
+    assert np.abs(row[left + width - 4] - ends[1]).max() <= 30, row[left + width - 4]
+
+
+def _bbb_blue(image: np.ndarray) -> np.ndarray:
+    """Pixels of intact-BBB blue (BBB_INTACT, translucent over the dark background): blue dominant, green >= red."""
+    r, g, b = image[..., 0], image[..., 1], image[..., 2]
+    assert BBB_INTACT[2] > 1.5 * BBB_INTACT[1] and BBB_INTACT[1] >= BBB_INTACT[0]
+    return (b > 90) & (b > 1.5 * g) & (g >= r)
+
+
+def _states_present(run: Path) -> set[str]:
+    agents = Snapshots(run)[-1]["agents"]
+    return {state_name(list(CELL_COLORS)[t], s) for t, s in zip(agents["type"], agents["state"], strict=True)}
+
+
 def _check_frames(result, run: Path, types_present: list[str]) -> None:
     assert result.frames == len(Snapshots(run)) == 3  # 0, 3, 6 h
     assert len(result.files) == result.frames
@@ -61,6 +98,26 @@ def test_render_pngs_with_gl(tiny_run: Path, gl_backend: str, tmp_path: Path) ->
     result = render(tiny_run, tmp_path / "frames", size=SIZE, backend=gl_backend, progress=False)
     assert result.backend == gl_backend
     _check_frames(result, tiny_run, _types_present(tiny_run))
+    last = _read_png(result.files[-1])
+    _check_outlines(last)
+    _check_colorbar(last)
+
+
+def test_render_state_colours_bbb_camera_with_gl(tiny_run: Path, gl_backend: str, tmp_path: Path) -> None:
+    whole = _read_png(render(tiny_run, tmp_path / "whole", size=SIZE, backend=gl_backend, color_by="state", progress=False).files[-1])
+    result = render(tiny_run, tmp_path / "bbb", size=SIZE, backend=gl_backend, color_by="state", camera="bbb", progress=False)
+    _check_frames(result, tiny_run, [])
+    last = _read_png(result.files[-1])
+    for state in _states_present(tiny_run):  # every state the cells are in has its colour, seen from afar
+        assert _has_colour(_in_scene(whole), STATE_COLORS[state]), f"no {state} colour"
+    for name in ("macrophage", "microglia"):  # by state, no cell carries its type colour
+        assert not _has_colour(_in_scene(whole), CELL_COLORS[name], tolerance=25), f"{name} type colour in a by-state frame"
+    assert _bbb_blue(_in_scene(last)).sum() >= 3
+    _check_outlines(last)
+    _check_colorbar(last)
+    # the close-up sees the BBB larger than the whole-lattice view does
+    bbb_pixels = [int(_bbb_blue(_in_scene(im)).sum()) for im in (whole, last)]
+    assert bbb_pixels[1] > 1.5 * bbb_pixels[0], bbb_pixels
 
 
 def test_render_slices_with_gl(tiny_run: Path, gl_backend: str, tmp_path: Path) -> None:
@@ -72,6 +129,14 @@ def test_render_matplotlib_fallback(tiny_run: Path, tmp_path: Path) -> None:
     result = render(tiny_run, tmp_path / "flat", size=SIZE, backend="matplotlib", progress=False)
     assert result.backend == "matplotlib"
     _check_frames(result, tiny_run, _types_present(tiny_run))
+
+
+def test_render_matplotlib_state_bbb(tiny_run: Path, tmp_path: Path) -> None:
+    result = render(tiny_run, tmp_path / "flat_state", size=SIZE, backend="matplotlib", color_by="state", camera="bbb", progress=False)
+    _check_frames(result, tiny_run, [])
+    last = _read_png(result.files[-1])
+    assert _has_colour(_in_scene(last), COMPARTMENT_COLORS["cns"], tolerance=45)
+    assert _has_colour(_in_scene(last), STATE_COLORS["resting"])
 
 
 def test_render_mp4(tiny_run: Path, tmp_path: Path) -> None:
@@ -93,3 +158,7 @@ def test_render_cli_and_errors(tiny_run: Path, tmp_path: Path, capsys: pytest.Ca
     assert main(["render", str(tiny_run), "--out", str(out), "--size", "big"]) == 2
     assert "--size must be WIDTHxHEIGHT" in capsys.readouterr().err
     assert main(["render", str(tmp_path / "missing.h5"), "--out", str(out)]) == 2
+    with pytest.raises(SystemExit):
+        main(["render", str(tiny_run), "--out", str(out), "--camera", "side"])
+    with pytest.raises(InputFileError, match="--color-by"):
+        render(tiny_run, out, color_by="age", backend="matplotlib")
