@@ -45,7 +45,7 @@ OUTLINE_MIN_VOXELS = 4
 #: marker colour of each agent state when cells are coloured by state (``--color-by state``)
 STATE_COLORS: dict[str, tuple[float, float, float]] = {
     "resting": (0.78, 0.78, 0.78),  # light grey: resting CAR-T and myeloid cells, live B cells
-    "activated": (1.00, 0.25, 0.05),  # red-orange
+    "activated": (1.00, 0.60, 0.00),  # amber (distinct from the breached-BBB red)
     "exhausted": (0.45, 0.25, 1.00),  # violet: exhausted CAR-T
 }
 #: ways to colour the cells
