@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from carabm.errors import CarabmError, ConfigError, InputFileError
-from carabm.io.config import Config, read_yaml, validate_config
+from carabm.io.config import Config, parent_of, read_yaml, validate_config
 
 log = logging.getLogger("carabm")
 
@@ -84,14 +84,7 @@ class Sweep:
 def _set_path(data: dict[str, Any], key: str, value: Any) -> None:
     """Set a dotted key in a nested mapping; mapping values merge into existing mappings."""
     parts = key.split(".")
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {key}")
-        node = child
+    node = parent_of(data, parts)
     old = node.get(parts[-1])
     if isinstance(value, dict) and isinstance(old, dict):
         merged = dict(old)

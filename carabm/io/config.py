@@ -532,26 +532,28 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return parts, value
 
 
+def parent_of(data: dict[str, Any], parts: list[str]) -> dict[str, Any]:
+    """The mapping that holds dotted key ``parts`` in ``data``, creating missing levels."""
+    node = data
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {'.'.join(parts)}")
+        node = child
+    return node
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """Apply ``--set`` overrides to a raw config mapping; unknown keys are reported by validation."""
     problems: list[str] = []
     for text in overrides:
         try:
             parts, value = parse_override(text)
+            parent_of(data, parts)[parts[-1]] = value
         except ConfigError as exc:
             problems.extend(exc.problems)
-            continue
-        node = data
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                problems.append(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {'.'.join(parts)}")
-                break
-            node = child
-        else:
-            node[parts[-1]] = value
     if problems:
         raise ConfigError(problems)
     return data
