@@ -51,10 +51,12 @@ class Secretion:
         if self.scale[k] == 0.0 or voxels.size == 0:
             return
         xp = self.xp
-        weights = xp.broadcast_to(xp.asarray(pg_per_cell_h, dtype=xp.float64), voxels.shape)
-        self.sources[k] += (xp.bincount(voxels, weights=weights, minlength=self.n_voxels) * (self.to_conc_rate * self.scale[k])).astype(
-            xp.float32
-        )
+        factor = self.to_conc_rate * self.scale[k]
+        if xp.ndim(pg_per_cell_h) == 0:  # one rate for all: count cells per voxel
+            counts = xp.bincount(voxels, minlength=self.n_voxels)
+            self.sources[k] += (counts * (float(pg_per_cell_h) * factor)).astype(xp.float32)
+        else:
+            self.sources[k] += (xp.bincount(voxels, weights=pg_per_cell_h, minlength=self.n_voxels) * factor).astype(xp.float32)
 
     def release(self, cytokine: str, voxels: Any, pg: float, dt_s: float) -> None:
         """A one-off release of ``pg`` per cell at ``voxels`` within this step (e.g. DAMPs of lysis)."""
@@ -72,4 +74,5 @@ class Secretion:
 
 def sense(fields_flat: Any, voxels: Any) -> dict[str, Any]:
     """Concentrations [pg/mL] at each cell's voxel, by cytokine name."""
-    return {name: fields_flat[i, voxels] for name, i in INDEX.items()}
+    block = fields_flat[:, voxels]  # one gather for all fields
+    return {name: block[i] for name, i in INDEX.items()}

@@ -151,7 +151,7 @@ class CrsModel:
 
     def voxel_of(self, slots: Any) -> Any:
         """Flat voxel index of agents."""
-        return self.store.flat_index()[slots]
+        return self.store.flat_index(self.store.position[slots])
 
     def compartment_of(self, slots: Any) -> Any:
         """Compartment label of agents' voxels."""

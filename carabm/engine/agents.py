@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import rng
+from carabm.engine import rng_cpu
 from carabm.engine.backend import Backend, get_backend
 from carabm.engine.lattice import BBB, BLOOD, COMPARTMENTS, neighbour_offsets
 
@@ -453,6 +453,6 @@ def choose_free_voxels(store: AgentStore, candidates: Any, count: int, seed: int
     count = min(int(count), int(free.size))
     if count <= 0:
         return xp.zeros(0, dtype=xp.int64)
-    priority = rng.priorities(xp, seed, step, free, purpose)
+    priority = rng_cpu.priorities(xp, seed, step, free, purpose)
     order = xp.argsort(priority, kind="stable") if xp is np else xp.argsort(priority)
     return free[order[:count]]

@@ -134,7 +134,7 @@ class BloodCirculation:
         codes = np.flatnonzero(self.pool)
         counts = np.zeros(self.pool.size, dtype=np.int64)
         if codes.size:
-            u = rng.uniform(np, self.seed, step, codes, "circulate_in").astype(np.float64)
+            u = rng_cpu.uniform(np, self.seed, step, codes, "circulate_in").astype(np.float64)
             lam = expected.ravel()[codes]
             counts[codes] = np.floor(lam).astype(np.int64) + (u < lam - np.floor(lam))
         return np.minimum(counts.reshape(self.pool.shape), self.pool)

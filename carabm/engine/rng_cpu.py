@@ -74,3 +74,14 @@ def random_bits(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> 
 def to_unit(word: Any, xp: Any) -> Any:
     """A uint32 word -> float32 in [0, 1), exactly as :func:`carabm.engine.rng.uniform` does."""
     return (word >> 8).astype(xp.float32) * xp.float32(1.0 / (1 << 24))
+
+
+def priorities(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> Any:
+    """Same result as :func:`carabm.engine.rng.priorities`, from the compiled words on the CPU."""
+    w0, w1, _, _ = random_bits(xp, seed, step, ids, purpose)
+    return (w0.astype(xp.uint64) << xp.uint64(32)) | w1.astype(xp.uint64)
+
+
+def uniform(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> Any:
+    """Same result as :func:`carabm.engine.rng.uniform` (one number per id), compiled on the CPU."""
+    return to_unit(random_bits(xp, seed, step, ids, purpose)[0], xp)

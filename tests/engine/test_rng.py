@@ -74,3 +74,11 @@ def test_integers_and_normal(xp):
     assert int(k.min()) == 0 and int(k.max()) == 5
     z = rng.normal(xp, 3, 1, ids, "noise")
     assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02
+
+
+def test_compiled_cpu_twins_draw_the_same_numbers():
+    from carabm.engine import rng_cpu
+
+    ids = np.arange(5000, dtype=np.int64)
+    assert np.array_equal(rng.priorities(np, 9, 4, ids, "place"), rng_cpu.priorities(np, 9, 4, ids, "place"))
+    assert np.array_equal(rng.uniform(np, 9, 4, ids, "move"), rng_cpu.uniform(np, 9, 4, ids, "move"))
