@@ -175,15 +175,21 @@ def _range(key: str, value: Any, where: str) -> tuple[float, float, bool]:
     return low, high, log_scale
 
 
+def _n_and_mapping(spec: Any, where: str, name: str) -> tuple[int, dict[str, Any]]:
+    """An axis of the form ``{n: COUNT, NAME: {...}}``: its count and its mapping, nothing else allowed."""
+    spec = _need_mapping(spec, where)
+    n = _count(spec.get("n"), f"{where}.n")
+    mapping = _need_mapping(spec.get(name), f"{where}.{name}")
+    unknown = set(spec) - {"n", name}
+    if unknown:
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, {name}")
+    return n, mapping
+
+
 def _axis_lhs(spec: Any, where: str, seed: int, block: int) -> list[dict[str, Any]]:
     from scipy.stats import qmc  # noqa: PLC0415
 
-    spec = _need_mapping(spec, where)
-    n = _count(spec.get("n"), f"{where}.n")
-    ranges = _need_mapping(spec.get("ranges"), f"{where}.ranges")
-    unknown = set(spec) - {"n", "ranges"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, ranges")
+    n, ranges = _n_and_mapping(spec, where, "ranges")
     bounds = [_range(k, v, f"{where}.ranges") for k, v in ranges.items()]
     rng = _rng(seed, block, 1)
     try:
@@ -254,12 +260,7 @@ def sample_distribution(spec: Any, u: np.ndarray, where: str) -> np.ndarray:
 
 
 def _axis_cohort(spec: Any, where: str, seed: int, block: int) -> list[dict[str, Any]]:
-    spec = _need_mapping(spec, where)
-    n = _count(spec.get("n"), f"{where}.n")
-    keys = _need_mapping(spec.get("keys"), f"{where}.keys")
-    unknown = set(spec) - {"n", "keys"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, keys")
+    n, keys = _n_and_mapping(spec, where, "keys")
     rng = _rng(seed, block, 2)
     columns = {}
     for key, dist in keys.items():  # one stream per key, drawn in file order
