@@ -6,8 +6,11 @@ Everything else asks :func:`get_backend` for a :class:`Backend` and uses its ``x
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import platform
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from types import ModuleType
@@ -20,6 +23,9 @@ from carabm.errors import BackendError
 log = logging.getLogger("carabm")
 
 BACKEND_NAMES = ("auto", "numpy", "cupy")
+
+#: documented device -> host reads made through :meth:`Backend.to_host`, by reason (process-wide)
+HOST_READS: Counter[str] = Counter()
 
 
 @dataclass(frozen=True)
@@ -77,6 +83,16 @@ class Backend:
             return self.xp.asnumpy(array)
         return np.asarray(array)
 
+    def to_host(self, array: Any, reason: str) -> np.ndarray:
+        """A documented device -> host read (it waits for the device on a GPU), counted under ``reason``.
+
+        A step's host reads all go through here (population sizes after births and deaths,
+        the time-series row, ...), so :func:`count_host_reads` can list them; anything
+        else that reads device data on the host inside a step is a bug on the GPU path.
+        """
+        HOST_READS[reason] += 1
+        return self.asnumpy(array)
+
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Put a host array on this backend's device."""
         return self.xp.asarray(array, dtype=dtype)
@@ -85,6 +101,17 @@ class Backend:
         """Wait for queued device work (a no-op on the CPU); used by benchmarks."""
         if self.is_gpu:
             self.xp.cuda.get_current_stream().synchronize()
+
+
+@contextlib.contextmanager
+def count_host_reads() -> Iterator[Counter[str]]:
+    """Count the documented host reads (:meth:`Backend.to_host`) made inside the block, by reason."""
+    before = Counter(HOST_READS)
+    counts: Counter[str] = Counter()
+    try:
+        yield counts
+    finally:
+        counts.update(HOST_READS - before)
 
 
 def _numpy_backend() -> Backend:

@@ -243,6 +243,15 @@ def check_launch_shape(
     return grid3, block3
 
 
+def array_module(array: Any) -> Any:
+    """NumPy for a NumPy array (kernels emulated on the host in tests), else CuPy."""
+    if isinstance(array, np.ndarray):
+        return np
+    from carabm.engine.backend import cupy_module  # noqa: PLC0415
+
+    return cupy_module()
+
+
 #: a launcher: ``launch(module, kernel, grid, block, args)``; :func:`launch` on a GPU, an emulator in tests
 Launcher = Callable[[str, str, Sequence[int], Sequence[int], Sequence[Any]], None]
 

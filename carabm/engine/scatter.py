@@ -1,0 +1,80 @@
+"""Per-agent amounts summed into lattice arrays (secretion sources, uptake) and field values read at agents.
+
+Two operations with a NumPy and a CUDA path each: :func:`add_counts` (the same amount per
+selected agent) and :func:`add_weights` (a per-agent amount), both ``row[voxel] += ...``
+summed over agents, and :func:`gather` (every field at every agent's voxel). On NumPy the
+sums are ``bincount`` in float64, rounded once to float32; on a GPU they are float32 atomic
+adds (sums agree to float32 rounding, not to the bit: the order of atomic adds varies).
+Neither path reads device data on the host.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from carabm.engine import kernels
+
+_BLOCK = 256
+
+
+def _is_numpy(array: Any) -> bool:
+    return isinstance(array, np.ndarray)
+
+
+def _blocks(n: int) -> tuple[int]:
+    return ((n + _BLOCK - 1) // _BLOCK,)
+
+
+def add_counts(row: Any, voxels: Any, mask: Any, amount: float, launcher: kernels.Launcher | None = None) -> None:
+    """``row[v] += amount * (number of agents at v with mask set)``.
+
+    ``row``: float32 ``[n_voxels]`` (C-contiguous); ``voxels``: int64 flat voxel per agent;
+    ``mask``: bool per agent (``None``: all). Matches the earlier ``bincount(voxels[mask]) *
+    amount`` to the bit on NumPy.
+    """
+    n = int(voxels.shape[0])
+    if n == 0 or amount == 0.0:
+        return
+    if _is_numpy(row) and launcher is None:
+        counts = np.bincount(voxels, minlength=row.size) if mask is None else np.bincount(voxels, weights=mask, minlength=row.size)
+        row += (counts * float(amount)).astype(np.float32)
+        return
+    xp = kernels.array_module(row)
+    selected = xp.ones(n, dtype=xp.uint8) if mask is None else xp.ascontiguousarray(mask, dtype=xp.uint8)
+    (launcher or kernels.launch)(
+        "agents", "scatter_counts", _blocks(n), (_BLOCK,), (row, xp.ascontiguousarray(voxels, dtype=xp.int64), selected, float(amount), n)
+    )
+
+
+def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: kernels.Launcher | None = None) -> None:
+    """``row[v] += scale * sum(weights of the agents at v)``; ``weights`` float ``[n]`` (0 for agents that add nothing)."""
+    n = int(voxels.shape[0])
+    if n == 0 or scale == 0.0:
+        return
+    if _is_numpy(row) and launcher is None:
+        row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(np.float32)
+        return
+    xp = kernels.array_module(row)
+    (launcher or kernels.launch)(
+        "agents", "scatter_weights", _blocks(n), (_BLOCK,),
+        (row, xp.ascontiguousarray(voxels, dtype=xp.int64), xp.ascontiguousarray(weights, dtype=xp.float64), float(scale), n),
+    )  # fmt: skip
+
+
+def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = None) -> Any:
+    """Every field at every agent's voxel: ``fields_flat[:, voxels]`` as float32 ``[K, n]``."""
+    if _is_numpy(fields_flat) and launcher is None:
+        return fields_flat[:, voxels]
+    xp = kernels.array_module(fields_flat)
+    k, n_voxels = (int(s) for s in fields_flat.shape)
+    n = int(voxels.shape[0])
+    out = xp.empty((k, n), dtype=xp.float32)
+    if n == 0:
+        return out
+    (launcher or kernels.launch)(
+        "agents", "gather_fields", _blocks(n), (_BLOCK,),
+        (xp.ascontiguousarray(fields_flat, dtype=xp.float32), xp.ascontiguousarray(voxels, dtype=xp.int64), out, k, n_voxels, n),
+    )  # fmt: skip
+    return out
