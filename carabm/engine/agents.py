@@ -127,6 +127,13 @@ class AgentStore:
         self._padded_shape = (nz + 2, ny + 2, nx + 2)
         self._strides = ((ny + 2) * (nx + 2), nx + 2, 1)
         self._occupancy = self.xp.full(self._padded_shape, -1, dtype=self.xp.int32)
+        #: kernel launcher of the CUDA paths (``kernels.launch`` on a GPU, ``None`` on the CPU);
+        #: tests set a host emulation here to run the kernels on NumPy arrays
+        self.launcher: Any = None
+        if self.backend.is_gpu:
+            from carabm.engine import kernels  # noqa: PLC0415
+
+            self.launcher = kernels.launch
 
     # ----------------------------------------------------------------- columns
     @property
@@ -265,9 +272,17 @@ class AgentStore:
     def contact_counts(self, connectivity: int = 6, kind: str | int | None = None) -> Any:
         """Number of neighbouring agents (of one kind when given) of every agent, ``int32 [n]``."""
         xp = self.xp
+        k = None if kind is None else (self.kind_id(kind) if isinstance(kind, str) else int(kind))
+        if self.launcher is not None:
+            counts = xp.zeros(self.n, dtype=xp.int32)
+            if self.n:
+                offsets = xp.ascontiguousarray(self.padded_offsets(connectivity), dtype=xp.int64)
+                args = (self._columns[_PADDED_INDEX][: self.n], self._occupancy.reshape(-1), self._columns["kind"][: self.n],
+                        offsets, int(offsets.shape[0]), -1 if k is None else k, counts, self.n)  # fmt: skip
+                self.launcher("scatter", "contact_counts", ((self.n + 255) // 256,), (256,), args)
+            return counts
         flat = self.padded_flat()
         occ = self._occupancy.ravel()
-        k = None if kind is None else (self.kind_id(kind) if isinstance(kind, str) else int(kind))
         counts = xp.zeros(self.n, dtype=xp.int32)
         for offset in neighbour_offsets(connectivity).astype(np.int64) @ np.asarray(self._strides):
             slot = occ[flat + int(offset)]  # one pass per neighbour direction, all agents at once
@@ -275,11 +290,13 @@ class AgentStore:
         return counts
 
     # ---------------------------------------------------------- add / remove
-    def add(self, kind: str | int, position: Any, state: Any = 0, **values: Any) -> Any:
+    def add(self, kind: str | int, position: Any, state: Any = 0, check: bool = True, **values: Any) -> Any:
         """Add agents of one kind at ``position`` (``[k, 3]``, free distinct voxels); returns their slots.
 
         New ids are ``next_id, next_id + 1, ...`` in the order given. ``values`` set declared
-        variables (scalars or ``[k]`` arrays); unset variables start at 0.
+        variables (scalars or ``[k]`` arrays); unset variables start at 0. ``check=False``
+        skips checking that the voxels are inside, free and distinct (three host reads on a
+        GPU), for callers that chose them so (e.g. :func:`choose_free_voxels`).
         """
         xp = self.xp
         k_index = self.kind_id(kind) if isinstance(kind, str) else int(kind)
@@ -289,14 +306,15 @@ class AgentStore:
         k = int(position.shape[0])
         if k == 0:
             return xp.zeros(0, dtype=xp.int64)
-        upper = xp.asarray(self.shape, dtype=xp.int32)
-        if bool(((position < 0) | (position >= upper)).any()):
-            raise ValueError(f"add: positions outside the lattice {self.shape}")
         flat = self.padded_flat(position)
-        if bool((self._occupancy.ravel()[flat] >= 0).any()):
-            raise ValueError("add: some target voxels are already occupied")
-        if int(xp.unique(flat).size) != k:
-            raise ValueError("add: two new agents in one voxel")
+        if check:
+            upper = xp.asarray(self.shape, dtype=xp.int32)
+            if bool(((position < 0) | (position >= upper)).any()):
+                raise ValueError(f"add: positions outside the lattice {self.shape}")
+            if bool((self._occupancy.ravel()[flat] >= 0).any()):
+                raise ValueError("add: some target voxels are already occupied")
+            if int(xp.unique(flat).size) != k:
+                raise ValueError("add: two new agents in one voxel")
         unknown = set(values) - set(self.variables) - {"state"}
         if unknown:
             raise KeyError(f"add: unknown variables {sorted(unknown)}; declared {sorted(self.variables)}")
@@ -315,10 +333,11 @@ class AgentStore:
         self.next_id += k
         return slots
 
-    def copy_rows(self, source_slots: Any, position: Any) -> Any:
+    def copy_rows(self, source_slots: Any, position: Any, check: bool = True) -> Any:
         """Add copies of the agents in ``source_slots`` (kind, state, variables) at new free voxels.
 
         Used for division: daughters get new ids in the order given; returns their slots.
+        ``check=False`` skips checking that the voxels are free and distinct (host reads).
         """
         xp = self.xp
         source_slots = xp.asarray(source_slots, dtype=xp.int64)
@@ -327,7 +346,7 @@ class AgentStore:
             return xp.zeros(0, dtype=xp.int64)
         position = xp.asarray(position, dtype=xp.int32).reshape(-1, 3)
         flat = self.padded_flat(position)
-        if bool((self._occupancy.ravel()[flat] >= 0).any()) or int(xp.unique(flat).size) != k:
+        if check and (bool((self._occupancy.ravel()[flat] >= 0).any()) or int(xp.unique(flat).size) != k):
             raise ValueError("copy_rows: target voxels must be free and distinct")
         self._grow(self.n + k)
         rows = slice(self.n, self.n + k)
@@ -354,25 +373,38 @@ class AgentStore:
         mask[selection.astype(xp.int64)] = True
         return mask
 
-    def remove(self, selection: Any) -> int:
+    def remove(self, selection: Any, count: int | None = None) -> int:
         """Remove agents (bool mask ``[n]`` or slots) and compact the rest, keeping their order.
 
-        Returns how many were removed. Slots of survivors change; ids do not.
+        Returns how many were removed. Slots of survivors change; ids do not. ``count``, when
+        the caller knows it, saves the one host read of how many are removed (on a GPU).
         """
         xp = self.xp
         mask = self._as_mask(selection)
-        n_removed = int(mask.sum())
-        if n_removed == 0:
+        if count is None:
+            count = int(self.backend.to_host(mask.sum(), "agents: removals")) if self.launcher is not None else int(mask.sum())
+        if count == 0:
             return 0
         occ = self._occupancy.ravel()
-        occ[self.padded_flat()[mask]] = -1
+        k = self.n - count
         keep = ~mask
-        k = self.n - n_removed
-        for column in self._columns.values():
-            column[:k] = column[: self.n][keep]
+        if self.launcher is not None:
+            # compaction by a scan, without boolean indexing (which reads its size on the host);
+            # padded index 0 is a border voxel, always -1, so it can absorb the writes of survivors
+            occ[xp.where(mask, self.padded_flat(), 0)] = -1
+            destination = xp.where(keep, xp.cumsum(keep) - 1, k)
+            order = xp.empty(k + 1, dtype=xp.int64)
+            order[destination] = xp.arange(self.n, dtype=xp.int64)
+            order = order[:k]
+            for column in self._columns.values():
+                column[:k] = column[: self.n][order]
+        else:
+            occ[self.padded_flat()[mask]] = -1
+            for column in self._columns.values():
+                column[:k] = column[: self.n][keep]
         self.n = k
         occ[self.padded_flat()] = xp.arange(k, dtype=xp.int32)
-        return n_removed
+        return count
 
     kill = remove
 
@@ -441,15 +473,26 @@ class AgentStore:
             assert int(self.id.max()) < self.next_id, "id beyond next_id"
 
 
-def choose_free_voxels(store: AgentStore, candidates: Any, count: int, seed: int, step: int, purpose: str) -> Any:
+def choose_free_voxels(
+    store: AgentStore, candidates: Any, count: int, seed: int, step: int, purpose: str, n_free: int | None = None
+) -> Any:
     """Up to ``count`` free voxels (flat indices, int64) among ``candidates``, by a random priority.
 
     The priority is keyed by (seed, step, purpose, voxel index), so the choice does not
     depend on the order of agents or candidates; the result is ordered by priority.
+    ``n_free``, the number of free candidates when the caller knows it, lets the kernel path
+    (``store.launcher`` set) choose without reading anything on the host.
     """
     xp = store.xp
     candidates = xp.asarray(candidates, dtype=xp.int64).ravel()
-    free = candidates[store.padded_occupancy.ravel()[store.padded_from_flat(candidates)] < 0]
+    occupied = store.padded_occupancy.ravel()[store.padded_from_flat(candidates)] >= 0
+    if store.launcher is not None and n_free is not None:
+        count = min(int(count), int(n_free))
+        if count <= 0:
+            return xp.zeros(0, dtype=xp.int64)
+        priority = xp.where(occupied, xp.uint64(2**64 - 1), rng_cpu.priorities(xp, seed, step, candidates, purpose))
+        return candidates[xp.argsort(priority)[:count]]
+    free = candidates[~occupied]
     count = min(int(count), int(free.size))
     if count <= 0:
         return xp.zeros(0, dtype=xp.int64)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import rng, rng_cpu
+from carabm.engine import rng, rng_cpu, scatter
 from carabm.engine.agents import AgentStore, choose_free_voxels
 from carabm.engine.lattice import BLOOD, Lattice
 
@@ -59,6 +59,7 @@ class BloodCirculation:
         self.pool = np.zeros((len(store.kinds), N_STATES), dtype=np.int64)
         self.circulating = np.array([k.circulates and k.in_blood for k in store.kinds], dtype=bool)
         self._blood_padded = store.pad(self.xp.asarray(lattice.labels == BLOOD), False).ravel()
+        self._blood_voxels_padded = store.padded_from_flat(self.blood_voxels)
 
     @property
     def total_volume_ml(self) -> float:
@@ -92,6 +93,17 @@ class BloodCirculation:
         """Mask ``[n]`` of agents in lattice blood voxels."""
         return self._blood_padded[self.store.padded_flat()]
 
+    def lattice_blood_counts(self) -> Any:
+        """Agents in lattice blood voxels per kind, int64 ``[kinds]`` on the backend (no host read)."""
+        xp = self.xp
+        in_blood = self.in_lattice_blood()
+        kinds = xp.arange(len(self.store.kinds), dtype=xp.uint8)
+        return ((self.store.kind[None, :] == kinds[:, None]) & in_blood[None, :]).sum(axis=1, dtype=xp.int64)
+
+    def blood_per_ul(self, kind: str | int, lattice_count: int, state: int | None = None) -> float:
+        """Circulating cells per µL from a lattice-blood count already on the host (see :meth:`lattice_blood_counts`)."""
+        return (self.pool_count(kind, state) + int(lattice_count)) / (self.total_volume_ml * UL_PER_ML)
+
     def lattice_count(self, kind: str | int, state: int | None = None) -> int:
         """Agents of a kind (and state) in lattice blood voxels."""
         k = self._kind(kind)
@@ -111,22 +123,44 @@ class BloodCirculation:
         return total / (self.total_volume_ml * UL_PER_ML)
 
     def exchange(self, step: int) -> tuple[int, int]:
-        """One step of exchange between lattice blood and the pool; returns (left, entered)."""
+        """One step of exchange between lattice blood and the pool; returns (left, entered).
+
+        On a GPU this makes one documented host read ("circulation: cells leaving"): the
+        leaving cells per (kind, state) and the free blood voxels, packed together.
+        """
         store, xp = self.store, self.xp
         inflow = self._inflow_counts(step)
         left = 0
+        n_free = None
         if store.n:
             circulating = xp.asarray(self.circulating)[store.kind] & self.in_lattice_blood()
             u = rng_cpu.to_unit(rng_cpu.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
             leaving = circulating & (u < xp.float32(self.exchange_probability))
-            codes = store.kind[leaving].astype(xp.int64) * N_STATES + store.state[leaving]
-            out = store.backend.asnumpy(xp.bincount(codes, minlength=self.pool.size)).reshape(self.pool.shape)
-            left = store.remove(leaving)
-        entered = self._place(inflow, step)
+            if store.launcher is not None:
+                out, n_free = self._leaving_counts(leaving)
+                n_free += int(out.sum())
+                left = store.remove(leaving, count=int(out.sum()))
+            else:
+                codes = store.kind[leaving].astype(xp.int64) * N_STATES + store.state[leaving]
+                out = store.backend.asnumpy(xp.bincount(codes, minlength=self.pool.size)).reshape(self.pool.shape)
+                left = store.remove(leaving)
+        entered = self._place(inflow, step, n_free)
         self.pool -= entered
         if left:
             self.pool += out
         return left, int(entered.sum())
+
+    def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, int]:
+        """Leaving cells per (kind, state) and the free blood voxels now, in one host read."""
+        store, xp = self.store, self.xp
+        size = self.pool.size
+        codes = xp.where(leaving, store.kind.astype(xp.int64) * N_STATES + store.state, size)
+        histogram = xp.zeros(size + 1, dtype=xp.float32)  # counts < 2**24: exact in float32
+        scatter.add_counts(histogram, codes, None, 1.0, launcher=store.launcher)
+        free = (store.padded_occupancy.ravel()[self._blood_voxels_padded] < 0).sum(dtype=xp.int64)
+        packed = xp.concatenate([histogram[:size].astype(xp.int64), free[None]])
+        host = store.backend.to_host(packed, "circulation: cells leaving")
+        return host[:size].reshape(self.pool.shape), int(host[size])
 
     def _inflow_counts(self, step: int) -> np.ndarray:
         """Cells due to enter per (kind, state): ``pool * V_lattice / V_pool * q``, stochastically rounded."""
@@ -139,22 +173,26 @@ class BloodCirculation:
             counts[codes] = np.floor(lam).astype(np.int64) + (u < lam - np.floor(lam))
         return np.minimum(counts.reshape(self.pool.shape), self.pool)
 
-    def _place(self, inflow: np.ndarray, step: int) -> np.ndarray:
-        """Put the inflow into free blood voxels (chosen by voxel-keyed priority); returns counts placed."""
+    def _place(self, inflow: np.ndarray, step: int, n_free: int | None = None) -> np.ndarray:
+        """Put the inflow into free blood voxels (chosen by voxel-keyed priority); returns counts placed.
+
+        ``n_free``: the free blood voxels, when known on the host (saves a host read on a GPU).
+        """
         total = int(inflow.sum())
         placed = np.zeros_like(inflow)
         if total == 0:
             return placed
-        voxels = choose_free_voxels(self.store, self.blood_voxels, total, self.seed, step, "circulate_place")
+        voxels = choose_free_voxels(self.store, self.blood_voxels, total, self.seed, step, "circulate_place", n_free=n_free)
         free = int(voxels.size)
         if free < total:  # crowded vessel: the rest waits in the pool
             inflow = np.floor(inflow * (free / total)).astype(np.int64)
-        position = self.xp.stack(self.xp.unravel_index(voxels, self.store.shape), axis=1)
+        _, ny, nx = self.store.shape
+        position = self.xp.stack([voxels // (ny * nx), voxels // nx % ny, voxels % nx], axis=1)
         start = 0
         for code in np.flatnonzero(inflow.ravel()):  # loop over (kind, state) groups, not agents
             k, state = divmod(int(code), N_STATES)
             count = int(inflow[k, state])
-            self.store.add(k, position[start : start + count], state=state)
+            self.store.add(k, position[start : start + count], state=state, check=False)
             placed[k, state] = count
             start += count
         return placed

@@ -5,11 +5,14 @@ that makes compiler errors name the real file, the kernel signatures read from t
 and :func:`launch`, which refuses bad arguments with a :class:`~carabm.errors.KernelError`.
 
 Signatures are parsed from each ``extern "C" __global__ void name(...)`` declaration, so the
-``.cu`` file is the single source of truth. Parameter types understood: ``float*``,
-``int*``, ``double*`` (with optional ``const`` / ``__restrict__``) and the scalars ``int``,
-``float``, ``double``. Scalars are converted to exactly that C type before launch: CuPy
-would otherwise pass a Python ``float`` as a ``double`` and an ``int`` as 64 bits, which
-a kernel expecting ``float`` / ``int`` would silently misread. Only the pure-Python parts
+``.cu`` file is the single source of truth. Parameter types understood: ``float``,
+``double``, ``int``, ``unsigned int``, ``long long``, ``unsigned long long`` and
+``unsigned char``, as pointers (with optional ``const`` / ``__restrict__``) or scalars.
+Scalars are converted to exactly that C type before launch: CuPy would otherwise pass a
+Python ``float`` as a ``double`` and an ``int`` as 64 bits, which a kernel expecting
+``float`` / ``int`` would silently misread. ``#include "x.cuh"`` of a file beside the
+source is inlined (with ``#line`` directives), so the text compiled, and CuPy's cache key,
+cover the headers too. Only the pure-Python parts
 (finding files, building the source, parsing, argument checks) run without a GPU.
 """
 
@@ -36,10 +39,18 @@ KERNELS_DIR_ENV = "CARABM_KERNELS_DIR"
 #: denormals are NVRTC's defaults (``--prec-div=true``, ``--ftz=false``), as on the CPU.
 COMPILE_OPTIONS: tuple[str, ...] = ("--std=c++14", "--fmad=false")
 
-#: the 32-bit limits of an ``int`` kernel parameter
-_INT32 = np.iinfo(np.int32)
-
-_C_TYPES = {"float": np.dtype(np.float32), "int": np.dtype(np.int32), "double": np.dtype(np.float64)}
+_C_TYPES = {
+    "float": np.dtype(np.float32),
+    "double": np.dtype(np.float64),
+    "int": np.dtype(np.int32),
+    "unsigned int": np.dtype(np.uint32),
+    "long long": np.dtype(np.int64),
+    "unsigned long long": np.dtype(np.uint64),
+    "unsigned char": np.dtype(np.uint8),
+}
+#: the spellings of :data:`_C_TYPES`, for error messages
+_ALLOWED = "float, double, int, unsigned int, long long, unsigned long long, unsigned char (scalars or pointers)"
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]+"([^"]+)"[ \t]*$', re.M)
 _DECLARATION = re.compile(r'extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\([^)]*\)\s*)?(\w+)\s*\(([^)]*)\)', re.S)
 _DEFINE = re.compile(r"^\s*#\s*define\s+(\w+)\s+(-?\d+)\s*(?://.*)?$", re.M)
 _COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
@@ -99,15 +110,33 @@ def kernel_path(module: str) -> Path:
     return path
 
 
-def build_source(path: Path) -> str:
-    """The source text to compile: a ``#line 1 "<real path>"`` directive, then the file unchanged.
+def _line_directive(path: Path, line: int) -> str:
+    quoted = str(path).replace("\\", "\\\\").replace('"', '\\"')
+    return f'#line {line} "{quoted}"'
+
+
+def build_source(path: Path, _seen: tuple[Path, ...] = ()) -> str:
+    """The source text to compile: a ``#line 1 "<real path>"`` directive, then the file.
 
     The directive makes NVRTC (and nvcc) report errors against the real file and line
     rather than an anonymous buffer; backslashes and quotes in the path are escaped.
+    ``#include "name"`` lines naming a file in the same folder are replaced by that file
+    (itself built this way) and a directive back to the including file's next line.
     """
-    real = str(Path(path).resolve())
-    quoted = real.replace("\\", "\\\\").replace('"', '\\"')
-    return f'#line 1 "{quoted}"\n' + Path(path).read_text(encoding="utf-8")
+    real = Path(path).resolve()
+    if real in _seen:
+        raise KernelError(f"kernel source {real}: #include cycle ({' -> '.join(p.name for p in (*_seen, real))})")
+    text = Path(path).read_text(encoding="utf-8")
+
+    def inline(match: re.Match[str]) -> str:
+        header = real.parent / match.group(1)
+        if not header.is_file():
+            line = text.count("\n", 0, match.start()) + 1
+            raise KernelError(f"kernel source {real}:{line}: #include \"{match.group(1)}\": no such file beside it")
+        after = text.count("\n", 0, match.start()) + 2
+        return build_source(header, (*_seen, real)).rstrip("\n") + "\n" + _line_directive(real, after)
+
+    return _line_directive(real, 1) + "\n" + _INCLUDE.sub(inline, text)
 
 
 def _parse_param(text: str, kernel: str) -> Param:
@@ -115,11 +144,13 @@ def _parse_param(text: str, kernel: str) -> Param:
     tokens = [t for t in tokens if t not in ("const", "__restrict__", "__restrict")]
     pointer = "*" in tokens
     tokens = [t for t in tokens if t != "*"]
-    if len(tokens) != 2 or tokens[0] not in _C_TYPES or not tokens[1].isidentifier() or tokens[1] in _C_TYPES:
-        raise KernelError(
-            f"kernel {kernel}: unsupported parameter {text.strip()!r} (use float*, int*, double*, int, float, double)"
-        )
-    return Param(tokens[1], pointer, _C_TYPES[tokens[0]])
+    c_type = " ".join(tokens[:-1])
+    name = tokens[-1] if tokens else ""
+    if c_type == "unsigned":
+        c_type = "unsigned int"
+    if c_type not in _C_TYPES or not name.isidentifier() or name in ("int", "char", "long", "unsigned", "float", "double"):
+        raise KernelError(f"kernel {kernel}: unsupported parameter {text.strip()!r} (use {_ALLOWED})")
+    return Param(name, pointer, _C_TYPES[c_type])
 
 
 def parse_signatures(source: str) -> dict[str, tuple[Param, ...]]:
@@ -208,12 +239,14 @@ def check_args(kernel: str, params: Sequence[Param], args: Sequence[Any], device
             continue
         if isinstance(arg, (bool, np.bool_)) or not isinstance(arg, (int, float, np.integer, np.floating)):
             raise KernelError(f"{where}: expected a number, got {type(arg).__name__}")
-        if param.dtype == np.int32:
+        if param.dtype.kind in "iu":
             if not isinstance(arg, (int, np.integer)):
                 raise KernelError(f"{where}: expected an integer, got {arg!r}")
-            if not _INT32.min <= int(arg) <= _INT32.max:
-                raise KernelError(f"{where}: {int(arg)} does not fit in a 32-bit int")
-            checked.append(np.int32(arg))
+            limits = np.iinfo(param.dtype)
+            if not limits.min <= int(arg) <= limits.max:
+                kind = "an unsigned" if param.dtype.kind == "u" else "a"
+                raise KernelError(f"{where}: {int(arg)} does not fit in {kind} {param.dtype.itemsize * 8}-bit int")
+            checked.append(param.dtype.type(arg))
         else:
             with np.errstate(over="ignore"):
                 value = param.dtype.type(arg)

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import rng_cpu
+from carabm.engine import movement_kernels, rng_cpu
 from carabm.engine.agents import AgentStore
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice, neighbour_offsets
 
@@ -102,6 +102,9 @@ class Movement:
     Built once per run: per-kind tables (hop probability per step, allowed moves between
     compartments, chemotaxis) live on the backend. Every random number is keyed by
     (seed, step, agent id, purpose), so results do not depend on the order of agents.
+    When the store has a kernel launcher (``store.launcher``: on a GPU), moves, wall
+    crossing and division run as CUDA kernels (:mod:`carabm.engine.movement_kernels`) with
+    the same random words and winners; counts are then 0-d device arrays, not ints.
     """
 
     def __init__(
@@ -180,6 +183,8 @@ class Movement:
         kind; of several requests for one voxel the highest priority wins, the rest stay.
         """
         store, xp = self.store, self.xp
+        if store.launcher is not None:
+            return movement_kernels.step(self, step, fields, integrity, speed_scale, store.launcher)
         if store.n == 0:
             return 0
         ids = store.id
@@ -261,6 +266,8 @@ class Movement:
         resolved as for moves. Returns (extravasated, intravasated).
         """
         store, xp = self.store, self.xp
+        if store.launcher is not None:
+            return movement_kernels.transmigrate(self, step, extravasation_scale, intravasation_scale, store.launcher)
         if store.n == 0:
             return 0, 0
         label = self.labels.ravel()[store.padded_flat()]
@@ -303,6 +310,8 @@ class Movement:
         Returns ``(parent_slots, daughter_slots)``.
         """
         store, xp = self.store, self.xp
+        if store.launcher is not None:
+            return movement_kernels.divide(self, selection, step, purpose, store.launcher)
         empty = xp.zeros(0, dtype=xp.int64)
         if store.n == 0:
             return empty, empty

@@ -1,7 +1,9 @@
-"""A numba-compiled CPU twin of :func:`carabm.engine.rng.random_bits` (bit-identical).
+"""Compiled twins of :func:`carabm.engine.rng.random_bits` (bit-identical): numba on the CPU, CUDA on a GPU.
 
-Philox in NumPy makes ~100 passes over the arrays; compiled, it is one pass, which the
-movement of 1e6 agents per step needs on CPU. Falls back to the NumPy version without numba.
+Philox written with array operations makes ~100 passes over the arrays (and ~100 kernel
+launches on a GPU); compiled, it is one pass, which the movement of 1e6 agents per step
+needs. On the CPU without numba it falls back to the array version; on a GPU the kernel
+``philox_ids`` of ``kernels/rng.cu`` runs (``launcher`` lets tests emulate it on the host).
 """
 
 from __future__ import annotations
@@ -55,9 +57,24 @@ def _build_kernel(parallel: bool) -> Any:
     return philox_ids
 
 
+def random_bits_kernel(xp: Any, seed: int, step: int, ids: Any, purpose: str | int, launcher: Any = None) -> tuple[Any, ...]:
+    """:func:`carabm.engine.rng.random_bits` by the CUDA kernel ``philox_ids`` (one launch, no host sync)."""
+    from carabm.engine import kernels  # noqa: PLC0415
+
+    ids = xp.ascontiguousarray(xp.asarray(ids, dtype=xp.int64).ravel())
+    out = xp.empty((4, ids.size), dtype=xp.uint32)
+    if ids.size:
+        k0, k1 = rng._seed_key(seed)
+        args = (ids, out, int(ids.size), k0, k1, int(step) & rng._MASK32, rng.purpose_id(purpose))
+        (launcher or kernels.launch)("rng", "philox_ids", ((ids.size + 255) // 256,), (256,), args)
+    return out[0], out[1], out[2], out[3]
+
+
 def random_bits(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> tuple[Any, ...]:
-    """Same result as :func:`carabm.engine.rng.random_bits`; compiled when ``xp`` is NumPy and numba is present."""
-    if xp is not np or numba is None:
+    """Same result as :func:`carabm.engine.rng.random_bits`; compiled for NumPy (numba) and CuPy (CUDA)."""
+    if xp is not np:
+        return random_bits_kernel(xp, seed, step, ids, purpose)
+    if numba is None:
         return rng.random_bits(xp, seed, step, ids, purpose)
     ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
     parallel = ids.size >= PARALLEL_MIN_IDS

@@ -44,7 +44,7 @@ def add_counts(row: Any, voxels: Any, mask: Any, amount: float, launcher: kernel
     xp = kernels.array_module(row)
     selected = xp.ones(n, dtype=xp.uint8) if mask is None else xp.ascontiguousarray(mask, dtype=xp.uint8)
     (launcher or kernels.launch)(
-        "agents", "scatter_counts", _blocks(n), (_BLOCK,), (row, xp.ascontiguousarray(voxels, dtype=xp.int64), selected, float(amount), n)
+        "scatter", "scatter_counts", _blocks(n), (_BLOCK,), (row, xp.ascontiguousarray(voxels, dtype=xp.int64), selected, float(amount), n)
     )
 
 
@@ -58,7 +58,7 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
         return
     xp = kernels.array_module(row)
     (launcher or kernels.launch)(
-        "agents", "scatter_weights", _blocks(n), (_BLOCK,),
+        "scatter", "scatter_weights", _blocks(n), (_BLOCK,),
         (row, xp.ascontiguousarray(voxels, dtype=xp.int64), xp.ascontiguousarray(weights, dtype=xp.float64), float(scale), n),
     )  # fmt: skip
 
@@ -74,7 +74,7 @@ def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = No
     if n == 0:
         return out
     (launcher or kernels.launch)(
-        "agents", "gather_fields", _blocks(n), (_BLOCK,),
+        "scatter", "gather_fields", _blocks(n), (_BLOCK,),
         (xp.ascontiguousarray(fields_flat, dtype=xp.float32), xp.ascontiguousarray(voxels, dtype=xp.int64), out, k, n_voxels, n),
     )  # fmt: skip
     return out
