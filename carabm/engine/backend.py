@@ -26,6 +26,9 @@ BACKEND_NAMES = ("auto", "numpy", "cupy")
 
 #: documented device -> host reads made through :meth:`Backend.to_host`, by reason (process-wide)
 HOST_READS: Counter[str] = Counter()
+#: objects with ``before(reason)`` and ``after(reason)`` called around every documented read
+#: (tests use them to prove that nothing else in a step waits for the GPU)
+HOST_READ_HOOKS: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,12 @@ class Backend:
         else that reads device data on the host inside a step is a bug on the GPU path.
         """
         HOST_READS[reason] += 1
-        return self.asnumpy(array)
+        for hook in HOST_READ_HOOKS:
+            hook.before(reason)
+        host = self.asnumpy(array)
+        for hook in HOST_READ_HOOKS:
+            hook.after(reason)
+        return host
 
     def asarray(self, array: Any, dtype: Any = None) -> Any:
         """Put a host array on this backend's device."""

@@ -1,0 +1,213 @@
+"""The agent kernels (kernels/movement.cu, scatter.cu, rng.cu) emulated on the CPU against the NumPy engine.
+
+Two worlds start identical; one runs the NumPy path, the other the kernel path
+(``store.launcher`` = the host emulation of the CUDA sources, see conftest.py). Moves, wall
+crossing, division, compaction and circulation draw the same Philox words and resolve
+conflicts by the same priorities, so the outcome must be identical to the bit: positions,
+ids, states, occupancy. Sums of atomic adds agree to float32 rounding. The GPU itself is
+exercised by tests/engine/test_agents_gpu.py.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from carabm.engine import rng, rng_cpu, scatter
+from carabm.engine.agents import AgentStore, KindSpec
+from carabm.engine.backend import count_host_reads
+from carabm.engine.circulation import BloodCirculation
+from carabm.engine.lattice import BLOOD, TISSUE, Lattice, default_layout
+from carabm.engine.movement import Movement
+
+VOXEL_UM = 20.0
+SHAPE = (6, 10, 24)
+
+
+def kinds() -> list[KindSpec]:
+    return [
+        KindSpec("tcell", 8.0, ("tissue", "blood", "cns"), extravasation_per_h=30.0, intravasation_per_h=10.0,
+                 bbb_crossing=True, variables={"timer": "float32"}),
+        KindSpec("tumour", 1.0, ("tissue",), circulates=False),
+        KindSpec("mono", 6.0, ("tissue", "blood", "cns"), chemotaxis_field=1, chemotaxis_sensitivity=0.8,
+                 extravasation_per_h=20.0, bbb_crossing=True),
+    ]  # fmt: skip
+
+
+def world(launcher=None, seed: int = 11):  # noqa: ANN001, ANN201
+    labels = default_layout(SHAPE, VOXEL_UM)
+    lattice = Lattice(labels, VOXEL_UM)
+    store = AgentStore(kinds(), SHAPE, capacity=64)
+    store.launcher = launcher
+    for name, home, count in (("tumour", "tissue", 300), ("tcell", "blood", 60), ("mono", "tissue", 80), ("tcell", "tissue", 50)):
+        store.place_random(name, count, lattice.flat_indices(home), seed, 0, purpose=f"place:{name}:{home}")
+    movement = Movement(store, lattice, dt_min=3.0, seed=seed)
+    return lattice, store, movement
+
+
+def fields_and_integrity(step: int) -> tuple[np.ndarray, np.ndarray]:
+    rng_np = np.random.default_rng(step)
+    fields = (rng_np.random((2,) + SHAPE) * 4).astype(np.float32)
+    integrity = rng_np.random(SHAPE).astype(np.float32)  # breached here and there: BBB crossings happen
+    return fields, integrity
+
+
+def assert_same_world(a: AgentStore, b: AgentStore) -> None:
+    assert a.n == b.n and a.next_id == b.next_id
+    order_a, order_b = np.argsort(a.id), np.argsort(b.id)
+    for column in ("id", "position", "kind", "state", "timer", "_padded_index"):
+        np.testing.assert_array_equal(a[column][order_a], b[column][order_b], err_msg=column)
+    np.testing.assert_array_equal(a.occupancy >= 0, b.occupancy >= 0)
+    b.check()
+
+
+def test_philox_kernel_matches_the_reference_words(emulator) -> None:
+    ids = np.random.default_rng(0).integers(0, 2**40, 3000)
+    for seed, step, purpose in [(0, 0, "move"), (2**40 + 7, 2**33 + 5, "divide"), (123, 9, 77)]:
+        expected = rng.random_bits(np, seed, step, ids, purpose)
+        got = rng_cpu.random_bits_kernel(np, seed, step, ids, purpose, launcher=emulator)
+        for e, g in zip(expected, got):
+            np.testing.assert_array_equal(g, e)
+
+
+def test_moves_match_numpy_to_the_bit_with_chemotaxis_and_bbb(emulator) -> None:
+    _, reference, ref_movement = world()
+    _, emulated, emu_movement = world(emulator)
+    assert_same_world(reference, emulated)
+    total = 0
+    for step in range(1, 7):
+        fields, integrity = fields_and_integrity(step)
+        speed = np.where(reference.kind == 0, 1.5, 1.0).astype(np.float32)
+        moved_ref = ref_movement.step(step, fields, integrity, speed_scale=speed)
+        moved_emu = emu_movement.step(step, fields, integrity, speed_scale=np.where(emulated.kind == 0, 1.5, 1.0))
+        assert int(moved_emu) == moved_ref
+        total += moved_ref
+        assert_same_world(reference, emulated)
+    assert total > 200  # the test moved many cells
+
+
+def test_moves_without_fields_or_integrity_keep_bbb_closed(emulator) -> None:
+    lattice, reference, ref_movement = world()
+    _, emulated, emu_movement = world(emulator)
+    for step in range(1, 5):
+        ref_movement.step(step)
+        emu_movement.step(step)
+        assert_same_world(reference, emulated)
+    assert not (lattice.labels.ravel()[emulated.flat_index()] == 2).any()
+
+
+def test_wall_crossing_matches_numpy_to_the_bit(emulator) -> None:
+    _, reference, ref_movement = world()
+    _, emulated, emu_movement = world(emulator)
+    crossings = np.zeros(2, dtype=int)
+    for step in range(1, 7):
+        scale = np.where(reference.kind == 2, 2.0, 1.0).astype(np.float32)
+        ref = ref_movement.transmigrate(step, extravasation_scale=scale)
+        emu = emu_movement.transmigrate(step, extravasation_scale=scale)
+        assert (int(emu[0]), int(emu[1])) == ref
+        crossings += ref
+        assert_same_world(reference, emulated)
+    assert crossings.min() > 0  # both directions happened
+
+
+def test_division_matches_numpy_to_the_bit_and_reads_the_host_once(emulator) -> None:
+    _, reference, ref_movement = world()
+    _, emulated, emu_movement = world(emulator)
+    for step in range(1, 4):
+        selection = (reference.kind != 2) & (rng.uniform(np, 5, step, reference.id, "pick") < 0.5)
+        parents_ref, daughters_ref = ref_movement.divide(selection, step, "divide")
+        with count_host_reads() as reads:
+            parents, daughters = emu_movement.divide(selection, step, "divide")
+        assert dict(reads) == {"agents: divisions": 1}
+        np.testing.assert_array_equal(emulated.id[parents], reference.id[parents_ref])
+        np.testing.assert_array_equal(emulated.id[daughters], reference.id[daughters_ref])
+        assert daughters_ref.size > 10
+        assert_same_world(reference, emulated)
+
+
+def test_moves_and_wall_crossing_read_nothing_on_the_host(emulator) -> None:
+    _, store, movement = world(emulator)
+    fields, integrity = fields_and_integrity(1)
+    with count_host_reads() as reads:
+        movement.step(1, fields, integrity)
+        movement.transmigrate(1)
+        store.contact_counts(6)
+    assert not reads
+
+
+def test_compaction_by_scan_matches_boolean_compaction(emulator) -> None:
+    _, reference, _ = world()
+    _, emulated, _ = world(emulator)
+    dead = rng.uniform(np, 3, 0, reference.id, "die") < 0.3
+    with count_host_reads() as reads:
+        assert emulated.remove(dead.copy()) == reference.remove(dead.copy())
+    assert dict(reads) == {"agents: removals": 1}
+    np.testing.assert_array_equal(emulated.id, reference.id)  # survivors keep their order
+    assert_same_world(reference, emulated)
+    with count_host_reads() as reads:
+        emulated.remove(np.zeros(emulated.n, bool), count=0)
+    assert not reads
+
+
+@pytest.mark.parametrize("connectivity", [6, 26])
+def test_contact_counts_match(emulator, connectivity) -> None:
+    _, reference, _ = world()
+    _, emulated, _ = world(emulator)
+    for kind in (None, "tumour", 2):
+        np.testing.assert_array_equal(emulated.contact_counts(connectivity, kind), reference.contact_counts(connectivity, kind))
+
+
+def test_circulation_exchange_matches_numpy_with_one_host_read(emulator) -> None:
+    def circulation(store, lattice):  # noqa: ANN001, ANN202
+        blood = BloodCirculation(store, lattice, dt_min=3.0, seed=4, scale=1e-4, blood_volume_ml=5000.0)
+        blood.infuse("tcell", 2e6, state=1)
+        blood.infuse("mono", 1e6)
+        return blood
+
+    lattice, reference, _ = world()
+    _, emulated, _ = world(emulator)
+    ref_blood, emu_blood = circulation(reference, lattice), circulation(emulated, lattice)
+    moved = 0
+    for step in range(1, 6):
+        with count_host_reads() as reads:
+            got = emu_blood.exchange(step)
+        assert dict(reads) == {"circulation: cells leaving": 1}
+        expected = ref_blood.exchange(step)
+        assert got == expected
+        moved += sum(expected)
+        np.testing.assert_array_equal(emu_blood.pool, ref_blood.pool)
+        assert_same_world(reference, emulated)
+    assert moved > 20
+    counts = emu_blood.lattice_blood_counts()
+    assert [emu_blood.blood_per_ul(k, counts[k]) for k in (0, 2)] == [ref_blood.blood_count_per_ul(k) for k in (0, 2)]
+
+
+def test_scatter_and_gather_match_bincount(emulator) -> None:
+    rng_np = np.random.default_rng(5)
+    voxels = rng_np.integers(0, 50, 2000)
+    mask = rng_np.random(2000) < 0.6
+    weights = np.where(mask, rng_np.random(2000) * 30, 0.0)
+    for launcher in (None, emulator):
+        counts_row, weights_row = np.full(50, 0.5, np.float32), np.full(50, 0.5, np.float32)
+        scatter.add_counts(counts_row, voxels, mask, 0.125, launcher=launcher)
+        scatter.add_weights(weights_row, voxels, weights, 1e-3, launcher=launcher)
+        if launcher is None:
+            expected = counts_row, weights_row
+    np.testing.assert_array_equal(counts_row, expected[0])  # multiples of 1/8: exact either way
+    np.testing.assert_allclose(weights_row, expected[1], rtol=2e-6)  # float32 atomic adds vs float64 sums
+    assert not np.array_equal(weights_row, np.full(50, 0.5, np.float32))
+    fields = rng_np.random((3, 50)).astype(np.float32)
+    np.testing.assert_array_equal(scatter.gather(fields, voxels, launcher=emulator), fields[:, voxels])
+
+
+def test_free_voxel_choice_matches_with_a_known_free_count(emulator) -> None:
+    lattice, reference, _ = world()
+    _, emulated, _ = world(emulator)
+    from carabm.engine.agents import choose_free_voxels  # noqa: PLC0415
+
+    blood = lattice.flat_indices(BLOOD)
+    n_free = int((reference.occupancy.ravel()[blood] < 0).sum())
+    expected = choose_free_voxels(reference, blood, 25, 3, 7, "place")
+    got = choose_free_voxels(emulated, blood, 25, 3, 7, "place", n_free=n_free)
+    np.testing.assert_array_equal(got, expected)
+    assert (lattice.labels.ravel()[got] == BLOOD).all() and TISSUE != BLOOD
