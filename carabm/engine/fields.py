@@ -396,11 +396,13 @@ class FieldSolver:
         """A zero field array ``[K, nz, ny, nx]`` of the solver's dtype on its backend."""
         return self.backend.xp.zeros(self.field_shape, dtype=self.dtype)
 
-    def set_conductance(self, conductance: Any) -> None:
+    def set_conductance(self, conductance: Any, check: bool = True) -> None:
         """Set the voxel conductances (0..1; ``[nz,ny,nx]``, ``[K,nz,ny,nx]`` or ``None``).
 
         Cheap enough to call every step: a copy (and, on the NumPy path with a shared
         conductance, three face arrays of one field's size); nothing is factorised.
+        ``check=False`` skips the range check (a host read on a GPU) for values that are
+        in range by construction, e.g. the model's BBB conductance updated every step.
         """
         self._faces_cache = None
         if conductance is None:
@@ -412,7 +414,7 @@ class FieldSolver:
             g = g[None]
         if g.ndim != 4 or g.shape[1:] != self.shape or g.shape[0] not in (1, self.n_fields):
             raise ValueError(f"conductance: expected shape {self.shape} or {self.field_shape}, got {tuple(conductance.shape)}")
-        low, high = float(g.min()), float(g.max())
+        low, high = (float(g.min()), float(g.max())) if check else (0.0, 1.0)
         if not (low >= 0 and high <= 1):  # also catches NaN
             raise ValueError(f"conductance: values must lie in 0..1, got range [{low}, {high}]")
         self._conductance = xp.ascontiguousarray(g)

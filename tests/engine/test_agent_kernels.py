@@ -211,3 +211,18 @@ def test_free_voxel_choice_matches_with_a_known_free_count(emulator) -> None:
     got = choose_free_voxels(emulated, blood, 25, 3, 7, "place", n_free=n_free)
     np.testing.assert_array_equal(got, expected)
     assert (lattice.labels.ravel()[got] == BLOOD).all() and TISSUE != BLOOD
+
+
+def test_sorting_by_voxel_changes_memory_order_not_results(emulator) -> None:
+    _, reference, ref_movement = world()
+    _, sorted_store, sorted_movement = world(emulator)
+    for step in range(1, 6):
+        if step % 2:
+            sorted_store.sort_by_voxel()
+            assert (np.diff(sorted_store.padded_flat()) > 0).all()
+        fields, integrity = fields_and_integrity(step)
+        ref_movement.step(step, fields, integrity)
+        sorted_movement.step(step, fields, integrity)
+        ref_movement.divide(reference.kind == 0, step, "divide")
+        sorted_movement.divide(sorted_store.kind == 0, step, "divide")
+        assert_same_world(reference, sorted_store)
