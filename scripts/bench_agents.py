@@ -239,7 +239,6 @@ class NaiveWalk:
 
 def time_carabm(position: np.ndarray, shape: tuple[int, int, int], steps: int, backend: Backend, sort_every: int) -> dict[str, float]:
     """Seconds per step of the engine with agents in the given (random) order, then sorted by voxel every ``sort_every`` steps."""
-    xp = backend.xp
     store, movement = make_world(position, shape, backend)
     counter = iter(range(1, 2**31))
 
@@ -249,7 +248,7 @@ def time_carabm(position: np.ndarray, shape: tuple[int, int, int], steps: int, b
 
     def sorted_step(i: int) -> None:
         if i % sort_every == 0:
-            store.reorder(xp.argsort(store.padded_flat()))
+            store.sort_by_voxel()
         unsorted_step(i)
 
     result = {}

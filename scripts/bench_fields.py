@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ import numpy as np
 from carabm.engine._fields_reference import explicit_euler_step, reference_lod_step
 from carabm.engine.backend import get_backend
 from carabm.engine.fields import FieldSolver
+from carabm.errors import CarabmError
 
 SIZES = {"small": 64, "medium": 128, "large": 256}
 N_FIELDS = 8
@@ -93,7 +95,11 @@ def main() -> None:
     parser.add_argument("--impl", choices=("auto", "numpy", "numba"), default="auto")
     parser.add_argument("--peak-gbs", type=float, default=None, help="GPU peak memory bandwidth, GB/s (default: from the device)")
     args = parser.parse_args()
-    backend = get_backend(args.backend)
+    try:
+        backend = get_backend(args.backend)
+    except CarabmError as exc:
+        print(f"bench_fields: error: {exc}", file=sys.stderr)
+        raise SystemExit(exc.exit_code) from None
     n = SIZES[args.size]
     shape = (n, n, n)
     repeats = {"small": 5, "medium": 3, "large": 2}[args.size]
