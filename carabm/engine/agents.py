@@ -187,6 +187,11 @@ class AgentStore:
             raise KeyError(f"no agent column {name!r}; columns are {list(self._columns)}")
         return self._columns[name][: self.n]
 
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Names of every column (core, cached index and declared variables)."""
+        return tuple(self._columns)
+
     def __len__(self) -> int:
         return self.n
 

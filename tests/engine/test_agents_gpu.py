@@ -52,7 +52,7 @@ class HostStore:
 
     def __init__(self, store) -> None:  # noqa: ANN001
         self.n, self.next_id = store.n, store.next_id
-        self.columns = {name: store.backend.asnumpy(store[name]) for name in ("id", "position", "kind", "state", "timer", "_padded_index")}
+        self.columns = {name: store.backend.asnumpy(store[name]) for name in store.columns}
         self.occupancy = store.backend.asnumpy(store.occupancy)
         self._store = store
 
