@@ -75,11 +75,11 @@ class Simulation:
         return self.model.row if self.model.row else self.model.readouts()
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
-        """Fields, BBB integrity and agents as host arrays."""
+        """Fields, BBB integrity and agents as host arrays (documented host reads, reason ``snapshot``)."""
         wanted = self.config.output.snapshot_fields or CYTOKINES
-        fields = {name: self.backend.asnumpy(self.model.fields[CYTOKINES.index(name)]) for name in wanted}
+        fields = {name: self.backend.to_host(self.model.fields[CYTOKINES.index(name)], "snapshot") for name in wanted}
         agents = self.model.agents_snapshot() if self.config.output.snapshot_agents else {}
-        return fields, self.backend.asnumpy(self.model.integrity), agents
+        return fields, self.backend.to_host(self.model.integrity, "snapshot"), agents
 
 
 def _progress(total: int, initial: int, enabled: bool | None) -> Any:

@@ -21,35 +21,36 @@ VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32"}
 
 
 def step(model: CrsModel) -> None:
-    """Activation, serial killing, proliferation, exhaustion and death of every CAR-T cell."""
+    """Activation, serial killing, proliferation, exhaustion and death of every CAR-T cell.
+
+    Every rule is computed for all agents and applied where ``cells`` (the CAR-T mask) is set.
+    """
     p = model.config.cells.cart
     xp, store, effects = model.xp, model.store, model.effects
-    cells = model.slots_of(NAME)
-    if cells.size == 0:
-        return
-    state = store.state[cells]
-    target_slot, has_target = model.random_neighbour_of_kind(cells, bcell.NAME, "cart:target")
+    cells = model.mask_of(NAME)
+    state = store.state
+    target_slot, has_target = model.random_neighbour_of_kind(bcell.NAME, "cart:target")
     signalling = effects.cart_signalling  # dasatinib blocks CAR signalling (1 = free)
 
     # activation on contact with a CD19+ B cell
-    activate = has_target & (state == RESTING) & (model.uniform(cells, "cart:activate") < rules.probability(p.activation_per_h * signalling, model.dt_h))
+    activate = cells & has_target & (state == RESTING) & (model.uniform_all("cart:activate") < rules.probability(p.activation_per_h * signalling, model.dt_h))
     state = xp.where(activate, ACTIVATED, state)
 
     # antigen contact keeps an activated cell stimulated; killing is serial
-    engaged = has_target & (state == ACTIVATED)
-    stimulation = store["stimulation_h"][cells]
+    engaged = cells & has_target & (state == ACTIVATED)
+    stimulation = store["stimulation_h"]
     stimulation = xp.where(engaged & (signalling > 0.5), p.stimulation_memory_h, xp.maximum(stimulation - model.dt_h, 0.0))
-    kill = engaged & (model.uniform(cells, "cart:kill") < rules.probability(p.kill_rate_per_h * signalling, model.dt_h))
-    kills = store["kills"][cells] + kill.astype(xp.int32)
-    store["kills"][cells] = kills
-    store["stimulation_h"][cells] = stimulation.astype(xp.float32)
+    kill = engaged & (model.uniform_all("cart:kill") < rules.probability(p.kill_rate_per_h * signalling, model.dt_h))
+    kills = store["kills"] + kill.astype(xp.int32)
+    store["kills"][...] = kills
+    store["stimulation_h"][...] = xp.where(cells, stimulation.astype(xp.float32), store["stimulation_h"])
 
     # exhaustion after many kills or divisions
-    divisions = store["divisions"][cells]
-    exhausted = (state == ACTIVATED) & ((kills >= p.max_kills) | (divisions >= p.max_divisions))
+    divisions = store["divisions"]
+    exhausted = cells & (state == ACTIVATED) & ((kills >= p.max_kills) | (divisions >= p.max_divisions))
     state = xp.where(exhausted, EXHAUSTED, state)
-    store.state[cells] = state.astype(store.state.dtype)
-    model.counters["cart_kills"] += int(kill.sum())
+    store.state[...] = xp.where(cells, state.astype(store.state.dtype), store.state)
+    model.tally("cart_kills", kill)
 
     # death: contraction after antigen loss, faster when exhausted
     rate_per_day = xp.where(
@@ -57,30 +58,34 @@ def step(model: CrsModel) -> None:
         p.death_exhausted_per_day,
         xp.where((state == ACTIVATED) & (stimulation <= 0), p.death_contraction_per_day, p.death_resting_per_day),
     )
-    dies = model.uniform(cells, "cart:death") < rules.probability(rate_per_day / 24.0, model.dt_h)
+    dies = cells & (model.uniform_all("cart:death") < rules.probability(rate_per_day / 24.0, model.dt_h))
 
     # proliferation while stimulated (steroids slow it)
     rate_div = rules.rate_per_h_from_half_life(p.doubling_time_h) * effects.tcell_proliferation
-    divides = (state == ACTIVATED) & (stimulation > 0) & ~dies & (model.uniform(cells, "cart:divide") < rules.probability(rate_div, model.dt_h))
+    divides = cells & (state == ACTIVATED) & (stimulation > 0) & ~dies & (model.uniform_all("cart:divide") < rules.probability(rate_div, model.dt_h))
 
-    model.mark_dead(cells[dies])
-    bcell.lyse(model, xp.unique(target_slot[kill]))
-    parents, daughters = model.movement.divide(cells[divides], model.step_index, "cart:daughter")
-    if parents.size:
-        store["divisions"][parents] += 1
-        store["divisions"][daughters] += 1
+    model.mark_dead(dies)
+    bcell.lyse(model, targeted(model, target_slot, kill))
+    parents, daughters = model.movement.divide(divides, model.step_index, "cart:daughter")
+    store["divisions"][parents] += 1  # no-ops when nobody divided
+    store["divisions"][daughters] += 1
+
+
+def targeted(model: CrsModel, target_slot: Any, hit: Any) -> Any:
+    """Bool ``[n]``: the agents that some agent with ``hit`` set has as its ``target_slot`` (a scatter, no host read)."""
+    xp, n = model.xp, model.store.n
+    flag = xp.zeros(n + 1, dtype=bool)  # slot n: where the agents without a hit write
+    flag[xp.where(hit, target_slot, n)] = True
+    return flag[:n]
 
 
 def secrete(model: CrsModel) -> None:
     """Activated, stimulated CAR-T cells secrete IFN-γ, GM-CSF, TNF-α and IL-2."""
-    cells = model.slots_of(NAME)
-    if cells.size == 0:
-        return
     store = model.store
-    active = cells[(store.state[cells] == ACTIVATED) & (store["stimulation_h"][cells] > 0)]
-    voxels = model.voxel_of(active)
+    active = model.mask_of(NAME) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+    voxels = model.voxels()
     for name, rate in model.config.cells.cart.secretion_pg_cell_h.as_dict().items():
-        model.secretion.add(name, voxels, rate * model.effects.cytokine_production)
+        model.secretion.add(name, voxels, active, rate * model.effects.cytokine_production)
 
 
 def pool_step(model: CrsModel) -> None:

@@ -1,7 +1,9 @@
 """The cytokine network's bookkeeping: field indices, transport parameters, secretion and uptake.
 
-Cell modules call :meth:`Secretion.add` with per-cell rates in pg/cell/h; this module turns
-them into the field solver's sources (pg/mL/s) and uptake (1/s) on the voxel grid.
+Cell modules call :meth:`Secretion.add` (one rate for the selected agents) or
+:meth:`Secretion.add_each` (a rate per agent) in pg/cell/h with every agent's voxel and a
+mask; this module turns them into the field solver's sources (pg/mL/s) and uptake (1/s) on
+the voxel grid by device scatters (:mod:`carabm.engine.scatter`), without host reads.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from carabm.engine import scatter
 from carabm.io.config import CYTOKINES, Config
 
 INDEX: dict[str, int] = {name: i for i, name in enumerate(CYTOKINES)}
@@ -45,34 +48,43 @@ class Secretion:
         self.sources.fill(0.0)
         self.uptake.fill(0.0)
 
-    def add(self, cytokine: str, voxels: Any, pg_per_cell_h: Any) -> None:
-        """Cells at flat ``voxels`` secrete ``pg_per_cell_h`` (scalar or per cell) of ``cytokine``."""
+    def add(self, cytokine: str, voxels: Any, cells: Any, pg_per_cell_h: float) -> None:
+        """Agents where ``cells`` (bool ``[n]``) is set each secrete ``pg_per_cell_h`` of ``cytokine``.
+
+        ``voxels``: flat voxel of every agent ``[n]``. No host read: the sum per voxel is a
+        device scatter (:func:`carabm.engine.scatter.add_counts`).
+        """
         k = INDEX[cytokine]
-        if self.scale[k] == 0.0 or voxels.size == 0:
+        if self.scale[k] == 0.0:
             return
-        xp = self.xp
         factor = self.to_conc_rate * self.scale[k]
-        if xp.ndim(pg_per_cell_h) == 0:  # one rate for all: count cells per voxel
-            counts = xp.bincount(voxels, minlength=self.n_voxels)
-            self.sources[k] += (counts * (float(pg_per_cell_h) * factor)).astype(xp.float32)
-        else:
-            self.sources[k] += (xp.bincount(voxels, weights=pg_per_cell_h, minlength=self.n_voxels) * factor).astype(xp.float32)
+        scatter.add_counts(self.sources[k], voxels, cells, float(pg_per_cell_h) * factor)
 
-    def release(self, cytokine: str, voxels: Any, pg: float, dt_s: float) -> None:
-        """A one-off release of ``pg`` per cell at ``voxels`` within this step (e.g. DAMPs of lysis)."""
-        self.add(cytokine, voxels, pg * SECONDS_PER_HOUR / dt_s)
-
-    def consume(self, cytokine: str, voxels: Any, per_h: Any) -> None:
-        """Receptor-mediated uptake: cells at ``voxels`` consume the field at ``per_h`` (1/h) each."""
-        if voxels.size == 0:
+    def add_each(self, cytokine: str, voxels: Any, pg_per_cell_h: Any) -> None:
+        """Every agent secretes its own ``pg_per_cell_h`` (float ``[n]``, 0 for agents that secrete nothing)."""
+        k = INDEX[cytokine]
+        if self.scale[k] == 0.0:
             return
+        factor = self.to_conc_rate * self.scale[k]
+        scatter.add_weights(self.sources[k], voxels, pg_per_cell_h, factor)
+
+    def release(self, cytokine: str, voxels: Any, cells: Any, pg: float, dt_s: float) -> None:
+        """A one-off release of ``pg`` per agent where ``cells`` is set, within this step (e.g. DAMPs of lysis)."""
+        self.add(cytokine, voxels, cells, pg * SECONDS_PER_HOUR / dt_s)
+
+    def consume(self, cytokine: str, voxels: Any, cells: Any, per_h: Any) -> None:
+        """Receptor-mediated uptake: agents where ``cells`` is set consume the field at ``per_h`` (1/h, scalar or ``[n]``).
+
+        One agent per voxel, so a voxel's uptake is its one agent's rate (``/ 3600`` per
+        agent equals the earlier per-voxel ``sum / 3600`` bit for bit).
+        """
         xp = self.xp
         k = INDEX[cytokine]
-        weights = xp.broadcast_to(xp.asarray(per_h, dtype=xp.float64), voxels.shape)
-        self.uptake[k] += (xp.bincount(voxels, weights=weights, minlength=self.n_voxels) / SECONDS_PER_HOUR).astype(xp.float32)
+        per_s = xp.where(cells, xp.asarray(per_h, dtype=xp.float64) / SECONDS_PER_HOUR, 0.0)
+        scatter.add_weights(self.uptake[k], voxels, per_s, 1.0)
 
 
 def sense(fields_flat: Any, voxels: Any) -> dict[str, Any]:
-    """Concentrations [pg/mL] at each cell's voxel, by cytokine name."""
-    block = fields_flat[:, voxels]  # one gather for all fields
+    """Concentrations [pg/mL] at each agent's voxel, by cytokine name."""
+    block = scatter.gather(fields_flat, voxels)  # one gather for all fields
     return {name: block[i] for name, i in INDEX.items()}

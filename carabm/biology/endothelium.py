@@ -30,11 +30,12 @@ def update(model: CrsModel) -> None:
     free = model.effects.signal_free_fraction_scalar("blood")
     serum = {name: float(model.serum[i]) * free[name] for name, i in model.index.items()}
     bbb = model.bbb_voxels
-    if bbb.size:
+    if model.n_bbb:
         local = {name: xp.maximum(model.fields_flat[model.index[name], bbb] * free[name], serum[name]) for name in p.damage_half_max_pg_ml.as_dict()}
         signal = damage_signal(local, p.damage_half_max_pg_ml.as_dict(), p.damage_hill)
         integrity = model.integrity.reshape(-1)
         integrity[bbb] = rules.relax(integrity[bbb], p.recovery_per_h, p.damage_per_h * signal, model.dt_h).astype(xp.float32)
+        model.integrity_changed()
         model.refresh_conductance()
     leak_signal = float(damage_signal(serum, p.leak_half_max_pg_ml.as_dict(), p.damage_hill))
     model.leak = float(rules.relax(model.leak, p.leak_per_h * leak_signal, p.leak_recovery_per_h, model.dt_h))

@@ -20,15 +20,12 @@ MICROGLIA = "microglia"
 def step(model: CrsModel) -> None:
     """Activation of macrophages and microglia; turnover of tissue macrophages."""
     for name in (NAME, MICROGLIA):
-        cells = model.slots_of(name)
-        if cells.size:
-            myeloid.activate(model, cells, getattr(model.config.cells, name))
-    cells = model.slots_of(NAME)
+        myeloid.activate(model, model.mask_of(name), getattr(model.config.cells, name))
     p_death = rules.probability(model.config.cells.macrophage.death_per_day / 24.0, model.dt_h)
-    model.mark_dead(cells[model.uniform(cells, "macrophage:death") < p_death])
+    model.mark_dead(model.mask_of(NAME) & (model.uniform_all("macrophage:death") < p_death))
 
 
 def secrete(model: CrsModel) -> None:
     """Secretion and IL-6 uptake of macrophages and microglia."""
     for name in (NAME, MICROGLIA):
-        myeloid.secrete(model, model.slots_of(name), getattr(model.config.cells, name))
+        myeloid.secrete(model, model.mask_of(name), getattr(model.config.cells, name))

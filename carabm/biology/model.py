@@ -6,6 +6,13 @@ Representative-volume scaling: the lattice's tumour stands for the patient's tum
 pool (cells and cytokines) holds ``patient.blood_volume_ml * scale`` mL, an infused dose D
 puts ``D * scale`` CAR-T cells into it, and the monocyte pool starts at
 ``monocytes_per_ul * blood volume * scale``. Concentrations (pg/mL) need no scaling.
+
+Host reads: the rules work on masks over all live agents (``store.n`` of them, a host
+number) and combine outcomes with ``xp.where``, so on a GPU a step queues device work
+without waiting for it. Biology reads device data on the host only through
+``backend.to_host`` (counted by reason, see :data:`HOST_READS`): once per step for the
+time-series row (``readouts``), and for snapshots (``snapshot``). Changes of the population
+(division, deaths, circulation) read their sizes inside the engine.
 """
 
 from __future__ import annotations
@@ -22,13 +29,16 @@ from carabm.engine import rng_cpu
 from carabm.engine.agents import AgentStore, KindSpec
 from carabm.engine.backend import Backend
 from carabm.engine.blood_pool import BloodPool
-from carabm.engine.circulation import BloodCirculation
+from carabm.engine.circulation import UL_PER_ML, BloodCirculation
 from carabm.engine.fields import FieldSolver
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement
 from carabm.errors import ConfigError
 from carabm.io.config import CELL_TYPES, CYTOKINES, Config
 
+#: the state code of an activated agent, per kind (the readouts' ``activated/<kind>``)
+ACTIVATED_STATE = {"cart": cart.ACTIVATED, "macrophage": myeloid.ACTIVATED, "monocyte": myeloid.ACTIVATED,
+                   "microglia": myeloid.ACTIVATED}  # fmt: skip
 #: where each cell type is placed at t = 0
 HOME = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
 #: blood in a vessel segment of the lattice is replaced within about a second (flow of
@@ -36,6 +46,13 @@ HOME = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": 
 BLOOD_EXCHANGE_PER_S = 1.0
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 CART_INTRAVASATION_PER_H = 0.02
+#: events counted on the device during a step and added to ``CrsModel.counters`` by the readouts
+TALLIES = ("cart_kills", "bcell_lysed")
+#: the documented host reads of the biology, by reason: per step and per snapshot
+HOST_READS = {"readouts": "the time-series row: counts, CNS means, BBB integrity, tallies (one packed array per step)",
+              "bbb_integrity": "mean BBB integrity at a step's start, only when the last readouts did not leave it "
+                               "(first step without readouts, or after a checkpoint was restored)",
+              "snapshot": "fields, integrity and agents of a snapshot"}  # fmt: skip
 
 
 def brain_separator(lattice: Lattice, reach: int = 4) -> np.ndarray:
@@ -90,8 +107,11 @@ class CrsModel:
         self.row: dict[str, Any] = {}
         self.counters: Counter[str] = Counter()
         self.leak = 0.0
-        self._dead_ids: list[Any] = []
+        self._dies: Any = None  # bool [n]: agents to remove at the end of the decide layer
+        self._tally = xp.zeros(len(TALLIES), dtype=xp.int64)  # this step's TALLIES, on the device
         self._neighbours: Any = None
+        self._integrity = None
+        self._integrity_mean: float | None = None  # host copy of mean_bbb_integrity(), None: not known
 
         patient = config.patient
         self.scale = max(config.cells.bcell.initial_count, 1) / patient.tumor_burden_cells
@@ -107,8 +127,11 @@ class CrsModel:
                                [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S)  # fmt: skip
         self.fields = self.solver.zeros()
         self.integrity = xp.ones(lattice.shape, dtype=xp.float32)
+        self._integrity_mean = 1.0  # the mean of all ones, known without reading it
         self.bbb_voxels = xp.asarray(lattice.flat_indices(BBB))
         self.cns_voxels = xp.asarray(lattice.flat_indices(CNS))
+        self.n_bbb = lattice.count(BBB)
+        self.n_cns = lattice.count(CNS)
         self._conductance = xp.ones((len(CYTOKINES),) + lattice.shape, dtype=xp.float32)
         self._conductance[:, xp.asarray(brain_separator(lattice))] = 0.0
         self.refresh_conductance()
@@ -145,68 +168,112 @@ class CrsModel:
         """Serum (systemic pool) concentrations [pg/mL] per cytokine, host."""
         return self.blood.serum_pg_ml
 
-    def slots_of(self, name: str) -> Any:
-        """Slots of the live agents of one kind."""
-        return self.xp.nonzero(self.store.kind == self.store.kind_id(name))[0]
+    @property
+    def integrity(self) -> Any:
+        """BBB integrity per voxel ``float32 [nz, ny, nx]`` (1 = intact); assigning it forgets the cached mean."""
+        return self._integrity
 
-    def voxel_of(self, slots: Any) -> Any:
-        """Flat voxel index of agents."""
-        return self.store.flat_index(self.store.position[slots])
+    @integrity.setter
+    def integrity(self, value: Any) -> None:
+        self._integrity = value
+        self._integrity_mean = None
 
-    def compartment_of(self, slots: Any) -> Any:
-        """Compartment label of agents' voxels."""
-        return self.labels[self.voxel_of(slots)]
+    def mask_of(self, name: str) -> Any:
+        """Bool ``[n]``: the live agents of one kind."""
+        return self.store.kind == self.store.kind_id(name)
 
-    def uniform(self, slots: Any, purpose: str) -> Any:
-        """One uniform number per agent for this step and purpose (keyed by agent id)."""
-        word = rng_cpu.random_bits(self.xp, self.seed, self.step_index, self.store.id[slots], purpose)[0]
+    def voxels(self) -> Any:
+        """Flat voxel index of every agent ``[n]``."""
+        return self.store.flat_index()
+
+    def compartments(self) -> Any:
+        """Compartment label of every agent's voxel ``[n]``."""
+        return self.labels[self.voxels()]
+
+    def uniform_all(self, purpose: str) -> Any:
+        """One uniform number per agent for this step and purpose ``float32 [n]`` (keyed by agent id).
+
+        Keyed by id, so an agent gets the same number whichever other agents are drawn with it.
+        """
+        word = rng_cpu.random_bits(self.xp, self.seed, self.step_index, self.store.id, purpose)[0]
         return rng_cpu.to_unit(word, self.xp)
 
     def uniform_scalar(self, purpose: str) -> float:
-        """One uniform number for this step and purpose (not tied to an agent)."""
+        """One uniform number for this step and purpose (not tied to an agent; host)."""
         word = rng_cpu.random_bits(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0]
         return float(rng_cpu.to_unit(word, np)[0])
 
     def neighbours(self) -> Any:
-        """Slots in the 26-neighbourhood of every agent ``[n, 26]`` (-1: none), cached per step."""
+        """Slots in the 26-neighbourhood of every agent ``[m, 26]`` (-1: none), cached per step.
+
+        Computed at the first use of a step's decide layer; agents added after that (daughters)
+        have no row (``m <= n``) and are not seen as neighbours until the next step.
+        """
         if self._neighbours is None or self._neighbours.shape[0] > self.store.n:
             self._neighbours = self.store.neighbour_slots(26)
         return self._neighbours
 
-    def random_neighbour_of_kind(self, cells: Any, kind: str, purpose: str) -> tuple[Any, Any]:
-        """For each cell, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one."""
+    def _pad_rows(self, values: Any, fill: Any) -> Any:
+        """Extend a per-agent array of the cached neighbourhood's rows to all ``n`` agents with ``fill``."""
+        missing = self.store.n - int(values.shape[0])
+        if missing <= 0:
+            return values
+        return self.xp.concatenate([values, self.xp.full(missing, fill, dtype=values.dtype)])
+
+    def random_neighbour_of_kind(self, kind: str, purpose: str) -> tuple[Any, Any]:
+        """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``."""
         xp = self.xp
-        nb = self.neighbours()[cells]
+        nb = self.neighbours()
+        m = int(nb.shape[0])
         is_kind = (nb >= 0) & (self.store.kind[xp.maximum(nb, 0)] == self.store.kind_id(kind))
         count = is_kind.sum(axis=1)
-        pick = (self.uniform(cells, purpose) * count).astype(xp.int64)
+        word = rng_cpu.random_bits(xp, self.seed, self.step_index, self.store.id[:m], purpose)[0]
+        pick = (rng_cpu.to_unit(word, xp) * count).astype(xp.int64)
         rank = xp.cumsum(is_kind, axis=1) - 1
         chosen = is_kind & (rank == pick[:, None])
         column = xp.argmax(chosen, axis=1)
         has = count > 0
-        slot = xp.where(has, nb[xp.arange(cells.size), column], -1)
-        return slot, has
+        slot = xp.where(has, xp.take_along_axis(nb, column[:, None], axis=1)[:, 0], -1)
+        return self._pad_rows(slot, -1), self._pad_rows(has, False)
 
-    def has_neighbour(self, cells: Any, kind: str, where: Any = None) -> Any:
-        """Whether each cell has a neighbour of ``kind`` (among agents where ``where`` [n] is true)."""
+    def has_neighbour(self, kind: str, where: Any = None) -> Any:
+        """Bool ``[n]``: whether each agent has a neighbour of ``kind`` (among agents where ``where`` [n] is true)."""
         xp = self.xp
-        nb = self.neighbours()[cells]
+        nb = self.neighbours()
         safe = xp.maximum(nb, 0)
         hit = (nb >= 0) & (self.store.kind[safe] == self.store.kind_id(kind))
         if where is not None:
             hit &= where[safe]
-        return hit.any(axis=1)
+        return self._pad_rows(hit.any(axis=1), False)
 
-    def mark_dead(self, slots: Any) -> None:
-        """Agents to remove at the end of the decide layer."""
-        if slots.size:
-            self._dead_ids.append(self.store.id[slots].copy())
+    def mark_dead(self, dies: Any) -> None:
+        """Agents (bool ``[n]``) to remove at the end of the decide layer.
+
+        Masks made before a division in the layer are shorter than later ones; daughters are
+        never dead, so the shorter of the two is extended with False.
+        """
+        xp = self.xp
+        if self._dies is None:
+            self._dies = xp.zeros(self.store.n, dtype=bool)
+        a, b = self._dies, dies
+        if a.shape[0] < b.shape[0]:
+            a = xp.concatenate([a, xp.zeros(b.shape[0] - a.shape[0], dtype=bool)])
+        elif b.shape[0] < a.shape[0]:
+            b = xp.concatenate([b, xp.zeros(a.shape[0] - b.shape[0], dtype=bool)])
+        self._dies = a | b
+
+    def tally(self, name: str, events: Any) -> None:
+        """Add the number of set entries of ``events`` (bool) to this step's device tally ``name`` (see :data:`TALLIES`)."""
+        i = TALLIES.index(name)
+        self._tally[i : i + 1] += events.sum(dtype=self.xp.int64)
 
     def _flush_deaths(self) -> None:
-        if self._dead_ids:
-            dead = self.xp.concatenate(self._dead_ids)
-            self.store.remove(self.xp.isin(self.store.id, dead))
-            self._dead_ids = []
+        if self._dies is not None:
+            dies = self._dies
+            if dies.shape[0] < self.store.n:
+                dies = self.xp.concatenate([dies, self.xp.zeros(self.store.n - dies.shape[0], dtype=bool)])
+            self.store.remove(dies)  # the engine reads how many die (a documented population change)
+            self._dies = None
         self._neighbours = None
 
     def refresh_conductance(self) -> None:
@@ -230,6 +297,7 @@ class CrsModel:
         self.effects.update(self.therapy.plasma, self.mean_bbb_integrity())
         self.step_index += 1
         self.secretion.clear()
+        self._dies = None
         # 1-2. sense and decide (rules read fields and contacts; deaths applied together)
         self._deplete()
         bcell.grow(self)
@@ -264,34 +332,91 @@ class CrsModel:
             if rate <= 0.0:
                 continue
             p = rules.probability(rate, self.dt_h)
-            cells = self.slots_of(name)
-            self.mark_dead(cells[self.uniform(cells, f"deplete:{name}") < p])
+            self.mark_dead(self.mask_of(name) & (self.uniform_all(f"deplete:{name}") < p))
             k = self.store.kind_id(name)
             if self.circulation.circulating[k]:
                 expected = self.circulation.pool[k] * p
                 removed = np.floor(expected + rng_cpu.to_unit(rng_cpu.random_bits(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")[0], np))
                 self.circulation.pool[k] = np.maximum(self.circulation.pool[k] - removed.astype(np.int64), 0)
 
+    def _integrity_mean_device(self) -> Any:
+        """Mean integrity over BBB voxels as a 0-d device array (float32)."""
+        return self.integrity.reshape(-1)[self.bbb_voxels].mean()
+
     def mean_bbb_integrity(self) -> float:
-        """Mean integrity over BBB voxels (1 = intact)."""
-        return float(self.integrity.reshape(-1)[self.bbb_voxels].mean()) if self.bbb_voxels.size else 1.0
+        """Mean integrity over BBB voxels (1 = intact), host.
+
+        The readouts leave it (integrity changes only in the endothelium layer, before them),
+        so a step's start reads nothing; otherwise one ``bbb_integrity`` host read.
+        """
+        if self.n_bbb == 0:
+            return 1.0
+        if self._integrity_mean is None:
+            self._integrity_mean = float(self.backend.to_host(self._integrity_mean_device(), "bbb_integrity"))
+        return self._integrity_mean
+
+    def integrity_changed(self) -> None:
+        """Forget the cached mean integrity (call after changing ``integrity`` in place)."""
+        self._integrity_mean = None
 
     # ------------------------------------------------------------------ readouts
+    def _packed_readouts(self) -> Any:
+        """Everything the readouts need from the device, as one float64 array (see :meth:`readouts`).
+
+        Layout: lattice counts per kind ``[K]``, activated agents per kind ``[K]``, lattice-blood
+        counts of cart and monocyte ``[2]``, CNS infiltrate ``[1]``, mean CNS level per cytokine
+        ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), this step's
+        tallies ``[len(TALLIES)]``. Counts are exact in float64.
+        """
+        xp, store = self.xp, self.store
+        f64 = xp.float64
+        kinds = xp.arange(len(CELL_TYPES), dtype=store.kind.dtype)
+        is_kind = store.kind[None, :] == kinds[:, None]  # [K, n]
+        activated_state = xp.asarray([ACTIVATED_STATE.get(name, -1) for name in CELL_TYPES], dtype=xp.int16)
+        activated = is_kind & (store.state.astype(xp.int16)[None, :] == activated_state[:, None])
+        in_blood = self.circulation.in_lattice_blood()
+        blood = is_kind[[store.kind_id("cart"), store.kind_id("monocyte")]] & in_blood[None, :]
+        infiltrating = (is_kind[store.kind_id("cart")] | is_kind[store.kind_id("monocyte")]) & (self.compartments() == CNS)
+        parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), blood.sum(axis=1, dtype=xp.int64),
+                 infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
+        parts = [part.astype(f64) for part in parts]
+        if self.n_cns:
+            parts.append(self.fields_flat[:, self.cns_voxels].mean(axis=1).astype(f64))
+        else:
+            parts.append(xp.zeros(len(CYTOKINES), dtype=f64))
+        if self.n_bbb:
+            parts.append(self._integrity_mean_device().astype(f64).reshape(1))
+        else:
+            parts.append(xp.ones(1, dtype=f64))
+        parts.append(self._tally.astype(f64))
+        return xp.concatenate(parts)
+
     def readouts(self) -> dict[str, Any]:
-        """The time-series row of this step (host scalars)."""
-        xp, store, circ = self.xp, self.store, self.circulation
+        """The time-series row of this step (host scalars), from one packed ``readouts`` host read."""
+        circ = self.circulation
+        n_kinds, n_cyt = len(CELL_TYPES), len(CYTOKINES)
+        packed = self.backend.to_host(self._packed_readouts(), "readouts")
+        self._tally.fill(0)
+        lattice_counts = packed[:n_kinds].astype(np.int64)
+        activated = packed[n_kinds : 2 * n_kinds].astype(np.int64)
+        blood_cart, blood_monocyte, infiltrate = packed[2 * n_kinds : 2 * n_kinds + 3].astype(np.int64)
+        at = 2 * n_kinds + 3
+        cns = packed[at : at + n_cyt]
+        integrity = float(packed[at + n_cyt])
+        tallies = packed[at + n_cyt + 1 :].astype(np.int64)
+        for name, value in zip(TALLIES, tallies):
+            self.counters[name] += int(value)
+        if self.n_bbb:
+            self._integrity_mean = integrity
+
         row: dict[str, Any] = {"time_h": self.step_index * self.dt_h}
-        kinds = self.backend.asnumpy(store.kind)
-        lattice_counts = np.bincount(kinds, minlength=len(CELL_TYPES))
         for i, name in enumerate(CELL_TYPES):
             row[f"counts/{name}"] = int(lattice_counts[i] + circ.pool[i].sum())
         serum = self.serum
         free = self.effects.signal_free_fraction_scalar("blood")
-        cns = self.backend.asnumpy(self.fields_flat[:, self.cns_voxels].mean(axis=1)) if self.cns_voxels.size else np.zeros(len(CYTOKINES))
         for name, i in INDEX.items():
             row[f"serum/{name}"] = float(serum[i])
             row[f"cns/{name}"] = float(cns[i])
-        integrity = self.mean_bbb_integrity()
         row["bbb_integrity"] = integrity
         serum_free = {name: float(serum[i]) * free[name] for name, i in INDEX.items()}
         temperature = clinical.temperature_c(serum_free, self.config.clinical)
@@ -303,13 +428,13 @@ class CrsModel:
         row["ice_score"] = ice
         row["icans_grade"] = clinical.icans_grade(ice, integrity, self.config.clinical)
         row["tumor_burden"] = int(lattice_counts[CELL_TYPES.index("bcell")])
-        row["blood_per_ul/cart"] = circ.blood_count_per_ul("cart")
-        row["blood_per_ul/monocyte"] = circ.blood_count_per_ul("monocyte")
-        states = self.backend.asnumpy(store.state)
-        row["activated/cart"] = int(((kinds == 0) & (states == cart.ACTIVATED)).sum() + circ.pool[0, cart.ACTIVATED])
+        volume_ul = circ.total_volume_ml * UL_PER_ML  # as BloodCirculation.blood_count_per_ul
+        row["blood_per_ul/cart"] = (circ.pool_count("cart") + int(blood_cart)) / volume_ul
+        row["blood_per_ul/monocyte"] = (circ.pool_count("monocyte") + int(blood_monocyte)) / volume_ul
+        row["activated/cart"] = int(activated[0] + circ.pool[0, cart.ACTIVATED])
         for i, name in enumerate(CELL_TYPES[2:], start=2):
-            row[f"activated/{name}"] = int(((kinds == i) & (states == myeloid.ACTIVATED)).sum())
-        row["cns_infiltrate"] = int(np.isin(kinds, [0, 3]).astype(int)[self.backend.asnumpy(self.compartment_of(xp.arange(store.n))) == CNS].sum())
+            row[f"activated/{name}"] = int(activated[i])
+        row["cns_infiltrate"] = int(infiltrate)
         for name, pk in self.therapy.plasma.items():
             row[f"drug/{name}"] = pk.conc_ug_ml
         self.last_readouts = {key.replace("/", "."): float(value) for key, value in row.items()}
@@ -318,8 +443,8 @@ class CrsModel:
     def agents_snapshot(self) -> dict[str, np.ndarray]:
         """Agents as host arrays for a snapshot."""
         s, b = self.store, self.backend
-        out = {"id": b.asnumpy(s.id), "position": b.asnumpy(s.position).astype(np.int32), "type": b.asnumpy(s.kind),
-               "state": b.asnumpy(s.state)}  # fmt: skip
+        out = {"id": b.to_host(s.id, "snapshot"), "position": b.to_host(s.position, "snapshot").astype(np.int32),
+               "type": b.to_host(s.kind, "snapshot"), "state": b.to_host(s.state, "snapshot")}  # fmt: skip
         for name in s.variables:
-            out[name] = b.asnumpy(s[name])
+            out[name] = b.to_host(s[name], "snapshot")
         return out

@@ -22,37 +22,33 @@ NAME = "monocyte"
 
 
 def recruitment_scale(model: CrsModel) -> Any:
-    """Per-agent multiplier on extravasation: MCP-1 at the vessel wall raises recruitment."""
+    """Per-agent multiplier on extravasation ``float32 [n]``: MCP-1 at the vessel wall raises recruitment."""
     p = model.config.cells.monocyte
-    xp, store = model.xp, model.store
-    scale = xp.ones(store.n, dtype=xp.float32)
-    cells = model.slots_of(NAME)
-    if cells.size:
-        voxels = model.voxel_of(cells)
-        mcp1 = model.fields_flat[model.index["MCP1"], voxels]
-        gmcsf = model.fields_flat[model.index["GMCSF"], voxels] * model.effects.free["periphery"]["GMCSF"]
-        scale[cells] = (1.0 + p.mcp1_recruitment_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)) * (
-            1.0 + p.gmcsf_recruitment_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml)
-        )
-    return scale
+    xp = model.xp
+    voxels = model.voxels()
+    mcp1 = model.fields_flat[model.index["MCP1"], voxels]
+    gmcsf = model.fields_flat[model.index["GMCSF"], voxels] * model.effects.free["periphery"]["GMCSF"]
+    gain = (1.0 + p.mcp1_recruitment_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)) * (
+        1.0 + p.gmcsf_recruitment_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml)
+    )
+    return xp.where(model.mask_of(NAME), gain.astype(xp.float32), xp.float32(1.0))
 
 
 def step(model: CrsModel) -> None:
     """Activation and differentiation into macrophages of monocytes that left the blood."""
     p = model.config.cells.monocyte
-    cells = model.slots_of(NAME)
-    if cells.size == 0:
-        return
+    xp, store = model.xp, model.store
+    cells = model.mask_of(NAME)
     myeloid.activate(model, cells, p)
-    outside_blood = model.compartment_of(cells) != BLOOD
+    outside_blood = model.compartments() != BLOOD
     p_diff = rules.probability(1.0 / p.differentiation_h, model.dt_h)
-    becomes = outside_blood & (model.uniform(cells, "monocyte:differentiate") < p_diff)
-    model.store.kind[cells[becomes]] = model.store.kind_id("macrophage")
+    becomes = cells & outside_blood & (model.uniform_all("monocyte:differentiate") < p_diff)
+    store.kind[...] = xp.where(becomes, store.kind_id("macrophage"), store.kind).astype(store.kind.dtype)
 
 
 def secrete(model: CrsModel) -> None:
     """Secretion and IL-6 uptake of monocytes."""
-    myeloid.secrete(model, model.slots_of(NAME), model.config.cells.monocyte)
+    myeloid.secrete(model, model.mask_of(NAME), model.config.cells.monocyte)
 
 
 def renew_pool(model: CrsModel) -> None:

@@ -28,12 +28,12 @@ ACTIVE_THRESHOLD = 0.5
 
 
 def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
-    """Update the activation level of ``cells`` (slots of one myeloid kind); returns it."""
+    """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set; returns it ``[n]``."""
     xp, store = model.xp, model.store
-    local = sense(model.fields_flat, model.voxel_of(cells))
-    block = model.effects.signal_free_fraction(model.compartment_of(cells))
+    local = sense(model.fields_flat, model.voxels())
+    block = model.effects.signal_free_fraction(model.compartments())
     power = params.activation_hill
-    cd40l = model.has_neighbour(cells, cart.NAME, where=cart.engaged(model))
+    cd40l = model.has_neighbour(cart.NAME, where=cart.engaged(model))
     priming = rules.any_of(
         *[rules.hill(local[name] * block[name], h, power) for name, h in params.trigger_half_max_pg_ml.as_dict().items()],
         params.contact_signal * cd40l.astype(xp.float32),
@@ -41,29 +41,28 @@ def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     amplifier = rules.any_of(*[rules.hill(local[name] * block[name], h, power) for name, h in params.amplifier_half_max_pg_ml.as_dict().items()])
     signal = xp.minimum(priming * (1.0 + params.amplification_gain * amplifier), 1.0)
     signal = signal * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * model.effects.myeloid_activation
-    level = rules.relax(store["activation"][cells], params.activation_per_h * signal, params.deactivation_per_h, model.dt_h)
+    level = rules.relax(store["activation"], params.activation_per_h * signal, params.deactivation_per_h, model.dt_h)
     active = level > ACTIVE_THRESHOLD
-    active_h = xp.where(active, store["active_h"][cells] + model.dt_h, xp.where(level < 0.2, 0.0, store["active_h"][cells]))
-    store["activation"][cells] = level.astype(xp.float32)
-    store["active_h"][cells] = active_h.astype(xp.float32)
-    store.state[cells] = xp.where(active, ACTIVATED, RESTING).astype(store.state.dtype)
+    active_h = xp.where(active, store["active_h"] + model.dt_h, xp.where(level < 0.2, 0.0, store["active_h"]))
+    store["activation"][...] = xp.where(cells, level.astype(xp.float32), store["activation"])
+    store["active_h"][...] = xp.where(cells, active_h.astype(xp.float32), store["active_h"])
+    store.state[...] = xp.where(cells, xp.where(active, ACTIVATED, RESTING).astype(store.state.dtype), store.state)
     return level
 
 
 def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
-    """Secretion scaled by activation (IL-10 late), and IL-6 consumption by IL-6 receptors."""
-    if cells.size == 0:
-        return
-    store = model.store
-    voxels = model.voxel_of(cells)
-    level = store["activation"][cells]
+    """Secretion scaled by activation (IL-10 late), and IL-6 consumption by IL-6 receptors, of the agents where ``cells`` is set."""
+    xp, store = model.xp, model.store
+    voxels = model.voxels()
+    compartments = model.compartments()
+    level = store["activation"]
     drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * model.effects.cytokine_production
-    late = rules.hill(store["active_h"][cells], params.il10_delay_h)
-    il1_free = model.effects.signal_free_fraction(model.compartment_of(cells))["IL1b"]
+    late = rules.hill(store["active_h"], params.il10_delay_h)
+    il1_free = model.effects.signal_free_fraction(compartments)["IL1b"]
     il1_signal = rules.hill(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params.il1_for_il6_half_max_pg_ml, params.activation_hill)
     il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
     for name, rate in params.secretion_pg_cell_h.as_dict().items():
         factor = late if name == "IL10" else il6_induction if name == "IL6" else 1.0
-        model.secretion.add(name, voxels, rate * drive * factor)
-    free_receptors = model.effects.il6_receptor_free(model.compartment_of(cells))
-    model.secretion.consume("IL6", voxels, params.il6_uptake_per_h * free_receptors)
+        model.secretion.add_each(name, voxels, xp.where(cells, rate * drive * factor, 0.0))
+    free_receptors = model.effects.il6_receptor_free(compartments)
+    model.secretion.consume("IL6", voxels, cells, params.il6_uptake_per_h * free_receptors)
