@@ -17,10 +17,10 @@ NAME = "macrophage"
 MICROGLIA = "microglia"
 
 
-def step(model: CrsModel) -> None:
+def step(model: CrsModel, sensed: myeloid.Inputs) -> None:
     """Activation of macrophages and microglia; turnover of tissue macrophages."""
     for name in (NAME, MICROGLIA):
-        myeloid.activate(model, model.mask_of(name), getattr(model.config.cells, name))
+        myeloid.activate(model, model.mask_of(name), getattr(model.config.cells, name), sensed)
     p_death = rules.probability(model.config.cells.macrophage.death_per_day / 24.0, model.dt_h)
     model.mark_dead(model.mask_of(NAME) & (model.uniform_all("macrophage:death") < p_death))
 

@@ -88,6 +88,16 @@ def kind_specs(config: Config) -> list[KindSpec]:
     return [specs[name] for name in CELL_TYPES]
 
 
+def _first_beyond(xp: Any, flags: Any, pick: Any) -> Any:
+    """Per column of ``flags`` (bool ``[r, m]``), the row of its ``pick``-th True (0-based; ``r`` when fewer)."""
+    if xp is np and flags.shape[0] < 256:  # NumPy's cumsum along axis 0 is slow: r - 1 row adds in uint8
+        running = flags.astype(np.uint8)
+        for i in range(1, flags.shape[0]):
+            np.add(running[i], running[i - 1], out=running[i])
+        return (running <= np.minimum(pick, 255).astype(np.uint8)[None, :]).sum(axis=0, dtype=np.uint8).astype(np.int64)
+    return (xp.cumsum(flags, axis=0) <= pick[None, :]).sum(axis=0)
+
+
 class CrsModel:
     """World state and step of the CAR-T toxicity model."""
 
@@ -110,6 +120,7 @@ class CrsModel:
         self._dies: Any = None  # bool [n]: agents to remove at the end of the decide layer
         self._tally = xp.zeros(len(TALLIES), dtype=xp.int64)  # this step's TALLIES, on the device
         self._neighbours: Any = None
+        self._voxels: Any = None
         self._integrity = None
         self._integrity_mean: float | None = None  # host copy of mean_bbb_integrity(), None: not known
 
@@ -183,12 +194,27 @@ class CrsModel:
         return self.store.kind == self.store.kind_id(name)
 
     def voxels(self) -> Any:
-        """Flat voxel index of every agent ``[n]``."""
-        return self.store.flat_index()
+        """Flat voxel index of every agent ``[n]``.
+
+        Cached while agents keep their voxels: :meth:`step` forgets it where agents move or
+        are removed; daughters added meanwhile (division) are appended.
+        """
+        cached, n = self._voxels, self.store.n
+        if cached is None or cached.shape[0] > n:
+            cached = self.store.flat_index()
+        elif cached.shape[0] < n:
+            cached = self.xp.concatenate([cached, self.store.flat_index(self.store.position[cached.shape[0] :])])
+        self._voxels = cached
+        return cached
 
     def compartments(self) -> Any:
         """Compartment label of every agent's voxel ``[n]``."""
         return self.labels[self.voxels()]
+
+    def _agents_moved(self) -> None:
+        """Forget what depends on where the agents are (their voxels, the neighbourhood)."""
+        self._voxels = None
+        self._neighbours = None
 
     def uniform_all(self, purpose: str) -> Any:
         """One uniform number per agent for this step and purpose ``float32 [n]`` (keyed by agent id).
@@ -204,47 +230,52 @@ class CrsModel:
         return float(rng_cpu.to_unit(word, np)[0])
 
     def neighbours(self) -> Any:
-        """Slots in the 26-neighbourhood of every agent ``[m, 26]`` (-1: none), cached per step.
+        """``1 + slot`` of the agent in each of the 26 neighbour voxels of every agent, ``int64 [26, m]`` (0: none).
 
-        Computed at the first use of a step's decide layer; agents added after that (daughters)
-        have no row (``m <= n``) and are not seen as neighbours until the next step.
+        Neighbour-major (one row per direction), so reductions over the neighbourhood are
+        vector operations over agents. Cached per step from the first use in the decide
+        layer; agents added after that (daughters) have no column (``m <= n``) and are not
+        seen as neighbours until the next step.
         """
-        if self._neighbours is None or self._neighbours.shape[0] > self.store.n:
-            self._neighbours = self.store.neighbour_slots(26)
+        if self._neighbours is None or self._neighbours.shape[1] > self.store.n:
+            store, xp = self.store, self.xp
+            voxel = store.padded_offsets(26)[:, None] + store.padded_flat()[None, :]
+            self._neighbours = xp.take(store.padded_occupancy.ravel(), voxel).astype(xp.int64) + 1
         return self._neighbours
 
+    def neighbour_flags(self, flag: Any) -> Any:
+        """``flag`` (bool ``[n]``) of each agent's 26 neighbours, ``[26, m]`` (False where there is none)."""
+        xp = self.xp
+        return xp.take(xp.concatenate([xp.zeros(1, dtype=bool), flag]), self.neighbours())
+
     def _pad_rows(self, values: Any, fill: Any) -> Any:
-        """Extend a per-agent array of the cached neighbourhood's rows to all ``n`` agents with ``fill``."""
+        """Extend a per-agent array of the cached neighbourhood's agents (``m``) to all ``n`` agents with ``fill``."""
         missing = self.store.n - int(values.shape[0])
         if missing <= 0:
             return values
         return self.xp.concatenate([values, self.xp.full(missing, fill, dtype=values.dtype)])
 
     def random_neighbour_of_kind(self, kind: str, purpose: str) -> tuple[Any, Any]:
-        """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``."""
+        """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``.
+
+        The neighbour is the ``floor(u * count)``-th of its kind in neighbourhood order.
+        """
         xp = self.xp
         nb = self.neighbours()
-        m = int(nb.shape[0])
-        is_kind = (nb >= 0) & (self.store.kind[xp.maximum(nb, 0)] == self.store.kind_id(kind))
-        count = is_kind.sum(axis=1)
+        m = int(nb.shape[1])
+        is_kind = self.neighbour_flags(self.mask_of(kind))
+        count = is_kind.sum(axis=0, dtype=xp.uint8).astype(xp.int64)
         word = rng_cpu.random_bits(xp, self.seed, self.step_index, self.store.id[:m], purpose)[0]
-        pick = (rng_cpu.to_unit(word, xp) * count).astype(xp.int64)
-        rank = xp.cumsum(is_kind, axis=1) - 1
-        chosen = is_kind & (rank == pick[:, None])
-        column = xp.argmax(chosen, axis=1)
+        pick = (rng_cpu.to_unit(word, xp) * count).astype(xp.int64)  # < count
+        direction = xp.minimum(_first_beyond(xp, is_kind, pick), nb.shape[0] - 1)
         has = count > 0
-        slot = xp.where(has, xp.take_along_axis(nb, column[:, None], axis=1)[:, 0], -1)
+        slot = xp.where(has, xp.take_along_axis(nb, direction[None, :], axis=0)[0] - 1, -1)
         return self._pad_rows(slot, -1), self._pad_rows(has, False)
 
     def has_neighbour(self, kind: str, where: Any = None) -> Any:
         """Bool ``[n]``: whether each agent has a neighbour of ``kind`` (among agents where ``where`` [n] is true)."""
-        xp = self.xp
-        nb = self.neighbours()
-        safe = xp.maximum(nb, 0)
-        hit = (nb >= 0) & (self.store.kind[safe] == self.store.kind_id(kind))
-        if where is not None:
-            hit &= where[safe]
-        return self._pad_rows(hit.any(axis=1), False)
+        flag = self.mask_of(kind) if where is None else self.mask_of(kind) & where
+        return self._pad_rows(self.neighbour_flags(flag).any(axis=0), False)
 
     def mark_dead(self, dies: Any) -> None:
         """Agents (bool ``[n]``) to remove at the end of the decide layer.
@@ -274,7 +305,7 @@ class CrsModel:
                 dies = self.xp.concatenate([dies, self.xp.zeros(self.store.n - dies.shape[0], dtype=bool)])
             self.store.remove(dies)  # the engine reads how many die (a documented population change)
             self._dies = None
-        self._neighbours = None
+        self._agents_moved()
 
     def refresh_conductance(self) -> None:
         """Face conductance per field: 1 off the BBB; on it ``p + (1 - p)(1 - integrity)^h``.
@@ -298,20 +329,23 @@ class CrsModel:
         self.step_index += 1
         self.secretion.clear()
         self._dies = None
+        self._agents_moved()
         # 1-2. sense and decide (rules read fields and contacts; deaths applied together)
         self._deplete()
         bcell.grow(self)
         cart.step(self)
-        macrophage.step(self)
-        monocyte.step(self)
+        sensed = myeloid.inputs(self)  # shared by the myeloid rules (nothing they sense changes between them)
+        macrophage.step(self, sensed)
+        monocyte.step(self, sensed)
         self._flush_deaths()
         cart.pool_step(self)
         monocyte.renew_pool(self)
         # 3. move: random walk / chemotaxis, vessel wall, BBB, circulation
         self.movement.step(self.step_index, self.fields, self.integrity)
+        self._agents_moved()
         self.movement.transmigrate(self.step_index, extravasation_scale=monocyte.recruitment_scale(self))
         self.circulation.exchange(self.step_index)
-        self._neighbours = None
+        self._agents_moved()
         # 4. secrete / uptake
         cart.secrete(self)
         macrophage.secrete(self)
@@ -376,7 +410,8 @@ class CrsModel:
         activated = is_kind & (store.state.astype(xp.int16)[None, :] == activated_state[:, None])
         in_blood = self.circulation.in_lattice_blood()
         blood = is_kind[[store.kind_id("cart"), store.kind_id("monocyte")]] & in_blood[None, :]
-        infiltrating = (is_kind[store.kind_id("cart")] | is_kind[store.kind_id("monocyte")]) & (self.compartments() == CNS)
+        in_cns = self.labels[store.flat_index()] == CNS
+        infiltrating = (is_kind[store.kind_id("cart")] | is_kind[store.kind_id("monocyte")]) & in_cns
         parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), blood.sum(axis=1, dtype=xp.int64),
                  infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
         parts = [part.astype(f64) for part in parts]

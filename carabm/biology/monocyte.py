@@ -34,12 +34,12 @@ def recruitment_scale(model: CrsModel) -> Any:
     return xp.where(model.mask_of(NAME), gain.astype(xp.float32), xp.float32(1.0))
 
 
-def step(model: CrsModel) -> None:
+def step(model: CrsModel, sensed: myeloid.Inputs) -> None:
     """Activation and differentiation into macrophages of monocytes that left the blood."""
     p = model.config.cells.monocyte
     xp, store = model.xp, model.store
     cells = model.mask_of(NAME)
-    myeloid.activate(model, cells, p)
+    myeloid.activate(model, cells, p, sensed)
     outside_blood = model.compartments() != BLOOD
     p_diff = rules.probability(1.0 / p.differentiation_h, model.dt_h)
     becomes = cells & outside_blood & (model.uniform_all("monocyte:differentiate") < p_diff)

@@ -13,6 +13,7 @@ activation), closing the negative feedback loop.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from carabm.biology import cart, rules
@@ -27,13 +28,34 @@ VARIABLES = {"activation": "float32", "active_h": "float32"}
 ACTIVE_THRESHOLD = 0.5
 
 
-def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
+@dataclass(frozen=True)
+class Inputs:
+    """What the myeloid rules sense, per agent ``[n]``: cytokine levels at its voxel, its
+    compartment's free signalling fractions, and CD40L contact with an engaged CAR-T cell.
+
+    The same for every myeloid kind within a decide layer (fields, positions and CAR-T cells
+    do not change between the myeloid rules), so :meth:`CrsModel.step` gathers them once.
+    """
+
+    local: dict[str, Any]
+    block: dict[str, Any]
+    cd40l: Any
+
+
+def inputs(model: CrsModel) -> Inputs:
+    """Gather :class:`Inputs` for all agents (after the CAR-T rules of the step)."""
+    return Inputs(
+        sense(model.fields_flat, model.voxels()),
+        model.effects.signal_free_fraction(model.compartments()),
+        model.has_neighbour(cart.NAME, where=cart.engaged(model)),
+    )
+
+
+def activate(model: CrsModel, cells: Any, params: Myeloid, sensed: Inputs) -> Any:
     """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set; returns it ``[n]``."""
     xp, store = model.xp, model.store
-    local = sense(model.fields_flat, model.voxels())
-    block = model.effects.signal_free_fraction(model.compartments())
+    local, block, cd40l = sensed.local, sensed.block, sensed.cd40l
     power = params.activation_hill
-    cd40l = model.has_neighbour(cart.NAME, where=cart.engaged(model))
     priming = rules.any_of(
         *[rules.hill(local[name] * block[name], h, power) for name, h in params.trigger_half_max_pg_ml.as_dict().items()],
         params.contact_signal * cd40l.astype(xp.float32),
