@@ -51,3 +51,30 @@ def test_numpy_and_cupy_runs_agree_in_distribution() -> None:
         print(f"{key}: numpy {a.mean():.4g} ± {a.std(ddof=1):.2g}, cupy {b.mean():.4g} ± {b.std(ddof=1):.2g}, U-test p = {p:.3g}")
         assert p >= 1e-3, f"{key}: the backends' seeds separate (p = {p:.2g}): numpy {a}, cupy {b}"
         assert abs(a.mean() - b.mean()) <= 4 * standard_error + 1e-9 * abs(a.mean()), f"{key}: means differ: {a.mean()} vs {b.mean()}"
+
+
+def run_then_resume(tmp_path: Path, first: str, second: str) -> None:
+    """``carabm run`` 12 h on backend ``first``, then resume its checkpoint to 18 h on ``second``."""
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    from carabm.io.hdf5 import open_run  # noqa: PLC0415
+
+    out, branch = tmp_path / f"{first}.h5", tmp_path / f"{first}-{second}.h5"
+    run = [sys.executable, "-m", "carabm", "run", str(QUICKSTART), "--out", str(out), "--backend", first,
+           "--set", "run.duration_h=12", "--set", "run.checkpoint_every_h=6", "--set", "run.snapshot_every_h=6"]  # fmt: skip
+    result = subprocess.run(run, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    series = open_run(out)
+    assert float(series["time_h"].max()) == 12.0 and float(series["count_cart"].max()) > 0
+    resume = [sys.executable, "-m", "carabm", "run", "--resume", str(out), "--out", str(branch), "--backend", second,
+              "--set", "run.duration_h=18"]  # fmt: skip
+    result = subprocess.run(resume, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert float(open_run(branch)["time_h"].max()) == 18.0
+
+
+def test_cli_run_on_the_gpu_writes_a_readable_file_and_resumes_on_the_cpu(tmp_path) -> None:
+    # state is checkpointed as host arrays and randomness is keyed by seed and step
+    run_then_resume(tmp_path, "cupy", "numpy")
+    run_then_resume(tmp_path, "numpy", "cupy")
