@@ -23,12 +23,16 @@ def damage_signal(levels: dict[str, Any], half_max: dict[str, float], power: flo
     return rules.any_of(*[rules.hill(levels[name], h, power) for name, h in half_max.items()])
 
 
-def update(model: CrsModel) -> None:
-    """Advance BBB integrity and systemic leak by one step; refresh the solver's conductance."""
+def update(model: CrsModel, serum_pg_ml: Any = None) -> None:
+    """Advance BBB integrity and systemic leak by one step; refresh the solver's conductance.
+
+    ``serum_pg_ml``: the serum per cytokine (host), when the caller has it; else read once.
+    """
     p = model.config.endothelium
     xp = model.xp
     free = model.effects.signal_free_fraction_scalar("blood")
-    serum = {name: float(model.serum[i]) * free[name] for name, i in model.index.items()}
+    levels = model.serum if serum_pg_ml is None else serum_pg_ml
+    serum = {name: float(levels[i]) * free[name] for name, i in model.index.items()}
     bbb = model.bbb_voxels
     if model.n_bbb:
         local = {name: xp.maximum(model.fields_flat[model.index[name], bbb] * free[name], serum[name]) for name in p.damage_half_max_pg_ml.as_dict()}

@@ -176,7 +176,7 @@ class CrsModel:
 
     @property
     def serum(self) -> np.ndarray:
-        """Serum (systemic pool) concentrations [pg/mL] per cytokine, host."""
+        """Serum (systemic pool) concentrations [pg/mL] per cytokine, host (a read by the engine's blood pool)."""
         return self.blood.serum_pg_ml
 
     @property
@@ -354,11 +354,12 @@ class CrsModel:
         k = len(CYTOKINES)
         self.fields = self.blood.step(self.fields, self.dt_s, self.secretion.sources.reshape((k,) + self.lattice.shape),
                                       self.secretion.uptake.reshape((k,) + self.lattice.shape))  # fmt: skip
+        serum = self.serum  # the systemic pool after this step's exchange, once for layers 6 and 7
         # 6. endothelium / BBB, therapy PK
-        endothelium.update(self)
+        endothelium.update(self, serum)
         self.therapy.advance_pk(self.dt_h)
         # 7. readouts (also what the next step's triggers see)
-        self.row = self.readouts()
+        self.row = self.readouts(serum)
 
     def _deplete(self) -> None:
         """Depletion therapies remove monocytes/macrophages on the lattice and in the blood pool."""
@@ -426,8 +427,11 @@ class CrsModel:
         parts.append(self._tally.astype(f64))
         return xp.concatenate(parts)
 
-    def readouts(self) -> dict[str, Any]:
-        """The time-series row of this step (host scalars), from one packed ``readouts`` host read."""
+    def readouts(self, serum: np.ndarray | None = None) -> dict[str, Any]:
+        """The time-series row of this step (host scalars), from one packed ``readouts`` host read.
+
+        ``serum``: :attr:`serum` when the caller has just read it.
+        """
         circ = self.circulation
         n_kinds, n_cyt = len(CELL_TYPES), len(CYTOKINES)
         packed = self.backend.to_host(self._packed_readouts(), "readouts")
@@ -447,7 +451,7 @@ class CrsModel:
         row: dict[str, Any] = {"time_h": self.step_index * self.dt_h}
         for i, name in enumerate(CELL_TYPES):
             row[f"counts/{name}"] = int(lattice_counts[i] + circ.pool[i].sum())
-        serum = self.serum
+        serum = self.serum if serum is None else serum
         free = self.effects.signal_free_fraction_scalar("blood")
         for name, i in INDEX.items():
             row[f"serum/{name}"] = float(serum[i])
