@@ -8,11 +8,14 @@ puts ``D * scale`` CAR-T cells into it, and the monocyte pool starts at
 ``monocytes_per_ul * blood volume * scale``. Concentrations (pg/mL) need no scaling.
 
 Host reads: the rules work on masks over all live agents (``store.n`` of them, a host
-number) and combine outcomes with ``xp.where``, so on a GPU a step queues device work
-without waiting for it. Biology reads device data on the host only through
-``backend.to_host`` (counted by reason, see :data:`HOST_READS`): once per step for the
-time-series row (``readouts``), and for snapshots (``snapshot``). Changes of the population
-(division, deaths, circulation) read their sizes inside the engine.
+number) and combine outcomes with ``xp.where``; counts (kills, lysed cells) are device
+tallies and deaths a device mask, so on a GPU a step queues device work without waiting
+for it. Biology reads device data on the host only through ``backend.to_host`` (counted
+by reason, see :data:`HOST_READS`): once per step for the time-series row (``readouts``,
+one packed array), and for snapshots (``snapshot``). The engine reads what it documents:
+population changes (division, deaths, circulation) and the serum of the blood pool
+(:attr:`CrsModel.serum`, twice per step: marrow output before the move, endothelium and
+readouts after the fields). tests/biology/test_host_reads.py checks all of this on the CPU.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ TALLIES = ("cart_kills", "bcell_lysed")
 #: the documented host reads of the biology, by reason: per step and per snapshot
 HOST_READS = {"readouts": "the time-series row: counts, CNS means, BBB integrity, tallies (one packed array per step)",
               "bbb_integrity": "mean BBB integrity at a step's start, only when the last readouts did not leave it "
-                               "(first step without readouts, or after a checkpoint was restored)",
+                               "(integrity assigned anew, e.g. by a checkpoint restore)",
               "snapshot": "fields, integrity and agents of a snapshot"}  # fmt: skip
 
 
