@@ -40,6 +40,6 @@ def update(model: CrsModel, serum_pg_ml: Any = None) -> None:
         integrity = model.integrity.reshape(-1)
         integrity[bbb] = rules.relax(integrity[bbb], p.recovery_per_h, p.damage_per_h * signal, model.dt_h).astype(xp.float32)
         model.integrity_changed()
-        model.refresh_conductance()
+        model.refresh_conductance(check=False)
     leak_signal = float(damage_signal(serum, p.leak_half_max_pg_ml.as_dict(), p.damage_hill))
     model.leak = float(rules.relax(model.leak, p.leak_per_h * leak_signal, p.leak_recovery_per_h, model.dt_h))

@@ -310,18 +310,20 @@ class CrsModel:
             self._dies = None
         self._agents_moved()
 
-    def refresh_conductance(self) -> None:
+    def refresh_conductance(self, check: bool = True) -> None:
         """Face conductance per field: 1 off the BBB; on it ``p + (1 - p)(1 - integrity)^h``.
 
         ``h`` is the same power that gates cells crossing (``endothelium.crossing_hill``): tight
         junctions open little while integrity is high and much once it has fallen.
+        ``check=False`` (every step) skips the solver's range check, a host read on a GPU: the
+        values lie in 0..1 by construction (``1 - integrity`` is clipped to 0..1, ``p`` in 0..1).
         """
         xp = self.xp
         flat = self._conductance.reshape(len(CYTOKINES), -1)
-        breach = (1.0 - self.integrity.reshape(-1)[self.bbb_voxels]) ** self.config.endothelium.crossing_hill
+        breach = xp.clip(1.0 - self.integrity.reshape(-1)[self.bbb_voxels], 0.0, 1.0) ** self.config.endothelium.crossing_hill
         p = xp.asarray(self.bbb_permeability, dtype=xp.float32)[:, None]
         flat[:, self.bbb_voxels] = p + (1.0 - p) * breach[None, :]
-        self.solver.set_conductance(self._conductance)
+        self.solver.set_conductance(self._conductance, check=check)
 
     # ------------------------------------------------------------------ the step
     def step(self) -> None:
