@@ -76,6 +76,22 @@ def test_documented_reads_per_step(monkeypatch):
     assert set(model_module.HOST_READS) >= {"readouts", "bbb_integrity", "snapshot"}
 
 
+def test_steps_skip_the_solvers_range_check(monkeypatch):
+    """The BBB conductance set every step skips FieldSolver's range check (a host read on a GPU)."""
+    model = make_model()
+    checks: list[bool] = []
+    original = FieldSolver.set_conductance
+
+    def set_conductance(self: FieldSolver, conductance: Any, check: bool = True) -> None:
+        checks.append(check)
+        original(self, conductance, check=check)
+
+    monkeypatch.setattr(FieldSolver, "set_conductance", set_conductance)
+    for _ in range(3):
+        model.step()
+    assert checks == [False] * 3
+
+
 def test_integrity_is_read_once_after_a_restore_and_snapshots_are_documented():
     """The step's start reuses the readouts' mean integrity; a new integrity array costs one documented read."""
     config = load_config(None, SMALL + ["run.duration_h=1"])
