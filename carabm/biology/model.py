@@ -47,6 +47,9 @@ HOME = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": 
 #: blood in a vessel segment of the lattice is replaced within about a second (flow of
 #: ~1 mm/s through a few hundred um), so lattice blood stays close to serum; assumed
 BLOOD_EXCHANGE_PER_S = 1.0
+#: on a GPU the agents are re-sorted by voxel this often (scattered reads of the grids by
+#: neighbouring threads then share cache lines; results do not depend on the order)
+SORT_EVERY_STEPS = 20
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 CART_INTRAVASATION_PER_H = 0.02
 #: events counted on the device during a step and added to ``CrsModel.counters`` by the readouts
@@ -334,6 +337,8 @@ class CrsModel:
         self.step_index += 1
         self.secretion.clear()
         self._dies = None
+        if self.store.launcher is not None and self.step_index % SORT_EVERY_STEPS == 0:
+            self.store.sort_by_voxel()  # GPU: neighbours in space become neighbours in memory
         self._agents_moved()
         # 1-2. sense and decide (rules read fields and contacts; deaths applied together)
         self._deplete()

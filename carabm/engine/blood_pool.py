@@ -140,8 +140,8 @@ class BloodPool:
 
     @property
     def serum_pg_ml(self) -> np.ndarray:
-        """Pool (serum) concentration per field in pg/mL, on the host."""
-        return self.solver.backend.asnumpy(self._serum).copy()
+        """Pool (serum) concentration per field in pg/mL, on the host (a documented read on a GPU)."""
+        return self.solver.backend.to_host(self._serum, "blood pool: serum").copy()
 
     @serum_pg_ml.setter
     def serum_pg_ml(self, values: Sequence[float]) -> None:

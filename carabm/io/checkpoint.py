@@ -216,14 +216,14 @@ def model_state(model: Any) -> dict[str, Any]:
     The occupancy grid, the solver's conductance and per-step caches are not state: they
     are rebuilt by :func:`restore_model_state`.
     """
-    if getattr(model, "_dead_ids", None):
+    if getattr(model, "_dies", None) is not None:
         raise CheckpointError("model: deaths pending (checkpoint only between steps)")
     b, store = model.backend, model.store
-    columns = {name: b.asnumpy(column[: store.n]).copy() for name, column in store._columns.items() if not name.startswith("_")}
+    columns = {name: b.to_host(column[: store.n], "checkpoint").copy() for name, column in store._columns.items() if not name.startswith("_")}
     state: dict[str, Any] = {
         "step_index": int(model.step_index),
-        "fields": b.asnumpy(model.fields),
-        "integrity": b.asnumpy(model.integrity),
+        "fields": b.to_host(model.fields, "checkpoint"),
+        "integrity": b.to_host(model.integrity, "checkpoint"),
         "serum_pg_ml": np.asarray(model.blood.serum_pg_ml, dtype=np.float64),
         "leak": model.leak,
         "counters": Counter(model.counters),
@@ -258,8 +258,8 @@ def restore_model_state(model: Any, tree: dict[str, Any]) -> None:
     extras = tree["items"]["extras"]["items"]
     for name, sub in extras.items():
         setattr(model, name, from_tree(sub, getattr(model, name, None), xp, f"model.{name}"))
-    model._dead_ids = []
-    model._neighbours = None
+    model._dies = None
+    model._agents_moved()
     model.refresh_conductance()
 
 
