@@ -14,8 +14,8 @@ for it. Biology reads device data on the host only through ``backend.to_host`` (
 by reason, see :data:`HOST_READS`): once per step for the time-series row (``readouts``,
 one packed array), and for snapshots (``snapshot``). The engine reads what it documents:
 population changes (division, deaths, circulation) and the serum of the blood pool
-(:attr:`CrsModel.serum`, twice per step: marrow output before the move, endothelium and
-readouts after the fields). tests/biology/test_host_reads.py checks all of this on the CPU.
+(:attr:`CrsModel.serum`, once per step: the pool changes only in the field layer, and the
+engine keeps the host copy until it does). tests/biology/test_host_reads.py checks all of this on the CPU.
 """
 
 from __future__ import annotations

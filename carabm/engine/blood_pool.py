@@ -139,9 +139,25 @@ class BloodPool:
         self._blood_index_i32: Any = None  # the kernels' int32 copy of blood_index, made at first use
 
     @property
+    def _serum(self) -> Any:
+        """Pool concentrations on the backend (float64 ``[K]``); assigning forgets the host copy."""
+        return self._serum_device
+
+    @_serum.setter
+    def _serum(self, value: Any) -> None:
+        self._serum_device = value
+        self._serum_host: np.ndarray | None = None
+
+    @property
     def serum_pg_ml(self) -> np.ndarray:
-        """Pool (serum) concentration per field in pg/mL, on the host (a documented read on a GPU)."""
-        return self.solver.backend.to_host(self._serum, "blood pool: serum").copy()
+        """Pool (serum) concentration per field in pg/mL, on the host.
+
+        A documented read on a GPU ("blood pool: serum"), made at most once per change of
+        the pool (it changes only in :meth:`exchange`), so once per step however often asked.
+        """
+        if self._serum_host is None:
+            self._serum_host = self.solver.backend.to_host(self._serum, "blood pool: serum")
+        return self._serum_host.copy()
 
     @serum_pg_ml.setter
     def serum_pg_ml(self, values: Sequence[float]) -> None:
