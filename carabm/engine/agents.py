@@ -244,9 +244,12 @@ class AgentStore:
         return (z + 1) * sz + (y + 1) * sy + (x + 1)
 
     def padded_offsets(self, connectivity: int) -> Any:
-        """Flat offsets (int64 ``[m]``) of the neighbourhood in the padded grid."""
-        off = neighbour_offsets(connectivity).astype(np.int64)
-        return self.xp.asarray(off @ np.asarray(self._strides, dtype=np.int64))
+        """Flat offsets (int64 ``[m]``) of the neighbourhood in the padded grid (made once per connectivity)."""
+        cache = self.__dict__.setdefault("_offsets_cache", {})
+        if connectivity not in cache:
+            off = neighbour_offsets(connectivity).astype(np.int64)
+            cache[connectivity] = self.xp.ascontiguousarray(self.xp.asarray(off @ np.asarray(self._strides, dtype=np.int64)))
+        return cache[connectivity]
 
     def pad(self, array: Any, value: Any) -> Any:
         """A lattice-shaped array padded by one voxel of ``value`` (to read with padded indices)."""
