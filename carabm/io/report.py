@@ -231,7 +231,7 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, yla
     colours = _colours(len(runs))
     fig, axes = _figure(len(names), title)
     for ax, (column, panel_title) in zip(axes, names):
-        positive = False
+        positive, span = False, (np.inf, 0.0)
         for run, colour in zip(runs, colours):
             values = run.get(column)
             if values is None:
@@ -239,7 +239,9 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, yla
             values = np.asarray(values, dtype=np.float64)
             if log:  # zeros (and the 1e-90 tails of cleared cytokines) would flatten a log axis
                 values = np.where(values > LOG_FLOOR, values, np.nan)
-                positive |= bool(np.isfinite(values).any())
+                if np.isfinite(values).any():
+                    positive = True
+                    span = (min(span[0], float(np.nanmin(values))), max(span[1], float(np.nanmax(values))))
             ax.plot(run.time_h / HOURS_PER_DAY, values, color=colour, label=run.label, linewidth=1.4,
                     drawstyle="steps-post" if grade else "default")  # fmt: skip
         _events(ax, runs, colours)
@@ -247,10 +249,14 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, yla
             ax.set_ylim(-0.2, 4.2)
             ax.set_yticks(range(5))
         if positive:
-            from matplotlib.ticker import LogLocator, NullLocator  # noqa: PLC0415
+            from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullLocator  # noqa: PLC0415
 
             ax.set_yscale("log")
-            ax.yaxis.set_major_locator(LogLocator(numticks=6))
+            if span[1] < 30 * span[0]:  # within about a decade: label 1, 2, 5 x 10^k, or no tick may fall inside
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+                ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
+            else:
+                ax.yaxis.set_major_locator(LogLocator(numticks=6))
             ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds per figure
         elif log:
             ax.text(0.5, 0.5, "zero throughout", transform=ax.transAxes, ha="center", va="center", color="0.5")
