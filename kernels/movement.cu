@@ -21,6 +21,15 @@ __device__ __forceinline__ unsigned long long make_priority(unsigned int word, l
     return ((unsigned long long)word << 32) | ((unsigned long long)id & 0xFFFFFFFFull);
 }
 
+// Agent i requests voxel t (neighbour dir) with priority prio: recorded, and claimed by atomicMax.
+__device__ __forceinline__ void request(int i, long long t, int dir, unsigned long long prio, long long* target,
+                                        unsigned long long* priority, int* direction, unsigned long long* claim) {
+    direction[i] = dir;
+    priority[i] = prio;
+    target[i] = t;
+    atomicMax(claim + t, prio);
+}
+
 // Flat index into the unpadded [nz, ny, nx] grid of a padded index, or -1 outside the lattice.
 __device__ __forceinline__ long long unpad(long long p, int nz, int ny, int nx) {
     const long long sz = (long long)(ny + 2) * (nx + 2), sy = nx + 2;
@@ -93,7 +102,6 @@ extern "C" __global__ void move_propose(
         for (int j = 0; j < m; ++j) count += cumulative[j] <= u;
         dir = count < m - 1 ? count : m - 1;
     }
-    direction[i] = dir;
     const long long t = src + offsets[dir];
     const int to = labels[t];
     if (occupancy[t] >= 0 || !move_allowed[(k * N_LABELS + labels[src]) * N_LABELS + to]) return;
@@ -105,10 +113,7 @@ extern "C" __global__ void move_propose(
         philox_words(id, PhiloxKey{seed_lo, seed_hi, step, purpose_bbb}, g);
         if (!(philox_unit(g[0]) < powf(leak, bbb_hill))) return;
     }
-    const unsigned long long prio = make_priority(w[2], id);
-    priority[i] = prio;
-    target[i] = t;
-    atomicMax(claim + t, prio);
+    request(i, t, dir, make_priority(w[2], id), target, priority, direction, claim);
 }
 
 // Vessel-wall crossing proposals: an agent in blood (tissue) crosses with probability
@@ -143,11 +148,7 @@ extern "C" __global__ void wall_propose(
     const int dir = choose_among(valid, m, philox_unit(w[1]));
     if (dir < 0 || !wall_allowed[k * 2 + (other == LABEL_BLOOD)]) return;
     const long long t = src + offsets[dir];
-    const unsigned long long prio = make_priority(w[2], id);
-    direction[i] = dir;
-    priority[i] = prio;
-    target[i] = t;
-    atomicMax(claim + t, prio);
+    request(i, t, dir, make_priority(w[2], id), target, priority, direction, claim);
 }
 
 // Division proposals of the selected agents: a uniformly chosen free neighbour whose label the
@@ -175,11 +176,7 @@ extern "C" __global__ void divide_propose(
     const int dir = choose_among(valid, m, philox_unit(w[1]));
     if (dir < 0) return;
     const long long t = src + offsets[dir];
-    const unsigned long long prio = make_priority(w[2], id);
-    direction[i] = dir;
-    priority[i] = prio;
-    target[i] = t;
-    atomicMax(claim + t, prio);
+    request(i, t, dir, make_priority(w[2], id), target, priority, direction, claim);
 }
 
 // win[i] = 1 for the request holding its target's claim (exactly one per claimed voxel).
