@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 __all__ = ["__version__", "SCHEMA_VERSION", "load_config", "run", "open_run"]
 

@@ -4,10 +4,20 @@ Owns :class:`RunWriter` (writes straight into the output file, flushing as it go
 killed run leaves a readable file up to its last flush), :func:`check_run_file` (one-line
 errors for bad files), :func:`open_run` (time series as xarray) and :class:`Snapshots`
 (lazy snapshot reader). The layout is documented in ``docs/outputs.md``.
+
+Schema 2 follows the netCDF-4 data model and the CF conventions where they fit, so
+``xarray.open_dataset(RUN.h5, group="timeseries" | "snapshots" | ..., engine="h5netcdf")``
+opens each group without carabm: every array is attached to HDF5 dimension scales
+(``time_h``, ``z``, ``y``, ``x``, ``agent``, ``event``), units are UDUNITS strings and every
+variable has ``units`` (numbers), ``long_name`` and ``description``. Snapshot fields are one
+``[time_h, z, y, x]`` array per cytokine, grown by one row per snapshot; snapshot agents
+are a CF contiguous ragged array (columns over ``agent``, ``count`` per snapshot). The
+readers also read schema-1 files (one group per snapshot).
 """
 
 from __future__ import annotations
 
+import datetime
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,34 +31,63 @@ from carabm.engine.lattice import COMPARTMENTS, Lattice
 from carabm.errors import InputFileError
 from carabm.io.config import CELL_TYPES
 
-#: units written as attributes on time-series datasets, by name (or name prefix before "/")
-UNITS = {
-    "time_h": "h", "counts": "cells", "serum": "pg/mL", "cns": "pg/mL", "bbb_integrity": "1 (1 = intact)",
-    "crs_grade": "ASTCT grade 0-4 (model surrogate)", "icans_grade": "ICANS grade 0-4 (model surrogate)",
-    "tumor_burden": "cells", "blood_per_ul": "cells/uL", "temperature_c": "degC", "vascular_leak": "1 (0 = none)",
-    "ice_score": "ICE points 0-10 (model surrogate)", "activated": "cells", "cns_infiltrate": "cells",
-}  # fmt: skip
-#: descriptions written as attributes on time-series datasets
-DESCRIPTIONS = {
-    "time_h": "simulated time since CAR-T infusion",
-    "counts": "cells of this type, lattice plus systemic blood pool",
-    "serum": "serum (systemic blood pool) concentration",
-    "cns": "mean concentration over CNS voxels",
-    "bbb_integrity": "mean BBB integrity over BBB voxels",
-    "crs_grade": "cytokine release syndrome grade, model surrogate of ASTCT",
-    "icans_grade": "ICANS grade, model surrogate of ASTCT (ICE score and edema)",
-    "tumor_burden": "B cells alive on the lattice",
-    "blood_per_ul": "circulating cells per uL of blood",
-    "temperature_c": "body temperature, model surrogate",
-    "vascular_leak": "systemic capillary leak",
-    "ice_score": "immune effector cell encephalopathy score, model surrogate",
-    "activated": "activated cells of this type",
-    "cns_infiltrate": "CAR-T cells and monocytes in the CNS",
+#: the conventions the file follows (root attribute ``Conventions``)
+CONVENTIONS = "CF-1.10"
+#: HDF5 attributes that belong to dimension scales (bookkeeping, not metadata)
+SCALE_ATTRS = frozenset({"CLASS", "NAME", "DIMENSION_LIST", "REFERENCE_LIST", "_Netcdf4Dimid", "_Netcdf4Coordinates"})
+#: the NAME of a netCDF-4 dimension that has no coordinate values (netCDF-C's spelling, read by h5netcdf)
+_PHONY = "This is a netCDF dimension but not a netCDF variable."
+
+#: time-series metadata by name (or name prefix before "/"): UDUNITS units, long name ("{}" = the part after "/"), description
+SERIES: dict[str, tuple[str, str, str]] = {
+    "time_h": ("h", "time since CAR-T infusion", "simulated time since CAR-T infusion (t = 0), in hours"),
+    "counts": ("1", "{} cells", "cells of this type, lattice plus systemic blood pool"),
+    "serum": ("pg mL-1", "serum {}", "serum (systemic blood pool) concentration"),
+    "cns": ("pg mL-1", "CNS {}", "mean concentration over CNS voxels"),
+    "bbb_integrity": ("1", "mean BBB integrity", "mean BBB integrity over BBB voxels (1 = intact, 0 = fully open)"),
+    "crs_grade": ("1", "CRS grade", "cytokine release syndrome grade 0-4, model surrogate of the ASTCT grade"),
+    "icans_grade": ("1", "ICANS grade", "ICANS grade 0-4, model surrogate of the ASTCT grade (ICE score and edema)"),
+    "tumor_burden": ("1", "tumour burden", "B cells alive on the lattice"),
+    "blood_per_ul": ("uL-1", "blood {} per uL", "circulating cells of this type per microlitre of blood"),
+    "temperature_c": ("degC", "body temperature", "body temperature, model surrogate"),
+    "vascular_leak": ("1", "vascular leak", "systemic capillary leak (0 = none)"),
+    "ice_score": ("1", "ICE score", "immune effector cell encephalopathy score 0-10 (10 = normal), model surrogate"),
+    "activated": ("1", "activated {} cells", "activated cells of this type"),
+    "cns_infiltrate": ("1", "CNS infiltrate", "CAR-T cells and monocytes in the CNS"),
+    "drug": ("ug mL-1", "plasma {}", "drug concentration in plasma (one-compartment pharmacokinetics)"),
 }
+#: ``valid_range`` of the bounded clinical scores
+VALID_RANGE = {"crs_grade": (0, 4), "icans_grade": (0, 4), "ice_score": (0, 10), "bbb_integrity": (0.0, 1.0)}
+#: agent columns in snapshots: units, long name, description (other columns: :func:`agent_metadata`)
+AGENT_COLUMNS: dict[str, tuple[str, str, str]] = {
+    "id": ("1", "agent id", "stable agent id, never reused"),
+    "position": ("1", "voxel index (z, y, x)", "voxel indices in (z, y, x) order, like the fields"),
+    "xyz_um": ("um", "voxel centre (x, y, z)", "voxel centre in um, (x, y, z) order, for ParaView/VisIt"),
+    "type": ("1", "cell type", "cell type code (flag_values / flag_meanings)"),
+    "state": ("1", "cell state", "state code of the agent, per cell type (attribute codes)"),
+    "kills": ("1", "kills", "CAR-T: B cells this cell has killed"),
+    "divisions": ("1", "divisions", "CAR-T: divisions counted along this cell's lineage"),
+    "stimulation_h": (
+        "h",
+        "stimulation time",
+        "CAR-T: hours of antigen-stimulation memory left (counts down after each contact)",
+    ),
+    "activation": ("1", "activation level", "myeloid cells: activation level 0-1"),
+    "active_h": ("h", "time activated", "myeloid cells: hours activated without a break"),
+}
+#: snapshots: rows of the [time_h, z, y, x] field arrays in one chunk is 1; largest chunk, bytes (whole [y, x] slabs)
+FIELD_CHUNK_BYTES = 1 << 20
 #: time-series rows kept in one HDF5 chunk
 TIMESERIES_CHUNK = 1024
-#: largest snapshot chunk, bytes (whole [z, y, x] slabs)
-FIELD_CHUNK_BYTES = 1 << 20
+#: agent rows kept in one HDF5 chunk (agents of all snapshots, one after another)
+AGENT_CHUNK = 65536
+#: snapshot rows (time_h, step, agent count) in one HDF5 chunk
+SNAPSHOT_CHUNK = 64
+_GZIP: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
+
+# kept for code that imported them (schema 1 names)
+UNITS = {key: value[0] for key, value in SERIES.items()}
+DESCRIPTIONS = {key: value[2] for key, value in SERIES.items()}
 
 
 def _key(name: str) -> str:
@@ -57,6 +96,23 @@ def _key(name: str) -> str:
 
 def _decode(value: Any) -> Any:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def series_metadata(name: str) -> dict[str, Any]:
+    """``units``, ``long_name``, ``description`` (and ``valid_range``) of the time series ``name`` (e.g. ``serum/IL6``)."""
+    units, long_name, description = SERIES.get(_key(name), ("1", "{}", "model readout"))
+    part = name.split("/", 1)[1] if "/" in name else name
+    meta: dict[str, Any] = {"units": units, "long_name": long_name.format(part), "description": description}
+    if name in VALID_RANGE:
+        meta["valid_range"] = np.array(VALID_RANGE[name], dtype=np.float64 if name == "bbb_integrity" else np.int64)
+    return meta
+
+
+def agent_metadata(name: str) -> dict[str, Any]:
+    """``units``, ``long_name``, ``description`` of an agent column (a cell rule's variable when not listed)."""
+    default = ("h" if name.endswith("_h") else "1", name.replace("_", " "), f"per-agent variable {name!r} of the cell rules")
+    units, long_name, description = AGENT_COLUMNS.get(name, default)
+    return {"units": units, "long_name": long_name, "description": description}
 
 
 def type_codes() -> dict[str, int]:
@@ -80,16 +136,73 @@ def _codes_text(codes: Mapping[int, str]) -> str:
     return ", ".join(f"{code}={name}" for code, name in sorted(codes.items()))
 
 
+def _set_attrs(ds: h5py.HLObject, attrs: Mapping[str, Any]) -> None:
+    for key, value in attrs.items():
+        ds.attrs[key] = value
+
+
+def _coordinate(group: h5py.Group, name: str, values: np.ndarray, attrs: Mapping[str, Any]) -> h5py.Dataset:
+    """A fixed-length coordinate variable (a dimension scale named ``name``)."""
+    ds = group.create_dataset(name, data=values)
+    ds.make_scale(name)
+    _set_attrs(ds, attrs)
+    return ds
+
+
+def _growing_coordinate(group: h5py.Group, name: str, dtype: Any, chunk: int, attrs: Mapping[str, Any]) -> h5py.Dataset:
+    """An unlimited coordinate variable (a dimension scale named ``name``), empty."""
+    ds = group.create_dataset(name, shape=(0,), maxshape=(None,), chunks=(chunk,), dtype=dtype, **_GZIP)
+    ds.make_scale(name)
+    _set_attrs(ds, attrs)
+    return ds
+
+
+def _dimension(group: h5py.Group, name: str, size: int, growing: bool) -> h5py.Dataset:
+    """A netCDF-4 dimension without coordinate values (netCDF-C's convention: a dimension scale nobody writes to)."""
+    ds = group.create_dataset(name, shape=(size,), maxshape=(None,) if growing else (size,), dtype=np.float32,
+                              chunks=(AGENT_CHUNK,) if growing else None)  # fmt: skip
+    ds.make_scale(_PHONY if growing else f"{_PHONY}{size:10d}")
+    return ds
+
+
+def _attach(ds: h5py.Dataset, *scales: h5py.Dataset) -> None:
+    for axis, scale in enumerate(scales):
+        ds.dims[axis].attach_scale(scale)
+
+
+def _voxel_axes(group: h5py.Group, shape: tuple[int, ...], voxel_um: float) -> tuple[h5py.Dataset, ...]:
+    """Coordinate variables ``z``, ``y``, ``x``: voxel centres in um from the lattice corner."""
+    out = []
+    for name, n in zip("zyx", shape):
+        out.append(_coordinate(group, name, (np.arange(n) + 0.5) * float(voxel_um),
+                               {"units": "um", "axis": name.upper(), "long_name": f"{name} of the voxel centre",
+                                "description": f"voxel centre along {name}, from the lattice corner"}))  # fmt: skip
+    return tuple(out)
+
+
+def _resize(ds: h5py.Dataset, n: int) -> None:
+    if ds.shape[0] != n:
+        ds.resize((n,) + ds.shape[1:])
+
+
 class RunWriter:
     """Writes one run's HDF5 file in place (no temporary name). Use as a context manager.
 
     ``mode``: ``"x"`` create (fail if present), ``"w"`` create or replace, ``"r+"`` append
-    to an existing run (resume).
+    to an existing run (resume; the file must have the current schema).
     """
 
     def __init__(self, path: str | Path, mode: str = "x"):
         self.path = Path(path)
         self.file = h5py.File(self.path, mode, locking=False)  # readers may look while the run writes
+        if mode == "r+" and int(self.file.attrs.get("schema_version", carabm.SCHEMA_VERSION)) < carabm.SCHEMA_VERSION:
+            schema, version = int(self.file.attrs["schema_version"]), _decode(self.file.attrs.get("carabm_version", "?"))
+            self.file.close()
+            raise InputFileError(
+                f"{self.path}: written with schema {schema} (carabm {version}); this carabm writes schema "
+                f"{carabm.SCHEMA_VERSION} and cannot append to it; branch it into a new file with --out NEW.h5, "
+                f"or resume it with carabm {version}"
+            )
         self._rows = int(self.file["timeseries/time_h"].shape[0]) if "timeseries/time_h" in self.file else 0
 
     @property
@@ -104,8 +217,13 @@ class RunWriter:
 
     # ------------------------------------------------------------------ header
     def write_header(self, config_yaml: str, seed: int, backend: str, lattice: Lattice) -> None:
-        """Root attributes, the resolved config text and the compartment labels."""
+        """Root attributes, the resolved config text and the lattice (compartment labels and voxel axes)."""
         f = self.file
+        now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        f.attrs["Conventions"] = CONVENTIONS
+        f.attrs["title"] = "carabm run: agent-based 3D simulation of CAR-T therapy toxicities (CRS, ICANS)"
+        f.attrs["source"] = f"carabm {carabm.__version__}"
+        f.attrs["history"] = f"{now} created by carabm {carabm.__version__}"
         f.attrs["carabm_version"] = carabm.__version__
         f.attrs["schema_version"] = carabm.SCHEMA_VERSION
         f.attrs["seed"] = int(seed)
@@ -113,15 +231,18 @@ class RunWriter:
         f.attrs["run_id"] = uuid.uuid4().hex
         f.attrs["status"] = "running"
         config = f.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
+        config.attrs["long_name"] = "run configuration"
         config.attrs["description"] = "resolved YAML config of the run (every value); reproduces it"
-        comp = f.create_dataset("lattice/compartment", data=lattice.labels, compression="gzip", compression_opts=4)
-        comp.attrs["voxel_um"] = float(lattice.voxel_um)
-        comp.attrs["axes"] = "z, y, x"
-        comp.attrs["units"] = "label"
-        comp.attrs["description"] = "compartment of each voxel"
+        group = f.create_group("lattice")
+        axes = _voxel_axes(group, lattice.labels.shape, lattice.voxel_um)
+        comp = group.create_dataset("compartment", data=lattice.labels, compression="gzip", compression_opts=4)
+        _attach(comp, *axes)
+        _set_attrs(comp, {"units": "1", "long_name": "compartment", "description": "compartment of each voxel (flag_values / flag_meanings)",
+                          "flag_values": np.array(list(COMPARTMENTS.values()), dtype=comp.dtype),
+                          "flag_meanings": " ".join(COMPARTMENTS), "voxel_um": float(lattice.voxel_um), "axes": "z, y, x",
+                          "labels": ", ".join(f"{code}={name}" for name, code in COMPARTMENTS.items())})  # fmt: skip
         for name, code in COMPARTMENTS.items():
             comp.attrs[f"label_{name}"] = code
-        comp.attrs["labels"] = ", ".join(f"{code}={name}" for name, code in COMPARTMENTS.items())
         f.flush()
 
     def set_status(self, status: str, **attrs: Any) -> None:
@@ -132,22 +253,36 @@ class RunWriter:
         self.file.flush()
 
     # ------------------------------------------------------------------ time series
+    def _series(self, name: str, dtype: Any) -> h5py.Dataset:
+        """The time-series dataset ``timeseries/<name>`` (created empty-but-``rows``-long, attached to ``time_h``)."""
+        key = f"timeseries/{name}"
+        if key in self.file:
+            return self.file[key]
+        dtype = np.float64 if np.dtype(dtype).kind == "f" else dtype
+        if name == "time_h":
+            ds = _growing_coordinate(self.file.require_group("timeseries"), "time_h", dtype, TIMESERIES_CHUNK, {"axis": "T"})
+        else:
+            time = self._series("time_h", np.float64)
+            ds = self.file.create_dataset(
+                key, shape=(self._rows,), maxshape=(None,), chunks=(TIMESERIES_CHUNK,), dtype=dtype, **_GZIP
+            )
+            _attach(ds, time)
+        _set_attrs(ds, series_metadata(name))
+        return ds
+
     def append_timeseries(self, rows: Mapping[str, np.ndarray]) -> None:
-        """Append rows (each value a 1D array of equal length) under ``timeseries/``; flush."""
+        """Append rows (each value a 1D array of equal length) under ``timeseries/``; flush.
+
+        ``time_h`` (the coordinate) is written last, so its length counts complete rows.
+        """
         lengths = {len(np.atleast_1d(v)) for v in rows.values()}
         if len(lengths) != 1:
             raise ValueError(f"time-series rows of unequal length: {lengths}")
         (n_new,) = lengths
-        for name, values in rows.items():
-            values = np.atleast_1d(np.asarray(values))
-            key = f"timeseries/{name}"
-            if key not in self.file:
-                dtype = np.float64 if values.dtype.kind == "f" else values.dtype
-                ds = self.file.create_dataset(key, shape=(self._rows,), maxshape=(None,), chunks=(TIMESERIES_CHUNK,), dtype=dtype,
-                                              compression="gzip", compression_opts=4, shuffle=True)  # fmt: skip
-                ds.attrs["units"] = UNITS.get(_key(name), "")
-                ds.attrs["description"] = DESCRIPTIONS.get(_key(name), "")
-            ds = self.file[key]
+        order = [name for name in rows if name != "time_h"] + (["time_h"] if "time_h" in rows else [])
+        for name in order:
+            values = np.atleast_1d(np.asarray(rows[name]))
+            ds = self._series(name, values.dtype)
             ds.resize((self._rows + n_new,))
             ds[self._rows :] = values
         self._rows += n_new
@@ -164,43 +299,77 @@ class RunWriter:
 
             ts.visititems(cut)
         self._rows = min(self._rows, rows)
-        for name in list(self.file.get("snapshots", {})):
-            if float(self.file[f"snapshots/{name}"].attrs["time_h"]) > time_h + 1e-9:
-                del self.file[f"snapshots/{name}"]
+        snaps = self.file.get("snapshots")
+        if snaps is not None and "time_h" in snaps:
+            keep = int(np.count_nonzero(snaps["time_h"][()] <= time_h + 1e-9))
+            self._cut_snapshots(keep)
         self.file.flush()
 
     def copy_timeseries_from(self, source: h5py.File, rows: int) -> None:
-        """Copy the first ``rows`` time-series rows of another run (a branch's history)."""
+        """Copy the first ``rows`` time-series rows of another run (a branch's history; any schema)."""
+        names: list[str] = []
+        source["timeseries"].visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+        self._rows = 0
+        self.append_timeseries({name: source[f"timeseries/{name}"][:rows] for name in names})
 
-        def copy(name: str, obj: Any) -> None:
-            if isinstance(obj, h5py.Dataset):
-                ds = self.file.create_dataset(f"timeseries/{name}", data=obj[:rows], maxshape=(None,), chunks=(TIMESERIES_CHUNK,),
-                                              compression="gzip", compression_opts=4, shuffle=True)  # fmt: skip
-                for key, value in obj.attrs.items():
-                    ds.attrs[key] = value
-
-        source["timeseries"].visititems(copy)
-        self._rows = rows
-        self.file.flush()
-
-    # ------------------------------------------------------------------ snapshots
+    # ------------------------------------------------------------------ therapy events
     def write_events(self, events: list[tuple[float, str, float, str]]) -> None:
-        """Replace ``therapy/events`` with all administrations so far: columns time_h, drug, dose_mg, reason."""
+        """Replace ``therapy/events`` with all administrations so far: columns time_h, drug, dose_mg, reason over ``event``."""
         if "therapy/events" in self.file:
             del self.file["therapy/events"]
         group = self.file.create_group("therapy/events")
-        group.attrs["description"] = "one row per drug administration"
+        group.attrs["description"] = "one row per drug administration (columns over the dimension event)"
+        event = _dimension(group, "event", len(events), growing=False)
         text = h5py.string_dtype()
         columns = {
-            "time_h": (np.array([e[0] for e in events], dtype=np.float64), "h"),
-            "drug": (np.array([e[1] for e in events], dtype=object), ""),
-            "dose_mg": (np.array([e[2] for e in events], dtype=np.float64), "mg"),
-            "reason": (np.array([e[3] for e in events], dtype=object), ""),
-        }
-        for name, (values, units) in columns.items():
+            "time_h": (np.array([e[0] for e in events], dtype=np.float64),
+                       {"units": "h", "long_name": "time of administration", "description": "time of the dose since CAR-T infusion"}),
+            "drug": (np.array([e[1] for e in events], dtype=object), {"long_name": "drug", "description": "drug name, as in the config"}),
+            "dose_mg": (np.array([e[2] for e in events], dtype=np.float64),
+                        {"units": "mg", "long_name": "dose", "description": "dose given, in mg"}),
+            "reason": (np.array([e[3] for e in events], dtype=object),
+                       {"long_name": "reason", "description": "why the dose was given (schedule or the trigger that fired)"}),
+        }  # fmt: skip
+        for name, (values, attrs) in columns.items():
             ds = group.create_dataset(name, data=values, dtype=text if values.dtype == object else values.dtype)
-            ds.attrs["units"] = units
+            _attach(ds, event)
+            _set_attrs(ds, attrs)
         self.file.flush()
+
+    # ------------------------------------------------------------------ snapshots
+    def _snapshot_group(self, shape: tuple[int, int, int], voxel_um: float | None) -> h5py.Group:
+        """``snapshots/`` with its coordinates ``time_h``, ``step``, ``z``, ``y``, ``x`` (created at the first snapshot)."""
+        group = self.file.require_group("snapshots")
+        if "time_h" not in group:
+            group.attrs["description"] = (
+                "snapshots of the lattice: fields over (time_h, z, y, x), agents as a ragged array in agents/"
+            )
+            if voxel_um is None:
+                voxel_um = (
+                    float(self.file["lattice/compartment"].attrs.get("voxel_um", 1.0))
+                    if "lattice/compartment" in self.file
+                    else 1.0
+                )
+            time = _growing_coordinate(group, "time_h", np.float64, SNAPSHOT_CHUNK,
+                                       {**series_metadata("time_h"), "long_name": "snapshot time since CAR-T infusion", "axis": "T"})  # fmt: skip
+            step = group.create_dataset("step", shape=(0,), maxshape=(None,), chunks=(SNAPSHOT_CHUNK,), dtype=np.int64)
+            _attach(step, time)
+            _set_attrs(step, {"units": "1", "long_name": "step index", "description": "time step of the snapshot (0 = infusion)"})
+            _voxel_axes(group, shape, voxel_um)
+        return group
+
+    def _cut_snapshots(self, keep: int) -> None:
+        """Keep the first ``keep`` snapshots (resize every array along ``time_h`` and the agents' rows)."""
+        group = self.file["snapshots"]
+        agents = group.get("agents")
+        if agents is not None:
+            rows = int(agents["count"][:keep].sum())
+            for name, ds in agents.items():
+                if ds.maxshape[0] is None:  # the growing columns (not the fixed zyx / xyz dimensions)
+                    _resize(ds, keep if name == "count" else rows)
+        for name, ds in group.items():
+            if isinstance(ds, h5py.Dataset) and name not in ("z", "y", "x"):
+                _resize(ds, min(ds.shape[0], keep))
 
     def write_snapshot(
         self,
@@ -211,66 +380,95 @@ class RunWriter:
         agents: Mapping[str, np.ndarray],
         voxel_um: float | None = None,
     ) -> None:
-        """One snapshot ``snapshots/NNNNNN`` (NNNNNN: step index) with fields [z,y,x], BBB integrity and agents.
+        """Append one snapshot (step ``index``): fields [z,y,x] as a new row of ``snapshots/<cytokine>``, BBB integrity and agents.
 
-        With ``voxel_um`` an ``agents/xyz_um`` column (voxel centres in µm, x-y-z order) is
-        added for ParaView/VisIt.
+        A snapshot of a step already stored replaces it (and drops any after it). With
+        ``voxel_um`` an ``agents/xyz_um`` column (voxel centres in µm, x-y-z order) is
+        added for ParaView/VisIt. ``time_h`` is grown last, so it counts complete snapshots.
         """
-        name = f"snapshots/{index:06d}"
-        if name in self.file:
-            del self.file[name]
-        group = self.file.create_group(name)
-        group.attrs["time_h"] = float(time_h)
-        group.attrs["step"] = int(index)
-        for cytokine, data in fields.items():
-            ds = self._field(group, f"fields/{cytokine}", data)
-            ds.attrs["units"] = "pg/mL"
-            ds.attrs["description"] = f"{cytokine} concentration per voxel"
+        arrays = dict(fields)
         if bbb_integrity is not None:
-            ds = self._field(group, "bbb_integrity", bbb_integrity)
-            ds.attrs["units"] = "1 (1 = intact; 1 outside the BBB)"
-            ds.attrs["description"] = "BBB integrity per voxel"
+            arrays["bbb_integrity"] = bbb_integrity
+        shape = next(iter(arrays.values())).shape if arrays else self.file["lattice/compartment"].shape
+        group = self._snapshot_group(tuple(shape), voxel_um)
+        steps = group["step"][: group["time_h"].shape[0]]
+        slot = int(np.flatnonzero(steps == index)[0]) if np.any(steps == index) else len(steps)
+        self._cut_snapshots(slot)
+        for name, data in arrays.items():
+            ds = self._field(group, name, tuple(shape))
+            _resize(ds, slot + 1)
+            ds[slot] = np.asarray(data, dtype=np.float32)
         if agents:
             agents = dict(agents)
             if voxel_um is not None and "position" in agents:
                 position = np.asarray(agents["position"], dtype=np.float32).reshape(-1, 3)
                 agents["xyz_um"] = (position[:, ::-1] + np.float32(0.5)) * np.float32(voxel_um)
-            for column, data in agents.items():
-                self._agent_column(group, column, np.asarray(data))
+            self._agents(group, slot, {column: np.asarray(data) for column, data in agents.items()})
+        _resize(group["step"], slot + 1)
+        group["step"][slot] = int(index)
+        _resize(group["time_h"], slot + 1)
+        group["time_h"][slot] = float(time_h)
         self.file.flush()
 
     @staticmethod
-    def _field(group: h5py.Group, name: str, data: np.ndarray) -> h5py.Dataset:
-        data = np.ascontiguousarray(data, dtype=np.float32)
-        nz, ny, nx = data.shape
+    def _field(group: h5py.Group, name: str, shape: tuple[int, ...]) -> h5py.Dataset:
+        """``snapshots/<name>``: float32 [time_h, z, y, x], one snapshot per row, chunks of whole [y, x] slabs."""
+        if name in group:
+            return group[name]
+        nz, ny, nx = shape
         slabs = max(1, min(nz, FIELD_CHUNK_BYTES // max(1, 4 * ny * nx)))
-        ds = group.create_dataset(name, data=data, chunks=(slabs, ny, nx), compression="gzip", compression_opts=4, shuffle=True)
-        ds.attrs["axes"] = "z, y, x"
+        ds = group.create_dataset(name, shape=(0, nz, ny, nx), maxshape=(None, nz, ny, nx), chunks=(1, slabs, ny, nx),
+                                  dtype=np.float32, **_GZIP)  # fmt: skip
+        _attach(ds, group["time_h"], group["z"], group["y"], group["x"])
+        if name == "bbb_integrity":
+            _set_attrs(ds, {"units": "1", "long_name": "BBB integrity", "valid_range": np.array([0.0, 1.0], np.float32),
+                            "description": "BBB integrity per voxel (1 = intact, 0 = fully open; 1 outside the BBB)"})  # fmt: skip
+        else:
+            _set_attrs(
+                ds,
+                {
+                    "units": "pg mL-1",
+                    "long_name": f"{name} concentration",
+                    "description": f"{name} concentration per voxel (voxel mean)",
+                },
+            )
         return ds
 
     @staticmethod
-    def _agent_column(group: h5py.Group, name: str, data: np.ndarray) -> None:
-        options: dict[str, Any] = {}
-        if data.shape[0] > 0:
-            options = {"chunks": (min(data.shape[0], 65536),) + data.shape[1:], "compression": "gzip", "compression_opts": 4,
-                       "shuffle": True}  # fmt: skip
-        ds = group.create_dataset(f"agents/{name}", data=data, **options)
-        if name == "position":
-            ds.attrs["order"] = "z, y, x (voxel indices, like the fields)"
-            ds.attrs["units"] = "voxel"
-        elif name == "xyz_um":
-            ds.attrs["order"] = "x, y, z (voxel centres, for ParaView/VisIt)"
-            ds.attrs["units"] = "um"
-        elif name == "type":
-            ds.attrs["codes"] = _codes_text({code: n for n, code in type_codes().items()})
-            for cell, code in type_codes().items():
-                ds.attrs[f"code_{cell}"] = code
-        elif name == "state":
-            ds.attrs["codes"] = "; ".join(f"{cell}: {_codes_text(codes)}" for cell, codes in state_codes().items())
-            for cell, codes in state_codes().items():
-                ds.attrs[f"codes_{cell}"] = _codes_text(codes)
-        elif name == "id":
-            ds.attrs["description"] = "stable agent id (never reused)"
+    def _agents(group: h5py.Group, slot: int, columns: Mapping[str, np.ndarray]) -> None:
+        """Append one snapshot's agents to the ragged array ``snapshots/agents/`` (rows after the earlier snapshots')."""
+        agents = group.get("agents")
+        if agents is None:
+            agents = group.create_group("agents")
+            agents.attrs["description"] = ("agents of every snapshot, one after another (CF contiguous ragged array): "
+                                           "snapshot i has rows sum(count[:i]) to sum(count[:i+1])")  # fmt: skip
+            _dimension(agents, "agent", 0, growing=True)
+            count = agents.create_dataset("count", shape=(0,), maxshape=(None,), chunks=(SNAPSHOT_CHUNK,), dtype=np.int64)
+            _attach(count, group["time_h"])
+            _set_attrs(count, {"units": "1", "long_name": "agents in the snapshot", "sample_dimension": "agent",
+                               "description": "number of agent rows of each snapshot"})  # fmt: skip
+        start = int(agents["count"][:slot].sum())
+        n = len(next(iter(columns.values())))
+        stop = start + n
+        _resize(agents["agent"], stop)
+        for name, data in columns.items():
+            if name not in agents:
+                ds = agents.create_dataset(name, shape=(start,) + data.shape[1:], maxshape=(None,) + data.shape[1:],
+                                           chunks=(AGENT_CHUNK,) + data.shape[1:], dtype=data.dtype, **_GZIP)  # fmt: skip
+                scales = [agents["agent"]]
+                if data.ndim == 2:
+                    axis = "xyz" if name == "xyz_um" else "zyx"
+                    if axis not in agents:
+                        _dimension(agents, axis, data.shape[1], growing=False)
+                    scales.append(agents[axis])
+                _attach(ds, *scales)
+                _set_attrs(ds, agent_metadata(name))
+                _agent_codes(ds, name)
+            ds = agents[name]
+            _resize(ds, stop)
+            ds[start:stop] = data
+        _resize(agents["count"], slot + 1)
+        agents["count"][slot] = n
 
     def close(self) -> None:
         """Flush and close the file."""
@@ -284,12 +482,45 @@ class RunWriter:
         self.close()
 
 
+def _agent_codes(ds: h5py.Dataset, name: str) -> None:
+    """The code attributes of the ``type`` (CF flags) and ``state`` columns."""
+    if name == "type":
+        ds.attrs["flag_values"] = np.array(list(type_codes().values()), dtype=ds.dtype)
+        ds.attrs["flag_meanings"] = " ".join(type_codes())
+        ds.attrs["codes"] = _codes_text({code: n for n, code in type_codes().items()})
+        for cell, code in type_codes().items():
+            ds.attrs[f"code_{cell}"] = code
+    elif name == "state":
+        ds.attrs["codes"] = "; ".join(f"{cell}: {_codes_text(codes)}" for cell, codes in state_codes().items())
+        for cell, codes in state_codes().items():
+            ds.attrs[f"codes_{cell}"] = _codes_text(codes)
+    elif name == "position":
+        ds.attrs["order"] = "z, y, x (voxel indices, like the fields)"
+    elif name == "xyz_um":
+        ds.attrs["order"] = "x, y, z (voxel centres, for ParaView/VisIt)"
+
+
 # --------------------------------------------------------------------------- reading
 
 
 def open_read(path: str | Path) -> h5py.File:
-    """Open a run file read-only without HDF5 file locking, so a run still writing it can be read (up to its last flush)."""
-    return h5py.File(path, "r", locking=False)
+    """Open a run file read-only without HDF5 file locking, so a run still writing it can be read (up to its last flush).
+
+    If this process already holds the file open with locking (xarray/h5netcdf does by
+    default), HDF5 refuses a second open with other locking flags; it is then opened
+    with the default flags.
+    """
+    try:
+        return h5py.File(path, "r", locking=False)
+    except OSError as exc:
+        if "locking flag values don't match" not in str(exc):
+            raise
+        return h5py.File(path, "r")
+
+
+def schema_of(f: h5py.File) -> int:
+    """The schema version of an open run file."""
+    return int(f.attrs.get("schema_version", carabm.SCHEMA_VERSION))
 
 
 def check_run_file(path: str | Path, *, need_timeseries: bool = True) -> None:
@@ -329,13 +560,19 @@ def read_config_text(path: str | Path) -> str:
         return str(_decode(f["config"][()]))
 
 
+def metadata(obj: h5py.HLObject) -> dict[str, Any]:
+    """An object's attributes without the dimension-scale bookkeeping; text decoded."""
+    return {k: _decode(v) for k, v in obj.attrs.items() if k not in SCALE_ATTRS}
+
+
 def open_run(path: str | Path) -> Any:
     """The time series of a run as an ``xarray.Dataset`` indexed by ``time_h``.
 
     Variables: ``count_<celltype>``, ``serum_<cytokine>``, ``cns_<cytokine>``, and the
-    scalar series (``bbb_integrity``, ``crs_grade``, ...), each with ``units`` and
-    ``description`` attributes. All columns are cut to the shortest (a run killed
-    mid-write may leave one column a row ahead).
+    scalar series (``bbb_integrity``, ``crs_grade``, ...), each with ``units``,
+    ``long_name`` and ``description`` attributes. All columns are cut to the shortest (a
+    run killed mid-write may leave one column a row ahead). Reads schema 1 and 2 files.
+    (Without carabm: ``xarray.open_datatree(path, group="timeseries", engine="h5netcdf")``.)
     """
     import xarray as xr  # noqa: PLC0415
 
@@ -344,17 +581,31 @@ def open_run(path: str | Path) -> Any:
     with open_read(path) as f:
         ts = f["timeseries"]
         time = ts["time_h"][()]
+        time_attrs = metadata(ts["time_h"]) if "units" in ts["time_h"].attrs else {"units": "h"}
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and name != "time_h":
                 key = name.replace("counts/", "count_").replace("/", "_")
-                columns[key] = (obj[()], {k: str(_decode(v)) for k, v in obj.attrs.items()})
+                columns[key] = (obj[()], metadata(obj))
 
         ts.visititems(visit)
-        attrs = {k: _decode(v) for k, v in f.attrs.items()}
+        attrs = metadata(f)
     n = min([len(time)] + [len(v) for v, _ in columns.values()])
     variables = {key: xr.Variable("time_h", values[:n], meta) for key, (values, meta) in columns.items()}
-    return xr.Dataset(variables, coords={"time_h": ("time_h", time[:n], {"units": "h"})}, attrs=attrs)
+    return xr.Dataset(variables, coords={"time_h": ("time_h", time[:n], time_attrs)}, attrs=attrs)
+
+
+def read_events(f: h5py.File) -> list[dict[str, Any]]:
+    """``therapy/events`` of an open run file as dicts (``time_h``, ``drug``, ``dose_mg``, ``reason``); any schema."""
+    group = f.get("therapy/events")
+    if not isinstance(group, h5py.Group) or "time_h" not in group:
+        return []
+    columns = {name: ds[()] for name, ds in group.items() if isinstance(ds, h5py.Dataset) and ds.attrs.get("CLASS") is None}
+    n = len(columns["time_h"])
+    return [
+        {name: (_decode(v[i]) if v.dtype.kind in "OSU" else v[i].item()) for name, v in columns.items() if len(v) == n}
+        for i in range(n)
+    ]
 
 
 class Snapshots:
@@ -363,17 +614,25 @@ class Snapshots:
     ``snaps[i]`` reads one snapshot on demand: ``{"time_h", "step", "fields": {cytokine:
     float32 [z,y,x]}, "bbb_integrity": float32 [z,y,x] or None, "agents": {column: array}}``.
     Negative indices count from the end. The file is opened per access, so the reader
-    can stay around while the run is still writing.
+    can stay around while the run is still writing. Reads schema 1 (a group per
+    snapshot) and schema 2 (one ``[time_h, z, y, x]`` array per field) files.
     """
 
     def __init__(self, path: str | Path):
         check_run_file(path, need_timeseries=False)
         self.path = Path(path)
         with open_read(self.path) as f:
+            self.schema = schema_of(f)
             group = f.get("snapshots", {})
-            self.names: list[str] = sorted(group)
-            self.times_h = np.array([float(group[n].attrs["time_h"]) for n in self.names])
-            self.steps = np.array([int(n) for n in self.names], dtype=np.int64)
+            if self.schema == 1:
+                self.names: list[str] = sorted(group)
+                self.times_h = np.array([float(group[n].attrs["time_h"]) for n in self.names])
+                self.steps = np.array([int(n) for n in self.names], dtype=np.int64)
+            else:
+                n = min(group["time_h"].shape[0], group["step"].shape[0]) if "time_h" in group else 0
+                self.times_h = group["time_h"][:n] if n else np.zeros(0)
+                self.steps = group["step"][:n].astype(np.int64) if n else np.zeros(0, np.int64)
+                self.names = [f"{s:06d}" for s in self.steps]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -382,13 +641,25 @@ class Snapshots:
         """Read snapshot ``i`` (0-based, negative from the end)."""
         if not -len(self) <= i < len(self):
             raise IndexError(f"snapshot {i} out of range; the run has {len(self)}")
-        name = self.names[i]
+        i = i % len(self)
         with open_read(self.path) as f:
-            group = f[f"snapshots/{name}"]
-            fields = {k: v[()] for k, v in group.get("fields", {}).items()}
-            agents = {k: v[()] for k, v in group.get("agents", {}).items()}
-            integrity = group["bbb_integrity"][()] if "bbb_integrity" in group else None
-            return {"time_h": float(group.attrs["time_h"]), "step": int(name), "fields": fields,
+            if self.schema == 1:
+                group = f[f"snapshots/{self.names[i]}"]
+                fields = {k: v[()] for k, v in group.get("fields", {}).items()}
+                agents = {k: v[()] for k, v in group.get("agents", {}).items()}
+                integrity = group["bbb_integrity"][()] if "bbb_integrity" in group else None
+            else:
+                group = f["snapshots"]
+                arrays = {k: v for k, v in group.items() if isinstance(v, h5py.Dataset) and v.ndim == 4}
+                fields = {k: v[i] for k, v in arrays.items() if k != "bbb_integrity"}
+                integrity = arrays["bbb_integrity"][i] if "bbb_integrity" in arrays else None
+                agents = {}
+                if "agents" in group:
+                    ragged = group["agents"]
+                    count = ragged["count"][: i + 1]
+                    start, stop = int(count[:i].sum()), int(count.sum())
+                    agents = {k: v[start:stop] for k, v in ragged.items() if k != "count" and v.attrs.get("CLASS") is None}
+            return {"time_h": float(self.times_h[i]), "step": int(self.steps[i]), "fields": fields,
                     "bbb_integrity": integrity, "agents": agents}  # fmt: skip
 
     def __iter__(self) -> Iterator[dict[str, Any]]:

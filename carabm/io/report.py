@@ -17,7 +17,7 @@ import numpy as np
 
 from carabm.errors import InputFileError
 from carabm.io.config import CELL_TYPES, CYTOKINES
-from carabm.io.hdf5 import check_run_file, open_read
+from carabm.io.hdf5 import check_run_file, open_read, read_events
 
 HOURS_PER_DAY = 24.0
 SURROGATE = "model surrogate"
@@ -76,11 +76,7 @@ def _read_events(f: h5py.File) -> list[dict[str, Any]]:
     if isinstance(node, h5py.Dataset) and node.dtype.names:
         data = node[()]
         return [{name: (_text(row[name]) if data.dtype[name].kind in "SOU" else row[name].item()) for name in data.dtype.names} for row in data]
-    if isinstance(node, h5py.Group) and "time_h" in node:
-        cols = {k: node[k][()] for k in node if isinstance(node[k], h5py.Dataset)}
-        n = len(cols["time_h"])
-        return [{k: (_text(v[i]) if isinstance(v[i], (bytes, str)) else v[i].item()) for k, v in cols.items() if len(v) == n} for i in range(n)]
-    return []
+    return read_events(f)  # a group of columns (schema 1 and 2)
 
 
 # --------------------------------------------------------------------------- summary numbers

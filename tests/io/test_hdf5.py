@@ -49,37 +49,88 @@ def test_timeseries_rows_units_and_descriptions(small_run):
         ts = f["timeseries"]
         rows = config.run.n_steps + 1
         np.testing.assert_allclose(ts["time_h"][()], np.arange(rows) * config.run.dt_min / 60.0)
+        assert ts["time_h"].is_scale and ts["time_h"].attrs["units"] == "h"
         for name in CELL_TYPES:
-            assert ts[f"counts/{name}"].shape == (rows,) and ts[f"counts/{name}"].attrs["units"] == "cells"
+            assert ts[f"counts/{name}"].shape == (rows,) and ts[f"counts/{name}"].attrs["units"] == "1"
+            assert ts[f"counts/{name}"].dims[0][0] == ts["time_h"]  # attached to the time coordinate
         for name in CYTOKINES:
             for where in ("serum", "cns"):
                 ds = ts[f"{where}/{name}"]
-                assert ds.attrs["units"] == "pg/mL" and ds.attrs["description"]
+                assert ds.attrs["units"] == "pg mL-1" and ds.attrs["description"] and ds.attrs["long_name"] == f"{where.upper() if where == 'cns' else where} {name}"
                 assert ds.compression == "gzip" and ds.maxshape == (None,)
-        assert "model surrogate" in ts["crs_grade"].attrs["units"]
+        assert "model surrogate" in ts["crs_grade"].attrs["description"]
+        assert list(ts["crs_grade"].attrs["valid_range"]) == [0, 4]
         assert ts["tumor_burden"].attrs["description"] == "B cells alive on the lattice"
 
 
 def test_snapshots_chunked_compressed_with_codes(small_run):
     with h5py.File(small_run) as f:
-        names = sorted(f["snapshots"])
-        assert names == ["000000", "000020", "000040"]  # every 2 h at dt 6 min, and the end
-        assert [f[f"snapshots/{n}"].attrs["time_h"] for n in names] == [0.0, 2.0, 4.0]
-        snap = f["snapshots/000040"]
+        snaps = f["snapshots"]
+        assert list(snaps["step"][()]) == [0, 20, 40]  # every 2 h at dt 6 min, and the end
+        assert list(snaps["time_h"][()]) == [0.0, 2.0, 4.0]
+        assert snaps["time_h"].maxshape == (None,)
+        np.testing.assert_allclose(snaps["x"][()], (np.arange(24) + 0.5) * 20.0)
         for name in CYTOKINES:
-            ds = snap[f"fields/{name}"]
-            assert ds.shape == (6, 12, 24) and ds.dtype == np.float32
-            assert ds.chunks is not None and ds.compression == "gzip" and ds.attrs["units"] == "pg/mL"
-        assert snap["bbb_integrity"].attrs["units"].startswith("1")
-        agents = snap["agents"]
+            ds = snaps[name]
+            assert ds.shape == (3, 6, 12, 24) and ds.dtype == np.float32 and ds.maxshape == (None, 6, 12, 24)
+            assert ds.chunks == (1, 6, 12, 24) and ds.compression == "gzip" and ds.attrs["units"] == "pg mL-1"
+            assert [d[0].name.rsplit("/", 1)[1] for d in ds.dims] == ["time_h", "z", "y", "x"]
+        assert snaps["bbb_integrity"].attrs["units"] == "1" and snaps["bbb_integrity"].shape == (3, 6, 12, 24)
+        agents = snaps["agents"]
+        counts = agents["count"][()]
+        assert agents["count"].attrs["sample_dimension"] == "agent" and len(counts) == 3 and counts.min() > 0
         kinds = agents["type"]
+        assert kinds.shape == (counts.sum(),)
         assert kinds.attrs["codes"] == "0=cart, 1=bcell, 2=macrophage, 3=monocyte, 4=microglia"
+        assert kinds.attrs["flag_meanings"] == "cart bcell macrophage monocyte microglia"
         assert all(kinds.attrs[f"code_{name}"] == i for i, name in enumerate(CELL_TYPES))
         assert "cart: 0=resting, 1=activated, 2=exhausted" in agents["state"].attrs["codes"]
         assert agents["position"].dtype == np.int32 and agents["position"].attrs["order"].startswith("z, y, x")
         n = agents["id"].shape[0]
-        assert n > 0 and all(agents[c].shape[0] == n for c in ("position", "type", "state", "xyz_um"))
+        assert all(agents[c].shape[0] == n for c in ("position", "type", "state", "xyz_um"))
         np.testing.assert_array_equal(agents["xyz_um"][()], (agents["position"][()][:, ::-1] + 0.5) * 20.0)
+
+
+def test_every_variable_has_units_long_name_and_description(small_run):
+    """CF metadata on every array (text columns carry no units, as CF asks; netCDF dimensions carry none)."""
+    missing = []
+
+    def check(name, obj):
+        if not isinstance(obj, h5py.Dataset) or obj.attrs.get("CLASS") == b"DIMENSION_SCALE" and not obj.attrs.get("units"):
+            return
+        wanted = ("long_name", "description") + (("units",) if obj.dtype.kind in "biuf" else ())
+        missing.extend(f"{name}:{key}" for key in wanted if not obj.attrs.get(key))
+        if obj.ndim and obj.attrs.get("DIMENSION_LIST") is None and not obj.is_scale:
+            missing.append(f"{name}:dimensions")
+
+    with h5py.File(small_run) as f:
+        f.visititems(check)
+        assert f.attrs["Conventions"] == "CF-1.10"
+    assert missing == []
+
+
+def test_xarray_opens_the_groups_without_carabm(small_run):
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    with xr.open_dataset(small_run, group="timeseries", engine="h5netcdf") as ts:
+        assert ts["crs_grade"].dims == ("time_h",) and ts["time_h"].attrs["units"] == "h"
+        assert ts["time_h"].dtype == np.float64  # units "h": not decoded to timedelta
+        np.testing.assert_array_equal(ts["crs_grade"].values, carabm.open_run(small_run)["crs_grade"].values)
+    tree = xr.open_datatree(small_run, group="timeseries", engine="h5netcdf")
+    serum = tree["serum"].to_dataset(inherit=True)
+    np.testing.assert_array_equal(serum["IL6"].values, carabm.open_run(small_run)["serum_IL6"].values)
+    assert serum["IL6"].attrs["units"] == "pg mL-1" and "time_h" in serum.coords
+    snaps = Snapshots(small_run)
+    with xr.open_dataset(small_run, group="snapshots", engine="h5netcdf") as ds:
+        assert ds["IL6"].dims == ("time_h", "z", "y", "x") and ds.attrs["description"]
+        np.testing.assert_array_equal(ds["time_h"].values, snaps.times_h)
+        np.testing.assert_array_equal(ds["IL6"].sel(time_h=2.0).values, snaps[1]["fields"]["IL6"])
+        assert float(ds["x"][0]) == 10.0 and ds["x"].attrs["units"] == "um"
+    with xr.open_dataset(small_run, group="snapshots/agents", engine="h5netcdf") as agents:
+        ends = np.cumsum(agents["count"].values)
+        np.testing.assert_array_equal(agents["id"].values[ends[0] : ends[1]], snaps[1]["agents"]["id"])
+    with xr.open_dataset(small_run, group="lattice", engine="h5netcdf") as lattice:
+        assert lattice["compartment"].dims == ("z", "y", "x") and lattice["compartment"].attrs["flag_meanings"]
 
 
 def test_open_run_is_the_time_series(small_run):
@@ -88,7 +139,8 @@ def test_open_run_is_the_time_series(small_run):
         np.testing.assert_array_equal(ds["time_h"].values, f["timeseries/time_h"][()])
         np.testing.assert_array_equal(ds["serum_IL6"].values, f["timeseries/serum/IL6"][()])
         np.testing.assert_array_equal(ds["count_cart"].values, f["timeseries/counts/cart"][()])
-    assert ds["serum_IL6"].attrs["units"] == "pg/mL"
+    assert ds["serum_IL6"].attrs["units"] == "pg mL-1" and ds["serum_IL6"].attrs["long_name"] == "serum IL6"
+    assert "DIMENSION_LIST" not in ds["serum_IL6"].attrs and ds.attrs["Conventions"] == "CF-1.10"
     assert ds.attrs["status"] == "complete"
 
 

@@ -2,12 +2,12 @@
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
 import carabm
 from carabm.io.config import CYTOKINES, load_config
+from carabm.io.hdf5 import Snapshots
 from carabm.io.xdmf import write_xdmf, xdmf_path
 
 vtk = pytest.importorskip("vtk")
@@ -54,9 +54,9 @@ def test_vtk_reads_fields_cells_and_time_steps(run_file):
     assert grid.GetSpacing() == (20.0, 20.0, 20.0)
     names = {grid.GetCellData().GetArrayName(i) for i in range(grid.GetCellData().GetNumberOfArrays())}
     assert names == set(CYTOKINES) | {"bbb_integrity", "compartment"}
-    with h5py.File(run_file) as f:
-        il6 = f["snapshots/000020/fields/IL6"][()]
-        agents = {k: v[()] for k, v in f["snapshots/000020/agents"].items()}
+    snap = Snapshots(run_file)[1]
+    assert snap["step"] == 20
+    il6, agents = snap["fields"]["IL6"], snap["agents"]
     # VTK's cell order (x fastest) is the C order of our [z, y, x] arrays
     np.testing.assert_array_equal(vtk_to_numpy(grid.GetCellData().GetArray("IL6")), il6.ravel())
     cells = blocks["cells"]
@@ -73,3 +73,16 @@ def test_write_xdmf_elsewhere_uses_a_relative_path(run_file, tmp_path):
     xmf = write_xdmf(run_file, tmp_path / "view.xmf")
     times, blocks = read(xmf, 4.0)
     assert times == [0.0, 2.0, 4.0] and blocks["fields"].GetNumberOfCells() == 6 * 12 * 24
+
+
+def test_vtk_reads_a_schema_1_file(tmp_path):
+    """Old files (one HDF5 group per snapshot) still get a sidecar ParaView reads."""
+    old = tmp_path / "old.h5"
+    old.write_bytes((ROOT / "tests" / "data" / "run_schema1.h5").read_bytes())
+    xmf = write_xdmf(old)
+    times, blocks = read(xmf, 1.0)
+    assert times == [0.0, 1.0, 2.0] and set(blocks) == {"fields", "cells"}
+    snap = Snapshots(old)[1]
+    grid = blocks["fields"]
+    np.testing.assert_array_equal(vtk_to_numpy(grid.GetCellData().GetArray("IFNg")), snap["fields"]["IFNg"].ravel())
+    np.testing.assert_array_equal(vtk_to_numpy(blocks["cells"].GetPointData().GetArray("id")), snap["agents"]["id"])
