@@ -8,6 +8,7 @@ import h5py
 import pytest
 
 import carabm
+from carabm.io.hdf5 import Snapshots
 
 ROOT = Path(__file__).parents[1]
 QUICK = ROOT / "configs" / "quickstart.yaml"
@@ -85,8 +86,7 @@ def test_same_seed_same_placement(tmp_path):
     a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
     for path, seed in ((a, 3), (b, 3), (c, 4)):
         assert carabm_cli("run", QUICK, "--out", path, "--seed", seed, "--backend", "numpy", *TINY).returncode == 0
-    with h5py.File(a) as fa, h5py.File(b) as fb, h5py.File(c) as fc:
-        pa, pb, pc = (f["snapshots/000000/agents/position"][()] for f in (fa, fb, fc))
+    pa, pb, pc = (Snapshots(path)[0]["agents"]["position"] for path in (a, b, c))
     assert (pa == pb).all()
     assert not (pa == pc).all()
 

@@ -234,6 +234,7 @@ class RunWriter:
         config.attrs["long_name"] = "run configuration"
         config.attrs["description"] = "resolved YAML config of the run (every value); reproduces it"
         group = f.create_group("lattice")
+        group.attrs["description"] = "the simulated volume: voxel centres (z, y, x) and the compartment of each voxel"
         axes = _voxel_axes(group, lattice.labels.shape, lattice.voxel_um)
         comp = group.create_dataset("compartment", data=lattice.labels, compression="gzip", compression_opts=4)
         _attach(comp, *axes)
@@ -260,9 +261,13 @@ class RunWriter:
             return self.file[key]
         dtype = np.float64 if np.dtype(dtype).kind == "f" else dtype
         if name == "time_h":
-            ds = _growing_coordinate(self.file.require_group("timeseries"), "time_h", dtype, TIMESERIES_CHUNK, {"axis": "T"})
+            group = self.file.require_group("timeseries")
+            group.attrs["description"] = "one row per time step (row 0 is t = 0), over the coordinate time_h"
+            ds = _growing_coordinate(group, "time_h", dtype, TIMESERIES_CHUNK, {"axis": "T"})
         else:
             time = self._series("time_h", np.float64)
+            if "/" in name and f"timeseries/{_key(name)}" not in self.file:
+                self.file.create_group(f"timeseries/{_key(name)}").attrs["description"] = series_metadata(name)["description"]
             ds = self.file.create_dataset(
                 key, shape=(self._rows,), maxshape=(None,), chunks=(TIMESERIES_CHUNK,), dtype=dtype, **_GZIP
             )
@@ -317,6 +322,7 @@ class RunWriter:
         """Replace ``therapy/events`` with all administrations so far: columns time_h, drug, dose_mg, reason over ``event``."""
         if "therapy/events" in self.file:
             del self.file["therapy/events"]
+        self.file.require_group("therapy").attrs["description"] = "drug administrations (therapy/events)"
         group = self.file.create_group("therapy/events")
         group.attrs["description"] = "one row per drug administration (columns over the dimension event)"
         event = _dimension(group, "event", len(events), growing=False)

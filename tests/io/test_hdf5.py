@@ -217,3 +217,91 @@ def test_example_notebook_is_valid_nbformat():
             compile("".join(cell["source"]).replace("%matplotlib inline", ""), "<cell>", "exec")
     sources = "".join("".join(c["source"]) for c in nb["cells"])
     assert "carabm.open_run" in sources and "Snapshots" in sources
+
+
+# --------------------------------------------------------------------------- schema 1 files and rewriting snapshots
+
+SCHEMA1 = ROOT / "tests" / "data" / "run_schema1.h5"
+
+
+def test_readers_open_a_schema_1_file():
+    """tests/data/run_schema1.h5 was written by carabm before schema 2 (see tests/data/README.md)."""
+    from carabm.io.report import read_series, summarize
+    from carabm.viewer.scene import RunScene
+
+    with h5py.File(SCHEMA1) as f:
+        assert f.attrs["schema_version"] == 1 and "snapshots/000010/fields/IL6" in f
+        il6_10 = f["snapshots/000010/fields/IL6"][()]
+        ids_20 = f["snapshots/000020/agents/id"][()]
+        serum = f["timeseries/serum/IL6"][()]
+    check_run_file(SCHEMA1)
+    ds = open_run(SCHEMA1)
+    assert ds.sizes["time_h"] == 21 and ds["serum_IL6"].attrs["units"] == "pg/mL"  # as written then
+    np.testing.assert_array_equal(ds["serum_IL6"].values, serum)
+    snaps = Snapshots(SCHEMA1)
+    assert len(snaps) == 3 and list(snaps.steps) == [0, 10, 20] and list(snaps.times_h) == [0.0, 1.0, 2.0]
+    assert set(snaps[1]["fields"]) == {"IL6", "IFNg"} and snaps[1]["bbb_integrity"].shape == (4, 8, 16)
+    np.testing.assert_array_equal(snaps[1]["fields"]["IL6"], il6_10)
+    np.testing.assert_array_equal(snaps[-1]["agents"]["id"], ids_20)
+    series = read_series(SCHEMA1)
+    assert [e["drug"] for e in series.events] == ["tocilizumab", "dexamethasone"]
+    assert summarize(series)["run"] == "run_schema1" and series.events[0]["dose_mg"] > 0
+    scene = RunScene(SCHEMA1, "IL6")
+    assert len(scene) == 3 and scene.frame(2).time_h == 2.0
+
+
+def test_a_schema_1_file_is_not_appended_to(tmp_path):
+    old = tmp_path / "old.h5"
+    shutil.copy(SCHEMA1, old)
+    before = old.read_bytes()
+    with pytest.raises(InputFileError) as info:
+        RunWriter(old, "r+")
+    message = str(info.value)
+    assert "schema 1" in message and "--out NEW.h5" in message and "\n" not in message
+    assert old.read_bytes() == before
+
+
+def _writer_with_lattice(path):
+    from carabm.simulation import build_lattice
+
+    writer = RunWriter(path)
+    writer.write_header("x: 1\n", 1, "numpy", build_lattice(small_config()))
+    return writer
+
+
+def _snap(writer, step, value, n_agents):
+    field = np.full((6, 12, 24), value, np.float32)
+    agents = {"id": np.arange(n_agents) + 100 * step, "position": np.zeros((n_agents, 3), np.int32),
+              "type": np.zeros(n_agents, np.uint8)}  # fmt: skip
+    writer.write_snapshot(step, step / 10.0, {"IL6": field}, None, agents, voxel_um=20.0)
+
+
+def test_snapshot_rows_grow_are_replaced_and_truncated(tmp_path):
+    path = tmp_path / "w.h5"
+    with _writer_with_lattice(path) as writer:
+        for step, n in ((0, 3), (10, 5), (20, 2)):
+            _snap(writer, step, step, n)
+        assert [s["agents"]["id"].tolist() for s in Snapshots(path)] == [[0, 1, 2], list(range(1000, 1005)), [2000, 2001]]
+        _snap(writer, 20, 7.0, 4)  # the same step again (a branch point): replaced, not duplicated
+        snaps = Snapshots(path)
+        assert list(snaps.steps) == [0, 10, 20] and float(snaps[2]["fields"]["IL6"].max()) == 7.0
+        assert snaps[2]["agents"]["id"].tolist() == [2000, 2001, 2002, 2003]
+        writer.truncate(rows=0, time_h=1.0)  # resume from the checkpoint at 1 h: drop the snapshot at 2 h
+        _snap(writer, 30, 3.0, 1)
+    with h5py.File(path) as f:
+        assert f["snapshots/IL6"].shape[0] == 3 and f["snapshots/agents/id"].shape == (9,)
+        assert f["snapshots/agents/count"][()].tolist() == [3, 5, 1]
+    snaps = Snapshots(path)
+    assert list(snaps.steps) == [0, 10, 30] and snaps[-1]["agents"]["id"].tolist() == [3000]
+    assert [float(s["fields"]["IL6"].mean()) for s in snaps] == [0.0, 10.0, 3.0]
+
+
+def test_a_file_killed_mid_snapshot_shows_only_complete_snapshots(tmp_path):
+    """time_h grows last: arrays a row ahead of it (a kill mid-snapshot) are not read."""
+    path = tmp_path / "w.h5"
+    with _writer_with_lattice(path) as writer:
+        _snap(writer, 0, 1.0, 3)
+        _snap(writer, 10, 2.0, 3)
+        writer.file["snapshots/time_h"].resize((1,))  # as if killed before the last snapshot's time was written
+    snaps = Snapshots(path)
+    assert len(snaps) == 1 and snaps[0]["agents"]["id"].tolist() == [0, 1, 2]
