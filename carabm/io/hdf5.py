@@ -57,7 +57,7 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "drug": ("ug mL-1", "plasma {}", "drug concentration in plasma (one-compartment pharmacokinetics)"),
 }
 #: ``valid_range`` of the bounded clinical scores
-VALID_RANGE = {"crs_grade": (0, 4), "icans_grade": (0, 4), "ice_score": (0, 10), "bbb_integrity": (0.0, 1.0)}
+VALID_RANGE = {"crs_grade": (0, 4), "icans_grade": (0, 4), "ice_score": (0.0, 10.0), "bbb_integrity": (0.0, 1.0)}
 #: agent columns in snapshots: units, long name, description (other columns: :func:`agent_metadata`)
 AGENT_COLUMNS: dict[str, tuple[str, str, str]] = {
     "id": ("1", "agent id", "stable agent id, never reused"),
@@ -104,7 +104,7 @@ def series_metadata(name: str) -> dict[str, Any]:
     part = name.split("/", 1)[1] if "/" in name else name
     meta: dict[str, Any] = {"units": units, "long_name": long_name.format(part), "description": description}
     if name in VALID_RANGE:
-        meta["valid_range"] = np.array(VALID_RANGE[name], dtype=np.float64 if name == "bbb_integrity" else np.int64)
+        meta["valid_range"] = np.array(VALID_RANGE[name])  # int64 or float64, as the series
     return meta
 
 
