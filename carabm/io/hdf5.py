@@ -55,6 +55,11 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "activated": ("1", "activated {} cells", "activated cells of this type"),
     "cns_infiltrate": ("1", "CNS infiltrate", "CAR-T cells and monocytes in the CNS"),
     "drug": ("ug mL-1", "plasma {}", "drug concentration in plasma (one-compartment pharmacokinetics)"),
+    "drug_cns": (
+        "ug mL-1",
+        "CNS exposure to {}",
+        "CNS exposure of this drug: plasma level times its CSF/plasma ratio, rising to 1 as the BBB opens",
+    ),
 }
 #: ``valid_range`` of the bounded clinical scores
 VALID_RANGE = {"crs_grade": (0, 4), "icans_grade": (0, 4), "ice_score": (0.0, 10.0), "bbb_integrity": (0.0, 1.0)}
