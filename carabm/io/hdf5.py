@@ -268,7 +268,7 @@ class RunWriter:
         if name == "time_h":
             group = self.file.require_group("timeseries")
             group.attrs["description"] = "one row per time step (row 0 is t = 0), over the coordinate time_h"
-            ds = _growing_coordinate(group, "time_h", dtype, TIMESERIES_CHUNK, {"axis": "T"})
+            ds = _growing_coordinate(group, "time_h", dtype, TIMESERIES_CHUNK, {})
         else:
             time = self._series("time_h", np.float64)
             if "/" in name and f"timeseries/{_key(name)}" not in self.file:
@@ -362,7 +362,7 @@ class RunWriter:
                     else 1.0
                 )
             time = _growing_coordinate(group, "time_h", np.float64, SNAPSHOT_CHUNK,
-                                       {**series_metadata("time_h"), "long_name": "snapshot time since CAR-T infusion", "axis": "T"})  # fmt: skip
+                                       {**series_metadata("time_h"), "long_name": "snapshot time since CAR-T infusion"})  # fmt: skip
             step = group.create_dataset("step", shape=(0,), maxshape=(None,), chunks=(SNAPSHOT_CHUNK,), dtype=np.int64)
             _attach(step, time)
             _set_attrs(step, {"units": "1", "long_name": "step index", "description": "time step of the snapshot (0 = infusion)"})
