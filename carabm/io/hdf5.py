@@ -85,7 +85,7 @@ FIELD_CHUNK_BYTES = 1 << 20
 #: time-series rows kept in one HDF5 chunk
 TIMESERIES_CHUNK = 1024
 #: agent rows kept in one HDF5 chunk (agents of all snapshots, one after another)
-AGENT_CHUNK = 65536
+AGENT_CHUNK = 16384
 #: snapshot rows (time_h, step, agent count) in one HDF5 chunk
 SNAPSHOT_CHUNK = 64
 _GZIP: dict[str, Any] = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
