@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __version__ = "0.1.0"
+#: layout of the run file: 2 = netCDF-4/CF (fields as [time_h, z, y, x] arrays, docs/outputs.md); 1 = one group per snapshot (still read)
 SCHEMA_VERSION = 2
 
 __all__ = ["__version__", "SCHEMA_VERSION", "load_config", "run", "open_run"]
