@@ -190,6 +190,25 @@ def test_bad_arguments_are_refused_by_name(index, value, message) -> None:
         kernels.check_args("k", SIG, args, "host")
 
 
+def test_arrays_are_checked_once_per_fingerprint_and_scalars_every_launch(monkeypatch) -> None:
+    calls = []
+    check_pointer = kernels._check_pointer
+    monkeypatch.setattr(kernels, "_check_pointer", lambda *a: calls.append(a[1].name) or check_pointer(*a))
+    sig = kernels.parse_signatures('extern "C" __global__ void once(float* c, const int* idx, int n, float dt) {}')["once"]
+    args = good_args()[:4]
+    for n in (3, 4, 3):
+        checked = kernels.check_args("once", sig, [*args[:2], n, 0.5], "host")
+        assert type(checked[2]) is np.int32 and checked[2] == n
+    assert calls == ["c", "idx"]  # the arrays' dtype, layout and device: checked on the first launch only
+    with pytest.raises(KernelError, match="does not fit in a 32-bit int"):
+        kernels.check_args("once", sig, [*args[:2], 2**31, 0.5], "host")  # same fingerprint, bad value
+    with pytest.raises(KernelError, match="overflows float32"):
+        kernels.check_args("once", sig, [*args[:2], 3, 1e39], "host")
+    with pytest.raises(KernelError, match="not C-contiguous"):
+        kernels.check_args("once", sig, [np.zeros((4, 4), np.float32).T, *args[1:3], 0.5], "host")
+    assert calls == ["c", "idx", "c"]
+
+
 def test_wrong_argument_count_lists_the_signature() -> None:
     with pytest.raises(KernelError, match=r"expected 5 arguments \(float\* c, int\* idx, int n, float dt, double s\), got 4"):
         kernels.check_args("k", SIG, good_args()[:4], "host")
