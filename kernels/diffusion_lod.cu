@@ -68,9 +68,17 @@ __device__ __forceinline__ float react(float c, const float* src, const float* u
 
 // Solve one strided line of n values in place (z and y sweeps); with react != 0 each value
 // first gets the local reaction (src and upt share the line's offsets).
-__device__ void solve_line(float* p, float* up, const float* gp, i64 stride, int n, float alpha, const float* w,
-                           const float* inv, int has_g, int react_first, const float* src, const float* upt,
-                           int has_src, int has_upt, float dt, float base) {
+//
+// Software pipelining: each row's loads (c, and g two rows ahead; u and c on the way back)
+// are issued before the previous row's stores, so the rows' memory latencies overlap instead
+// of adding up. __restrict__ alone does not allow it: the compiler cannot prove that a row
+// and the next (stride apart, stride a runtime value) are different addresses. Every value
+// still goes through the same float operations in the same order (bit parity holds).
+// Pointers that may alias (placeholders shared by unused inputs) are never dereferenced.
+__device__ void solve_line(float* __restrict__ p, float* __restrict__ up, const float* __restrict__ gp, i64 stride, int n,
+                           float alpha, const float* __restrict__ w, const float* __restrict__ inv, int has_g,
+                           int react_first, const float* __restrict__ src, const float* __restrict__ upt, int has_src,
+                           int has_upt, float dt, float base) {
     if (n < 2 || alpha == 0.0f) {  // no diffusion: as fields.py, which skips the solve
         if (react_first) {
             for (int i = 0; i < n; ++i) p[i * stride] = react(p[i * stride], src, upt, i * stride, has_src, has_upt, dt, base);
@@ -78,48 +86,72 @@ __device__ void solve_line(float* p, float* up, const float* gp, i64 stride, int
         return;
     }
     float v = 0.0f;
+    float rhs = p[0];
+    if (react_first) rhs = react(rhs, src, upt, 0, has_src, has_upt, dt, base);
     if (has_g) {
-        float u = 0.0f, upper = 0.0f, g_here = gp[0];
+        float u = 0.0f, upper = 0.0f, g_here = gp[0], g_next = gp[stride];  // n >= 2
         for (int i = 0; i < n; ++i) {
+            float rhs_next = 0.0f, g_after = 0.0f;  // row i + 1's loads (g: row i + 2), before row i's stores
+            if (i + 1 < n) {
+                rhs_next = p[(i + 1) * stride];
+                if (react_first) rhs_next = react(rhs_next, src, upt, (i + 1) * stride, has_src, has_upt, dt, base);
+            }
+            if (i + 2 < n) g_after = gp[(i + 2) * stride];
             const float lower = upper;
             if (i < n - 1) {
-                const float g_next = gp[(i + 1) * stride];
                 upper = harmonic_face(g_here, g_next) * alpha;
                 g_here = g_next;
+                g_next = g_after;
             } else {
                 upper = 0.0f;
             }
-            float rhs = p[i * stride];
-            if (react_first) rhs = react(rhs, src, upt, i * stride, has_src, has_upt, dt, base);
             v = forward_row(rhs, v, lower, upper, u);
             p[i * stride] = v;
             if (i < n - 1) up[i * stride] = u;  // the last row's u is never read
+            rhs = rhs_next;
         }
+        float p_here = p[(n - 2) * stride], u_here = up[(n - 2) * stride];
         for (int i = n - 2; i >= 0; --i) {
-            float carried = 1.0f - up[i * stride];
+            float p_next = 0.0f, u_next = 0.0f;  // row i - 1's loads, before row i's store
+            if (i > 0) {
+                p_next = p[(i - 1) * stride];
+                u_next = up[(i - 1) * stride];
+            }
+            float carried = 1.0f - u_here;
             carried = carried * v;
-            v = p[i * stride] + carried;
+            v = p_here + carried;
             p[i * stride] = v;
+            p_here = p_next;
+            u_here = u_next;
         }
     } else {
         for (int i = 0; i < n; ++i) {
-            float rhs = p[i * stride];
-            if (react_first) rhs = react(rhs, src, upt, i * stride, has_src, has_upt, dt, base);
+            float rhs_next = 0.0f;
+            if (i + 1 < n) {
+                rhs_next = p[(i + 1) * stride];
+                if (react_first) rhs_next = react(rhs_next, src, upt, (i + 1) * stride, has_src, has_upt, dt, base);
+            }
             v = forward_row_uniform(rhs, v, alpha, inv[i]);
             p[i * stride] = v;
+            rhs = rhs_next;
         }
+        float p_here = p[(n - 2) * stride];
         for (int i = n - 2; i >= 0; --i) {
+            const float p_next = i > 0 ? p[(i - 1) * stride] : 0.0f;
             const float carried = v * w[i];
-            v = p[i * stride] + carried;
+            v = p_here + carried;
             p[i * stride] = v;
+            p_here = p_next;
         }
     }
 }
 
 // Reaction, then the z solve; one thread per (k, y, x) line. Unused inputs (g when
 // has_g == 0, src, upt, w and inv when not needed) are 1-element placeholders.
-extern "C" __global__ void react_sweep_z(float* c, float* u, const float* g, const float* src, const float* upt,
-                                         const float* alpha, const float* base, const float* w, const float* inv,
+extern "C" __global__ void react_sweep_z(float* __restrict__ c, float* __restrict__ u, const float* __restrict__ g,
+                                         const float* __restrict__ src, const float* __restrict__ upt,
+                                         const float* __restrict__ alpha, const float* __restrict__ base,
+                                         const float* __restrict__ w, const float* __restrict__ inv,
                                          int n_fields, int nz, int ny, int nx, int n_g, int has_g, int has_src,
                                          int has_upt, float dt) {
     const i64 plane = (i64)ny * nx;
@@ -135,8 +167,9 @@ extern "C" __global__ void react_sweep_z(float* c, float* u, const float* g, con
 }
 
 // The y solve; one thread per (k, z, x) line.
-extern "C" __global__ void sweep_y(float* c, float* u, const float* g, const float* alpha, const float* w,
-                                   const float* inv, int n_fields, int nz, int ny, int nx, int n_g, int has_g) {
+extern "C" __global__ void sweep_y(float* __restrict__ c, float* __restrict__ u, const float* __restrict__ g,
+                                   const float* __restrict__ alpha, const float* __restrict__ w,
+                                   const float* __restrict__ inv, int n_fields, int nz, int ny, int nx, int n_g, int has_g) {
     const i64 lines_per_field = (i64)nz * nx;
     const i64 line = (i64)blockIdx.x * blockDim.x + threadIdx.x;
     if (line >= (i64)n_fields * lines_per_field) return;
