@@ -7,8 +7,11 @@
 // Indices into the padded grid (one voxel of border on every side) need no bounds checks: a
 // neighbour of an inside voxel is inside the padded grid. Labels: 0 tissue, 1 blood, 2 BBB,
 // 3 CNS, 4 outside (the border). Conflicts: every request does atomicMax(claim[target],
-// priority) with priority = (32 random bits << 32) | (low 32 bits of the id), unique while ids
-// < 2**32; a request wins when the claim still holds its priority after all requests.
+// priority) with priority = (32 random bits << 32) | (low 32 bits of id + 1), unique and never
+// 0 while ids < 2**32 - 1; a request wins when the claim still holds its priority after all
+// requests. Two launches per operation: a proposal kernel, then apply_moves (or
+// resolve_claims for division), whose winners release their claims by atomicCAS(claim,
+// priority, 0): a losing request then reads the winner's priority or 0, never its own.
 #include "philox.cuh"
 
 #define LABEL_TISSUE 0
@@ -16,9 +19,16 @@
 #define LABEL_BBB 2
 #define N_LABELS 5
 #define MAX_NEIGHBOURS 26
+#define MOVE_BLOCK 256  // threads per block of every kernel here (movement_kernels.py launches this many)
 
 __device__ __forceinline__ unsigned long long make_priority(unsigned int word, long long id) {
-    return ((unsigned long long)word << 32) | ((unsigned long long)id & 0xFFFFFFFFull);
+    return ((unsigned long long)word << 32) | ((unsigned long long)(id + 1) & 0xFFFFFFFFull);
+}
+
+// Does request (t, prio) hold its voxel's claim? If so the claim is released (set to 0) in
+// the same atomic step, so one launch both finds the winners and frees the claim grid.
+__device__ __forceinline__ bool take_claim(long long t, unsigned long long prio, unsigned long long* claim) {
+    return t >= 0 && atomicCAS(claim + t, prio, 0ull) == prio;
 }
 
 // Agent i requests voxel t (neighbour dir) with priority prio: recorded, and claimed by atomicMax.
@@ -179,39 +189,38 @@ extern "C" __global__ void divide_propose(
     request(i, t, dir, make_priority(w[2], id), target, priority, direction, claim);
 }
 
-// win[i] = 1 for the request holding its target's claim (exactly one per claimed voxel).
-extern "C" __global__ void claim_winners(const long long* target, const unsigned long long* priority,
-                                         const unsigned long long* claim, unsigned char* win, int n) {
+// Winners move: occupancy, cached padded index and position follow, and the claim is released
+// (take_claim). moved[label of the target] counts the moves by destination compartment: a
+// block histogram in shared memory first, then one global atomic per block and label (all
+// winners adding into five global counters would serialise on those five addresses).
+extern "C" __global__ void __launch_bounds__(MOVE_BLOCK) apply_moves(
+    const long long* __restrict__ target, const int* __restrict__ direction, const unsigned long long* __restrict__ priority,
+    const int* __restrict__ offsets3, const unsigned char* __restrict__ labels, int* __restrict__ occupancy,
+    long long* __restrict__ padded_index, int* __restrict__ position, unsigned long long* claim, int* moved, int n) {
+    __shared__ int block_moved[N_LABELS];
+    if (threadIdx.x < N_LABELS) block_moved[threadIdx.x] = 0;
+    __syncthreads();  // every thread reaches both barriers: no early return
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const long long t = target[i];
-    win[i] = t >= 0 && claim[t] == priority[i];
+    if (i < n) {
+        const long long t = target[i];
+        if (take_claim(t, priority[i], claim)) {
+            occupancy[padded_index[i]] = -1;  // free at the start of the step: no other winner targets it
+            occupancy[t] = i;
+            padded_index[i] = t;
+            const int d = direction[i];
+            position[3 * i] += offsets3[3 * d];
+            position[3 * i + 1] += offsets3[3 * d + 1];
+            position[3 * i + 2] += offsets3[3 * d + 2];
+            atomicAdd(block_moved + labels[t], 1);
+        }
+    }
+    __syncthreads();
+    if (threadIdx.x < N_LABELS && block_moved[threadIdx.x] != 0) atomicAdd(moved + threadIdx.x, block_moved[threadIdx.x]);
 }
 
-// Winners move: occupancy, cached padded index and position follow; the claim is released
-// (each claimed voxel has exactly one winner, so this zeroes every claim). moved[label of
-// the target] counts the moves by destination compartment.
-extern "C" __global__ void apply_moves(const long long* target, const int* direction, const unsigned char* win,
-                                       const int* offsets3, const unsigned char* labels, int* occupancy,
-                                       long long* padded_index, int* position, unsigned long long* claim, int* moved,
-                                       int n) {
+// Division: win[i] = 1 for the request holding its target's claim, which is released.
+extern "C" __global__ void resolve_claims(const long long* __restrict__ target, const unsigned long long* __restrict__ priority,
+                                          unsigned long long* claim, unsigned char* __restrict__ win, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n || !win[i]) return;
-    const long long t = target[i];
-    occupancy[padded_index[i]] = -1;  // free at the start of the step: no other winner targets it
-    occupancy[t] = i;
-    padded_index[i] = t;
-    const int d = direction[i];
-    position[3 * i] += offsets3[3 * d];
-    position[3 * i + 1] += offsets3[3 * d + 1];
-    position[3 * i + 2] += offsets3[3 * d + 2];
-    claim[t] = 0ull;
-    atomicAdd(moved + labels[t], 1);
-}
-
-// Zero the claims of winning requests that were not applied as moves (division).
-extern "C" __global__ void release_claims(const long long* target, const unsigned char* win,
-                                          unsigned long long* claim, int n) {
-    const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n && win[i]) claim[target[i]] = 0ull;
+    if (i < n) win[i] = take_claim(target[i], priority[i], claim);
 }

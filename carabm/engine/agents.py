@@ -504,12 +504,16 @@ def choose_free_voxels(
     The priority is keyed by (seed, step, purpose, voxel index), so the choice does not
     depend on the order of agents or candidates; the result is ordered by priority.
     ``n_free``, the number of free candidates when the caller knows it, lets the kernel path
-    (``store.launcher`` set) choose without reading anything on the host.
+    (``store.launcher`` set) choose without reading anything on the host; without it that
+    path makes one documented read ("agents: free voxels") instead of boolean indexing
+    (which reads its output size on the host, outside :meth:`Backend.to_host`).
     """
     xp = store.xp
     candidates = xp.asarray(candidates, dtype=xp.int64).ravel()
     occupied = store.padded_occupancy.ravel()[store.padded_from_flat(candidates)] >= 0
-    if store.launcher is not None and n_free is not None:
+    if store.launcher is not None:
+        if n_free is None:
+            n_free = int(store.backend.to_host((~occupied).sum(), "agents: free voxels"))
         count = min(int(count), int(n_free))
         if count <= 0:
             return xp.zeros(0, dtype=xp.int64)

@@ -154,11 +154,13 @@ class BloodCirculation:
         """Leaving cells per (kind, state) and the free blood voxels now, in one host read."""
         store, xp = self.store, self.xp
         size = self.pool.size
-        codes = xp.where(leaving, store.kind.astype(xp.int64) * N_STATES + store.state, size)
-        histogram = xp.zeros(size + 1, dtype=xp.float32)  # counts < 2**24: exact in float32
-        scatter.add_counts(histogram, codes, None, 1.0, launcher=store.launcher)
+        codes = xp.where(leaving, store.kind.astype(xp.int64) * N_STATES + store.state, 0)
+        histogram = xp.zeros(size, dtype=xp.float32)  # counts < 2**24: exact in float32
+        # masked: only the leaving agents add (unmasked, every other agent would add into one
+        # spare bin, all atomics on one address)
+        scatter.add_counts(histogram, codes, leaving, 1.0, launcher=store.launcher)
         free = (store.padded_occupancy.ravel()[self._blood_voxels_padded] < 0).sum(dtype=xp.int64)
-        packed = xp.concatenate([histogram[:size].astype(xp.int64), free[None]])
+        packed = xp.concatenate([histogram.astype(xp.int64), free[None]])
         host = store.backend.to_host(packed, "circulation: cells leaving")
         return host[:size].reshape(self.pool.shape), int(host[size])
 

@@ -58,8 +58,13 @@ def _choose_among(xp: Any, valid: Any, u: Any) -> tuple[Any, Any]:
 
 
 def priority_from(xp: Any, random_word: Any, ids: Any) -> Any:
-    """Conflict priority: 32 random bits above the low 32 bits of the id (unique while ids < 2**32)."""
-    return (random_word.astype(xp.uint64) << xp.uint64(32)) | (ids.astype(xp.uint64) & xp.uint64(0xFFFFFFFF))
+    """Conflict priority: 32 random bits above the low 32 bits of id + 1.
+
+    Unique while ids < 2**32 - 1, and then never 0 (the CUDA path's fused claim-and-apply
+    relies on that: a released claim reads 0, which no request may take for its own).
+    """
+    low = (ids.astype(xp.uint64) + xp.uint64(1)) & xp.uint64(0xFFFFFFFF)
+    return (random_word.astype(xp.uint64) << xp.uint64(32)) | low
 
 
 def resolve_conflicts(xp: Any, target: Any, priority: Any, scratch: Any | None = None, unique: bool = False) -> Any:
@@ -145,7 +150,7 @@ class Movement:
 
     @property
     def _unique_priorities(self) -> bool:
-        return self.store.next_id <= 2**32
+        return self.store.next_id <= 2**32 - 1  # ids < 2**32 - 1: see priority_from
 
     def _pair_table(self, bbb: bool) -> np.ndarray:
         """``[K * 25]`` bool: may a cell of kind k step from label s to label t (flat ``k*25 + s*5 + t``)."""

@@ -1,10 +1,11 @@
 """The CUDA path of :class:`carabm.engine.movement.Movement`: moves, wall crossing and division by kernels.
 
-Each operation is a proposal kernel (one thread per agent: random words, target, compartment
-rules, ``atomicMax`` claim of the target voxel), ``claim_winners`` and an apply step, so the
-winners are the NumPy reference's (same random words, same priorities, highest wins) and no
-host read happens except the number of daughters a division adds (a documented read: the
-store's size must be known on the host). ``launcher`` is :func:`carabm.engine.kernels.launch`
+Each operation is two launches: a proposal kernel (one thread per agent: random words,
+target, compartment rules, ``atomicMax`` claim of the target voxel), then ``apply_moves``
+(moves, wall crossing) or ``resolve_claims`` (division), which find the winners and release
+their claims in one pass. The winners are the NumPy reference's (same random words, same
+priorities, highest wins) and no host read happens except the number of daughters a
+division adds (a documented read: the store's size must be known on the host). ``launcher`` is :func:`carabm.engine.kernels.launch`
 on a GPU; tests pass a host emulation and NumPy arrays.
 """
 
@@ -22,6 +23,13 @@ if TYPE_CHECKING:
 
 _BLOCK = 256
 MODULE = "movement"
+
+
+def _check_block() -> None:
+    """``apply_moves`` keeps a per-block histogram: its ``MOVE_BLOCK`` must be the block launched here."""
+    block = kernels.source_info(MODULE).constants.get("MOVE_BLOCK")
+    if block != _BLOCK:
+        raise kernels.KernelError(f"movement.cu: MOVE_BLOCK is {block}, movement_kernels.py launches {_BLOCK} threads per block")
 
 
 def _grid(n: int) -> tuple[int]:
@@ -68,24 +76,21 @@ def _per_agent(xp: Any, values: Any, n: int, tables: KernelTables) -> tuple[Any,
     return xp.ascontiguousarray(xp.broadcast_to(xp.asarray(values, dtype=xp.float32), (n,))), 1
 
 
-def _scratch(xp: Any, n: int) -> tuple[Any, Any, Any, Any]:
-    target = xp.empty(n, dtype=xp.int64)
-    priority = xp.zeros(n, dtype=xp.uint64)
-    direction = xp.zeros(n, dtype=xp.int32)
-    win = xp.empty(n, dtype=xp.uint8)
-    return target, priority, direction, win
+def _scratch(xp: Any, n: int) -> tuple[Any, Any, Any]:
+    """Per-request outputs of a proposal kernel, not zero-filled: it writes every ``target``,
+    and ``priority`` and ``direction`` wherever ``target >= 0``, the only places they are read."""
+    return xp.empty(n, dtype=xp.int64), xp.empty(n, dtype=xp.uint64), xp.empty(n, dtype=xp.int32)
 
 
-def _resolve_and_apply(movement: Movement, launch: kernels.Launcher, target: Any, priority: Any, direction: Any, win: Any) -> Any:
+def _resolve_and_apply(movement: Movement, launch: kernels.Launcher, target: Any, priority: Any, direction: Any) -> Any:
     """Winners of the claims move; returns moves per destination label (int32 ``[5]``, on the device)."""
     store, xp, tables = movement.store, movement.xp, _tables(movement)
     n = store.n
     columns = store._columns
-    launch(MODULE, "claim_winners", _grid(n), (_BLOCK,), (target, priority, movement._scratch, win, n))
-    moved = xp.zeros(5, dtype=xp.int32)
+    moved = xp.zeros(5, dtype=xp.int32)  # atomic counters: must start at 0
     position = columns["position"][:n]
     launch(MODULE, "apply_moves", _grid(n), (_BLOCK,),
-           (target, direction, win, tables.offsets3, tables.labels, store.padded_occupancy.reshape(-1),
+           (target, direction, priority, tables.offsets3, tables.labels, store.padded_occupancy.reshape(-1),
             columns["_padded_index"][:n], position.reshape(-1), movement._scratch, moved, n))  # fmt: skip
     return moved
 
@@ -96,6 +101,7 @@ def step(movement: Movement, step: int, fields: Any, integrity: Any, speed_scale
     n = store.n
     if n == 0:
         return xp.zeros((), dtype=xp.int64)
+    _check_block()
     scale, has_scale = _per_agent(xp, speed_scale, n, tables)
     if fields is not None and tables.has_chemotaxis:
         field_array, has_fields = xp.ascontiguousarray(fields, dtype=xp.float32).reshape(-1), 1
@@ -105,7 +111,7 @@ def step(movement: Movement, step: int, fields: Any, integrity: Any, speed_scale
         integrity_array, has_integrity = xp.ascontiguousarray(integrity, dtype=xp.float32).reshape(-1), 1
     else:
         integrity_array, has_integrity = tables.placeholder_f32, 0
-    target, priority, direction, win = _scratch(xp, n)
+    target, priority, direction = _scratch(xp, n)
     k0, k1, step_word = _key(movement, step)
     nz, ny, nx = store.shape
     columns = store._columns
@@ -115,7 +121,7 @@ def step(movement: Movement, step: int, fields: Any, integrity: Any, speed_scale
             int(tables.offsets.shape[0]), tables.chemotaxis_field, tables.chemotaxis_chi, field_array, has_fields,
             integrity_array, has_integrity, movement.bbb_hill, nz, ny, nx, k0, k1, step_word, rng.purpose_id("move"),
             rng.purpose_id("bbb_cross"), target, priority, direction, movement._scratch, n))  # fmt: skip
-    return _resolve_and_apply(movement, launch, target, priority, direction, win).sum()
+    return _resolve_and_apply(movement, launch, target, priority, direction).sum()
 
 
 def transmigrate(
@@ -129,7 +135,8 @@ def transmigrate(
         return zero, zero
     out_scale, has_out = _per_agent(xp, extravasation_scale, n, tables)
     in_scale, has_in = _per_agent(xp, intravasation_scale, n, tables)
-    target, priority, direction, win = _scratch(xp, n)
+    _check_block()
+    target, priority, direction = _scratch(xp, n)
     k0, k1, step_word = _key(movement, step)
     columns = store._columns
     launch(MODULE, "wall_propose", _grid(n), (_BLOCK,),
@@ -137,7 +144,7 @@ def transmigrate(
             tables.labels, tables.p_out, tables.p_in, out_scale, has_out, in_scale, has_in, tables.wall_allowed,
             tables.offsets, int(tables.offsets.shape[0]), k0, k1, step_word, rng.purpose_id("transmigrate"), target,
             priority, direction, movement._scratch, n))  # fmt: skip
-    moved = _resolve_and_apply(movement, launch, target, priority, direction, win)
+    moved = _resolve_and_apply(movement, launch, target, priority, direction)
     return moved[TISSUE], moved[BLOOD]
 
 
@@ -149,7 +156,8 @@ def divide(movement: Movement, selection: Any, step: int, purpose: str, launch: 
     if n == 0:
         return empty, empty
     selected = xp.ascontiguousarray(store._as_mask(selection), dtype=xp.uint8)
-    target, priority, direction, win = _scratch(xp, n)
+    target, priority, direction = _scratch(xp, n)
+    win = xp.empty(n, dtype=xp.uint8)  # resolve_claims writes every element
     k0, k1, step_word = _key(movement, step)
     columns = store._columns
     launch(MODULE, "divide_propose", _grid(n), (_BLOCK,),
@@ -157,15 +165,17 @@ def divide(movement: Movement, selection: Any, step: int, purpose: str, launch: 
             store.padded_occupancy.reshape(-1), tables.labels, tables.place_allowed, tables.offsets,
             int(tables.offsets.shape[0]), k0, k1, step_word, rng.purpose_id(purpose), target, priority, direction,
             movement._scratch, n))  # fmt: skip
-    launch(MODULE, "claim_winners", _grid(n), (_BLOCK,), (target, priority, movement._scratch, win, n))
-    launch(MODULE, "release_claims", _grid(n), (_BLOCK,), (target, win, movement._scratch, n))
+    launch(MODULE, "resolve_claims", _grid(n), (_BLOCK,), (target, priority, movement._scratch, win, n))
     winners = win.astype(bool)
     count = int(store.backend.to_host(winners.sum(), "agents: divisions"))
     if count == 0:
         return empty, empty
-    # parents in the order of their ids (daughters' ids follow it), as the NumPy path
-    ids = columns["id"][:n]
-    parents = xp.argsort(xp.where(winners, ids, xp.iinfo(xp.int64).max))[:count]
+    # the winners' slots by a scan (no boolean indexing, which reads its size on the host),
+    # then only these put in the order of their ids (daughters' ids follow it), as the NumPy path
+    slots = xp.empty(count + 1, dtype=xp.int64)
+    slots[xp.where(winners, xp.cumsum(winners) - 1, count)] = xp.arange(n, dtype=xp.int64)
+    slots = slots[:count]
+    parents = slots[xp.argsort(columns["id"][:n][slots])]
     position = columns["position"][:n][parents] + tables.offsets3[direction[parents]]
     daughters = store.copy_rows(parents, position, check=False)
     return parents, daughters

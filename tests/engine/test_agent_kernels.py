@@ -261,3 +261,40 @@ def test_the_whole_model_with_emulated_engine_kernels_matches_numpy(emulator, mo
     assert "circulation: cells leaving" in seen and "agents: divisions" in seen
     for reads in reads_per_step:  # one read per engine event, a handful per step
         assert sum(n for reason, n in reads.items() if reason in engine_reasons) <= 6
+
+
+def test_free_voxel_choice_without_a_free_count_reads_once_by_the_documented_read(emulator) -> None:
+    lattice, reference, _ = world()
+    _, emulated, _ = world(emulator)
+    from carabm.engine.agents import choose_free_voxels  # noqa: PLC0415
+
+    blood = lattice.flat_indices(BLOOD)
+    with count_host_reads() as reads:
+        got = choose_free_voxels(emulated, blood, 25, 3, 7, "place")
+    assert dict(reads) == {"agents: free voxels": 1}  # not boolean indexing, which syncs uncounted
+    np.testing.assert_array_equal(got, choose_free_voxels(reference, blood, 25, 3, 7, "place"))
+
+
+def test_each_operation_is_two_launches_and_leaves_the_claim_grid_zeroed(emulator) -> None:
+    _, store, movement = world(emulator)
+    fields, integrity = fields_and_integrity(1)
+    for operation, expected in (
+        (lambda: movement.step(1, fields, integrity), ["move_propose", "apply_moves"]),
+        (lambda: movement.transmigrate(1), ["wall_propose", "apply_moves"]),
+        (lambda: movement.divide(store.kind == 0, 1, "divide"), ["divide_propose", "resolve_claims"]),
+    ):
+        emulator.launches.clear()
+        operation()
+        assert emulator.launches == expected
+        assert not movement._scratch.any()
+
+
+def test_circulation_counts_only_the_leaving_cells(emulator, monkeypatch) -> None:
+    lattice, store, _ = world(emulator)
+    blood = BloodCirculation(store, lattice, dt_min=3.0, seed=4, scale=1e-4, blood_volume_ml=5000.0)
+    selected = []
+    add_counts = scatter.add_counts
+    monkeypatch.setattr(scatter, "add_counts", lambda row, voxels, mask, *a, **k: selected.append(
+        store.n if mask is None else int(np.count_nonzero(mask))) or add_counts(row, voxels, mask, *a, **k))
+    left, _ = blood.exchange(1)
+    assert left > 0 and selected == [left]  # one atomic add per leaving cell, none for the others

@@ -112,6 +112,13 @@ def test_resolve_conflicts_one_winner_per_voxel_highest_priority():
     assert tied.sum() == 1 and not scratch.any()
 
 
+def test_priorities_are_never_zero_and_unique_per_id():
+    # the CUDA path releases a won claim to 0 while losers still compare: 0 must be no request's priority
+    ids = np.array([0, 1, 2**32 - 2, 5], dtype=np.int64)
+    priority = priority_from(np, np.zeros(4, dtype=np.uint32), ids)
+    assert (priority != 0).all() and np.unique(priority).size == 4
+
+
 def bbb_setup(seed: int = 0):
     shape = (8, 12, 20)
     lattice = Lattice(default_layout(shape, VOXEL_UM, tissue_fraction=0.5), VOXEL_UM)
