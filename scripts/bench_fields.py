@@ -1,12 +1,15 @@
 """Benchmark the cytokine field solver (K = 8 fields, float32, BBB-like conductance).
 
 Usage: python scripts/bench_fields.py --size small|medium|large --backend numpy|cupy|auto [--impl auto|numpy|numba]
-       [--peak-gbs GB/s]
+       [--peak-gbs GB/s] [--copy-gbs GB/s]
 
 Prints a table, then one JSON line (the benchmarks contract in DESIGN.md); every reference
 is measured in the same run. On a GPU (``--backend cupy``) it adds the achieved memory
 bandwidth of the CUDA kernels against the device's peak (from the device's memory clock
-and bus width, or ``--peak-gbs``), using the byte model of :func:`kernel_bytes_per_step`.
+and bus width, or ``--peak-gbs``), using the byte model of :func:`kernel_bytes_per_step`,
+and, not to judge the kernels only by their own byte model, the step time against the
+roofline of :data:`ROOFLINE_BYTES` per voxel·field at the device's measured copy bandwidth
+(``--copy-gbs`` to give it): the target is a ratio of at least 0.8 (docs/gpu.md).
 """
 
 from __future__ import annotations
@@ -52,6 +55,22 @@ def kernel_bytes_per_step(n_values: int, conductance: bool, reaction: bool) -> i
     return 4 * n_values * (3 * per_sweep + (2 if reaction else 0))
 
 
+#: bytes per voxel·field and step of the same arithmetic done in one pass (c read and written
+#: once, conductance, sources and uptake read once, rounded up): the roofline of docs/gpu.md
+ROOFLINE_BYTES = 24
+#: the LOD target: the step at least this fraction of the roofline speed at copy bandwidth
+ROOFLINE_TARGET = 0.8
+
+
+def copy_bandwidth_gbs(backend: Any, n_bytes: int = 1 << 30, repeats: int = 5) -> float:
+    """Device-to-device copy bandwidth in GB/s (bytes read plus bytes written), median of ``repeats``."""
+    xp = backend.xp
+    source = xp.ones(n_bytes // 4, dtype=xp.float32)
+    target = xp.empty_like(source)
+    seconds = time_steps(lambda: xp.copyto(target, source), backend.synchronize, repeats)
+    return 2 * n_bytes / seconds / 1e9
+
+
 def peak_bandwidth_gbs(backend: Any) -> float:
     """Theoretical DRAM bandwidth of the current GPU in GB/s: 2 x memory clock x bus width (DDR).
 
@@ -94,6 +113,9 @@ def main() -> None:
     parser.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="auto")
     parser.add_argument("--impl", choices=("auto", "numpy", "numba"), default="auto")
     parser.add_argument("--peak-gbs", type=float, default=None, help="GPU peak memory bandwidth, GB/s (default: from the device)")
+    parser.add_argument(
+        "--copy-gbs", type=float, default=None, help="GPU device-to-device copy bandwidth, GB/s (default: measured, 1 GiB copies)"
+    )
     args = parser.parse_args()
     try:
         backend = get_backend(args.backend)
@@ -181,6 +203,17 @@ def main() -> None:
                 peak,
                 achieved / peak,
             )
+        copy = args.copy_gbs or copy_bandwidth_gbs(backend)
+        for case_name, seconds in (("", t_main), (" +sources+uptake", t_main_su)):
+            roofline_s = ROOFLINE_BYTES * updates / (copy * 1e9)
+            add(
+                f"{label} {n}^3x{N_FIELDS}{case_name} ms/step vs {ROOFLINE_BYTES} B roofline",
+                seconds * 1e3,
+                "ms",
+                f"{ROOFLINE_BYTES} B/voxel*field at copy bandwidth {copy:.0f} GB/s{' (--copy-gbs)' if args.copy_gbs else ''}",
+                roofline_s * 1e3,
+                roofline_s / seconds,
+            )
 
     # reference: explicit Euler at its stable step, work per simulated hour
     dt_explicit = VOXEL_UM**2 / (6 * max(DIFFUSION)) * 0.99
@@ -219,6 +252,8 @@ def main() -> None:
     print(f"fields benchmark: {backend.device}, impl {solver.impl}, size {args.size}, K={N_FIELDS}, float32")
     for case, text in rows:
         print(f"  {case:<{width}}  {text}")
+    if backend.is_gpu:
+        print(f"  target: the roofline cases at ratio >= {ROOFLINE_TARGET} ({ROOFLINE_TARGET:.0%} of copy bandwidth at {ROOFLINE_BYTES} B)")
     print(json.dumps({"bench": "fields", "backend": backend.name, "device": backend.device, "cases": cases}))
 
 
