@@ -8,7 +8,9 @@ then ``Simulation``). Cases, by ``--size``:
           about 1e6 agents (the default's initial counts scaled up), GPU only.
 * large:  also the 256^3 case on NumPy, and the wall time of a full 14-day default run
           (``carabm.simulation.run``, HDF5 output included) on each backend.
-``--full-run`` adds the 14-day run at any size.
+``--full-run`` adds the 14-day run at any size. ``--no-reference`` (GPU only) skips the NumPy
+references (their fields become null): ``scripts/gpu_check.py`` uses it to fit its time budget,
+as the NumPy 14-day run alone takes minutes. Each case also reports on stderr as it finishes.
 
 ``--backend`` picks the backend under test: ``numpy``, ``cupy``, or ``auto`` (cupy when a
 GPU is usable, else numpy). The reference is always the NumPy backend measured in the same
@@ -17,7 +19,7 @@ baseline, when no GPU is under test). Step times are the mean over the timed ste
 warm-up (the first steps compile numba kernels on the CPU and CUDA kernels on the GPU), with
 the device synchronised before the clock is read.
 
-    python scripts/bench_step.py --size small|medium|large [--backend auto|numpy|cupy] [--full-run]
+    python scripts/bench_step.py --size small|medium|large [--backend auto|numpy|cupy] [--full-run] [--no-reference]
 """
 
 from __future__ import annotations
@@ -137,6 +139,7 @@ def main() -> None:
     parser.add_argument("--size", choices=("small", "medium", "large"), default="small")
     parser.add_argument("--backend", choices=("auto", "numpy", "cupy"), default="auto")
     parser.add_argument("--full-run", action="store_true", help="also time the full 14-day default run (always at --size large)")
+    parser.add_argument("--no-reference", action="store_true", help="GPU only: skip the NumPy references (to fit a time budget)")
     args = parser.parse_args()
     try:
         backend = get_backend(args.backend)
@@ -145,17 +148,21 @@ def main() -> None:
         raise SystemExit(exc.exit_code) from None
     numpy = get_backend("numpy")
     gpu = backend.is_gpu
+    if args.no_reference and not gpu:
+        parser.exit(2, "bench_step: error: --no-reference needs a GPU backend (NumPy is the reference itself)\n")
+    with_reference = gpu and not args.no_reference
     cases: list[dict[str, Any]] = []
     rows: list[tuple[str, str, str, str, str]] = []
     notes: list[str] = []
     reference_name = f"numpy backend ({numpy.device})"
+    skipped = ": --no-reference" if args.no_reference else " at this size"
 
     def add(case: str, value: float, unit: str, reference_value: float | None, extra: dict[str, Any], detail: str) -> None:
         if not gpu:  # NumPy under test: the reference is itself (the baseline)
             reference_value = value
         ratio = None if reference_value is None else reference_value / value
         cases.append({"case": case, "value": round(value, 4), "unit": unit,
-                      "reference": reference_name if reference_value is not None else "numpy backend (not run at this size)",
+                      "reference": reference_name if reference_value is not None else f"numpy backend (not run{skipped})",
                       "reference_value": None if reference_value is None else round(reference_value, 4),
                       "ratio": None if ratio is None else round(ratio, 3), **extra})  # fmt: skip
         ref_text = "-" if reference_value is None else f"{reference_value:.4g} {unit}"
@@ -165,7 +172,7 @@ def main() -> None:
         if case.note:
             notes.append(f"{case.name}: {case.note}")
         ours = time_steps(case, backend)
-        ref = time_steps(case, numpy, case.numpy_steps) if gpu and case.numpy else None
+        ref = time_steps(case, numpy, case.numpy_steps) if with_reference and case.numpy else None
         if not gpu and case.name.startswith(f"{BIG_SIDE}^3"):
             notes.append(f"{case.name}: on NumPy only at --size large ({case.steps} timed steps)")
         extra = {"agents": ours["agents"], "voxels": ours["voxels"], "warmup_steps": case.warmup, "timed_steps": case.steps,
@@ -173,17 +180,19 @@ def main() -> None:
         detail = (f"{ours['voxels']:,} voxels, {ours['agents']:,} agents at t={ours['time_h']:g} h, "
                   f"{case.warmup}+{case.steps} steps, build {ours['build_s']:.2g} s")  # fmt: skip
         add(f"{case.name} ms/step", ours["seconds_per_step"] * 1e3, "ms", ref and ref["seconds_per_step"] * 1e3, extra, detail)
+        print(f"bench_step: {case.name}: {ours['seconds_per_step'] * 1e3:.4g} ms/step", file=sys.stderr, flush=True)
     if not gpu and args.size != "large":
         notes.append(f"{BIG_SIDE}^3 ~{BIG_AGENTS:.0e} agents: on NumPy only at --size large")
 
     if args.size == "large" or args.full_run:
         ours = full_run(backend)
-        ref = full_run(numpy) if gpu else None
+        ref = full_run(numpy) if with_reference else None
         extra = {"steps": ours["steps"], "loop_s": round(ours["loop_s"], 3)}
         if gpu:
             extra["target_s"] = TARGET_FULL_RUN_S
         detail = f"{ours['steps']} steps, {ours['time_h'] / 24:g} days, HDF5 output" + (f"; target <= {TARGET_FULL_RUN_S:g} s (H100)" if gpu else "")
         add("default 14-day run wall time", ours["wall_s"], "s", ref and ref["wall_s"], extra, detail)
+        print(f"bench_step: default 14-day run: {ours['wall_s']:.4g} s", file=sys.stderr, flush=True)
     else:
         notes.append("14-day default run: at --size large or with --full-run")
 

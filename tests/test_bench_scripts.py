@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
@@ -63,13 +64,26 @@ def test_small_numpy_run_follows_the_contract(name, bench):
 
 
 @pytest.mark.skipif(gpu_code_available(), reason="a GPU is usable here")
-@pytest.mark.parametrize("name", ["bench_agents.py", "bench_step.py"])
+@pytest.mark.parametrize("name", ["bench_agents.py", "bench_step.py", "bench_launch.py"])
 def test_cupy_without_a_gpu_is_a_one_line_error(name):
     result = run_script(name, "--size", "small", "--backend", "cupy")
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{name[:-3]}: error: backend cupy"), result.stderr
+
+
+def test_launch_check_bench_follows_the_contract():
+    result = run_script("bench_launch.py", "--size", "small", "--backend", "numpy")
+    assert result.returncode == 0, result.stderr
+    (case,) = check_contract(result.stdout, "launch", "numpy")
+    assert case["unit"] == "µs" and case["reference"] == "full check per launch"
+
+
+def test_step_bench_without_a_gpu_refuses_no_reference():
+    result = run_script("bench_step.py", "--backend", "numpy", "--no-reference")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == "bench_step: error: --no-reference needs a GPU backend (NumPy is the reference itself)"
 
 
 def test_naive_reference_follows_the_engine_rule():
@@ -149,3 +163,104 @@ def test_step_gpu_rows_compare_with_numpy(monkeypatch, capsys):
     assert big["reference_value"] is None and big["ratio"] is None  # NumPy at 256^3 only at --size large
     run = by_case["default 14-day run wall time"]
     assert run["ratio"] == 10.0 and run["target_s"] == 120.0
+
+
+# ---------------------------------------------------------------------------------------
+# scripts/gpu_check.sh: what can be checked without a GPU
+
+
+def run_gpu_check(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([str(SCRIPTS / "gpu_check.sh"), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_gpu_check_without_a_gpu_skips_every_gpu_part_and_measures_nothing(tmp_path):
+    out = tmp_path / "check"
+    result = run_gpu_check("--no-gpu", "--skip", "install", "--out", str(out))
+    assert result.returncode == 1, result.stderr  # nothing verified: not a success
+    summary = json.loads((out / "summary.json").read_text())
+    parts = {p["part"]: p for p in summary["parts"]}
+    load_script("gpu_check")
+    assert list(parts) == list(sys.modules["_bench_gpu_check"].PART_NAMES)
+    assert parts.pop("install")["reason"] == "--skip"
+    assert all(p["status"] == "skipped" and p["reason"].startswith("no GPU") for p in parts.values())
+    assert len(summary["targets"]) == 9 and all(t["met"] is None and t["note"].startswith("not measured") for t in summary["targets"])
+    assert "0 met, 0 not met, 9 not measured" in result.stdout and "pytest_gpu           skipped: no GPU" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--timeout", "fields=60"], "unknown part 'fields' (parts: install, pytest_gpu,"),
+        (["--timeout", "bench_step=soon"], "seconds must be a positive number"),
+        (["--only", "gpu"], "invalid choice: 'gpu'"),
+        (["--budget", "-5"], "--budget must be a positive number"),
+        (["--out", "{existing}"], "folder exists and is not empty; name a new one or pass --overwrite"),
+    ],
+)
+def test_gpu_check_refuses_bad_arguments_in_one_line(tmp_path, args, message):
+    existing = tmp_path / "old"
+    existing.mkdir()
+    (existing / "summary.json").write_text("mine")
+    result = run_gpu_check("--no-gpu", *(a.format(existing=existing) for a in args))
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("gpu_check: error: ") and message in lines[0], result.stderr
+    assert (existing / "summary.json").read_text() == "mine" and len(list(existing.iterdir())) == 1
+
+
+def test_a_failing_or_hanging_part_does_not_stop_the_others(tmp_path, monkeypatch, capsys):
+    check = load_script("gpu_check")
+    python = [sys.executable, "-c"]
+    parts = (
+        check.Part("fails", 60, False, "exits 3", lambda out, py: [*python, "raise SystemExit(3)"]),
+        check.Part("hangs", 60, False, "sleeps, with a child", lambda out, py: [*python,
+                   "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); time.sleep(120)"]),
+        check.Part("passes", 60, False, "prints", lambda out, py: [*python, "print('ok')"]),
+    )  # fmt: skip
+    monkeypatch.setattr(check, "PARTS", parts)
+    monkeypatch.setattr(check, "PART_NAMES", tuple(p.name for p in parts))
+    start = time.monotonic()
+    assert check.main(["--out", str(tmp_path / "c"), "--timeout", "hangs=2"]) == 1
+    assert time.monotonic() - start < 60  # the hanging part and its child were killed, not waited for
+    summary = json.loads((tmp_path / "c" / "summary.json").read_text())
+    status = {p["part"]: (p["status"], p["reason"]) for p in summary["parts"]}
+    assert status == {"fails": ("failed", "exit status 3"), "hangs": ("timeout", "ran past 2 s"), "passes": ("passed", "")}
+    assert (tmp_path / "c" / "passes.log").read_text().endswith("ok\n")
+    assert "timed out after 2 s" in (tmp_path / "c" / "hangs.log").read_text()
+    assert "fails: failed" in capsys.readouterr().out
+
+
+def test_gpu_check_judges_each_target_from_what_the_parts_wrote(tmp_path):
+    check = load_script("gpu_check")
+    ran = {name: {"part": name, "status": "passed", "reason": "", "returncode": 0} for name in check.PART_NAMES}
+    ran["sanitizer_racecheck"].update(status="failed", returncode=1)
+    ran["bench_step"].update(status="timeout", reason="ran past 150 s", returncode=None)
+    (tmp_path / "sanitizer_memcheck.log").write_text("========= ERROR SUMMARY: 0 errors\n")
+    (tmp_path / "sanitizer_racecheck.log").write_text("========= ERROR SUMMARY: 2 errors\n")
+    (tmp_path / "sanitizer_synccheck.log").write_text("========= ERROR SUMMARY: 0 errors\n")
+    tests = "".join(f'<testcase classname="t" name="{n}"/>' for n in check.HOST_SYNC_TESTS[:1])
+    tests += f'<testcase classname="t" name="{check.HOST_SYNC_TESTS[1]}"><failure message="waited"/></testcase>'
+    (tmp_path / "pytest_gpu.xml").write_text(f'<testsuites><testsuite name="pytest">{tests}</testsuite></testsuites>')
+
+    def bench_line(bench: str, cases: list[dict]) -> str:
+        return "a table\n" + json.dumps({"bench": bench, "backend": "cupy", "device": "GPU 0", "cases": cases}) + "\n"
+
+    roofline = {"case": "cuda LOD 256^3x8 ms/step vs 24 B roofline", "value": 1.2, "unit": "ms", "reference": "24 B at 3000 GB/s",
+                "reference_value": 1.0, "ratio": 1 / 1.2}  # fmt: skip
+    (tmp_path / "bench_fields.log").write_text(bench_line("fields", [{**roofline, "case": roofline["case"].replace("ms/", "+sources+uptake ms/")}, roofline]))
+    agents = [{"case": f"walk+exclusion+contacts n={n:.0e} lattice=256^3 sorted", "ms_per_step": ms, "target_ms_per_step": limit}
+              for n, ms, limit in ((1e5, 0.1, 0.05), (1e6, 0.25, 0.3), (1e7, 1.5, 1.0))]  # fmt: skip
+    (tmp_path / "bench_agents.log").write_text(bench_line("agents", agents))
+    met = {t["target"].split(":")[0]: t["met"] for t in check.evaluate_targets(ran, tmp_path)}
+    assert met == {
+        "pytest -m gpu passes": True,
+        "no host synchronisation inside a step except the documented reads": False,
+        "compute-sanitizer memcheck": True,
+        "compute-sanitizer racecheck": False,
+        "compute-sanitizer synccheck": True,
+        "LOD step 256^3x8 at >= 80% of copy bandwidth at 24 B/voxel*field (H100": True,  # 1.2 <= 1.0 / 0.8
+        "agents n=1e+06": True,
+        "agents n=1e+07": False,
+        "14-day default run < 120 s": None,  # bench_step timed out: not measured
+    }
