@@ -153,14 +153,12 @@ extern "C" int emulate_{name}(unsigned gx, unsigned gy, unsigned gz, unsigned bx
     return EMULATION + info.source + "\n" + "\n".join(wrappers)
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory):
-    """A launcher with :func:`carabm.engine.kernels.launch`'s interface that runs the kernels on the CPU."""
+def emulated_launcher(modules: list[str], folder: Path) -> kernels.Launcher:
+    """Compile ``modules`` (found as :func:`kernels.source_info` finds them) under the emulation; their launcher."""
     if GXX is None:
         pytest.skip("g++ not installed")
-    folder = tmp_path_factory.mktemp("emulated_kernels")
     libraries = {}
-    for module in MODULES:
+    for module in modules:
         source = folder / f"{module}.cpp"
         source.write_text(emulated_source(module))
         library = folder / f"{module}.so"
@@ -190,3 +188,7 @@ def emulator(tmp_path_factory):
     return launch
 
 
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """A launcher with :func:`carabm.engine.kernels.launch`'s interface that runs the kernels on the CPU."""
+    return emulated_launcher(MODULES, tmp_path_factory.mktemp("emulated_kernels"))

@@ -328,3 +328,41 @@ def test_emulated_blood_exchange_matches_numpy(emulator, n_blood) -> None:
     np.testing.assert_array_equal(got.reshape(2, -1), by_hand)
     untouched = ~mask
     np.testing.assert_array_equal(got.reshape(2, -1)[:, untouched], fields.reshape(2, -1)[:, untouched])
+
+
+BARRIERS = r"""
+// a block sum through shared memory, its barrier inside a device function
+__device__ void settle() { __syncthreads(); }
+extern "C" __global__ void block_sum(const int* in, int* out, int n) {
+    __shared__ int partial[64];
+    partial[threadIdx.x] = threadIdx.x < n ? in[threadIdx.x] : 0;
+    settle();
+    if (threadIdx.x == 0) {
+        int total = 0;
+        for (int i = 0; i < (int)blockDim.x; ++i) total += partial[i];
+        out[blockIdx.x] = total;
+    }
+}
+// the bug the emulation must catch: threads past n leave before the barrier the others wait at
+extern "C" __global__ void early_exit(const int* in, int* out, int n) {
+    __shared__ int partial[64];
+    if ((int)threadIdx.x >= n) return;
+    partial[threadIdx.x] = in[threadIdx.x];
+    __syncthreads();
+    out[threadIdx.x] = partial[0];
+}
+"""
+
+
+def test_the_emulation_shares_memory_at_barriers_and_reports_threads_that_skip_one(tmp_path, monkeypatch) -> None:
+    from tests.engine.conftest import emulated_launcher, syncing_kernels  # noqa: PLC0415
+
+    (tmp_path / "barriers.cu").write_text(BARRIERS)
+    monkeypatch.setenv(kernels.KERNELS_DIR_ENV, str(tmp_path))
+    assert syncing_kernels(kernels.source_info("barriers").source) == {"block_sum", "early_exit"}
+    launch = emulated_launcher(["barriers"], tmp_path)
+    values, out = np.arange(1, 41, dtype=np.int32), np.zeros(2, dtype=np.int32)
+    launch("barriers", "block_sum", (2,), (64,), (values, out, 40))
+    assert out.tolist() == [820, 820]  # every thread's write seen by thread 0 after the barrier, in both blocks
+    with pytest.raises(AssertionError, match="early_exit: some threads of a block ended while others waited"):
+        launch("barriers", "early_exit", (1,), (64,), (values, np.zeros(64, dtype=np.int32), 40))
