@@ -25,10 +25,12 @@ __device__ __forceinline__ unsigned long long make_priority(unsigned int word, l
     return ((unsigned long long)word << 32) | ((unsigned long long)(id + 1) & 0xFFFFFFFFull);
 }
 
-// Does request (t, prio) hold its voxel's claim? If so the claim is released (set to 0) in
-// the same atomic step, so one launch both finds the winners and frees the claim grid.
+// Does the request for voxel t >= 0 with priority prio hold its claim? If so the claim is
+// released (set to 0) in the same atomic step, so one launch both finds the winners and frees
+// the claim grid. (Callers test t >= 0 first: priority[i] is not written for agents without
+// a request, and is not read for them.)
 __device__ __forceinline__ bool take_claim(long long t, unsigned long long prio, unsigned long long* claim) {
-    return t >= 0 && atomicCAS(claim + t, prio, 0ull) == prio;
+    return atomicCAS(claim + t, prio, 0ull) == prio;
 }
 
 // Agent i requests voxel t (neighbour dir) with priority prio: recorded, and claimed by atomicMax.
@@ -203,7 +205,7 @@ extern "C" __global__ void __launch_bounds__(MOVE_BLOCK) apply_moves(
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) {
         const long long t = target[i];
-        if (take_claim(t, priority[i], claim)) {
+        if (t >= 0 && take_claim(t, priority[i], claim)) {
             occupancy[padded_index[i]] = -1;  // free at the start of the step: no other winner targets it
             occupancy[t] = i;
             padded_index[i] = t;
@@ -222,5 +224,7 @@ extern "C" __global__ void __launch_bounds__(MOVE_BLOCK) apply_moves(
 extern "C" __global__ void resolve_claims(const long long* __restrict__ target, const unsigned long long* __restrict__ priority,
                                           unsigned long long* claim, unsigned char* __restrict__ win, int n) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) win[i] = take_claim(target[i], priority[i], claim);
+    if (i >= n) return;
+    const long long t = target[i];
+    win[i] = t >= 0 && take_claim(t, priority[i], claim);
 }
