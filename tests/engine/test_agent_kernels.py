@@ -298,3 +298,24 @@ def test_circulation_counts_only_the_leaving_cells(emulator, monkeypatch) -> Non
         store.n if mask is None else int(np.count_nonzero(mask))) or add_counts(row, voxels, mask, *a, **k))
     left, _ = blood.exchange(1)
     assert left > 0 and selected == [left]  # one atomic add per leaving cell, none for the others
+
+
+def test_scratch_left_unfilled_is_never_read_where_unwritten(emulator, monkeypatch) -> None:
+    # the proposal kernels' outputs are xp.empty: poison them, and the world must still match NumPy
+    from carabm.engine import movement_kernels  # noqa: PLC0415
+
+    def poisoned(xp, n):  # noqa: ANN001, ANN202
+        garbage = np.random.default_rng(n)
+        return (garbage.integers(0, 2000, n), np.zeros(n, dtype=np.uint64),  # 0: an unwritten request would take any free voxel
+                garbage.integers(0, 6, n).astype(np.int32))  # fmt: skip
+
+    monkeypatch.setattr(movement_kernels, "_scratch", poisoned)
+    _, reference, ref_movement = world()
+    _, emulated, emu_movement = world(emulator)
+    for step in range(1, 4):
+        fields, integrity = fields_and_integrity(step)
+        assert int(emu_movement.step(step, fields, integrity)) == ref_movement.step(step, fields, integrity)
+        assert tuple(int(x) for x in emu_movement.transmigrate(step)) == ref_movement.transmigrate(step)
+        emu_movement.divide(emulated.kind == 0, step, "divide")
+        ref_movement.divide(reference.kind == 0, step, "divide")
+        assert_same_world(reference, emulated)
