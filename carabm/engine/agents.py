@@ -282,7 +282,7 @@ class AgentStore:
         xp = self.xp
         k = None if kind is None else (self.kind_id(kind) if isinstance(kind, str) else int(kind))
         if self.launcher is not None:
-            counts = xp.zeros(self.n, dtype=xp.int32)
+            counts = xp.empty(self.n, dtype=xp.int32)  # contact_counts writes every element
             if self.n:
                 offsets = xp.ascontiguousarray(self.padded_offsets(connectivity), dtype=xp.int64)
                 args = (self._columns[_PADDED_INDEX][: self.n], self._occupancy.reshape(-1), self._columns["kind"][: self.n],
