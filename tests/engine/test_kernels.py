@@ -1,8 +1,8 @@
 """Kernel loader (finding sources, #line, signatures, argument checks) and the CUDA sources run on the CPU.
 
 Nothing here needs a GPU. The last part compiles ``kernels/*.cu`` with the host C++
-compiler under a small CUDA emulation (one std::thread per CUDA thread, a std::barrier for
-``__syncthreads``, blocks one after another) and runs the solver's real launch sequence
+compiler under a small CUDA emulation (a block's threads as fibers meeting at
+``__syncthreads``, blocks one after another; see conftest.py) and runs the solver's real launch sequence
 (``fields._lod_step_kernels``) through it, checking the kernels' arithmetic and indexing
 against the NumPy reference. It says nothing about warp scheduling, the memory model or
 NVRTC; ``tests/engine/test_fields_gpu.py`` covers those on a real GPU.
