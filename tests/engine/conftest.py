@@ -188,7 +188,11 @@ def emulated_launcher(modules: list[str], folder: Path) -> kernels.Launcher:
     return launch
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def emulator(tmp_path_factory):
-    """A launcher with :func:`carabm.engine.kernels.launch`'s interface that runs the kernels on the CPU."""
+    """A launcher with :func:`carabm.engine.kernels.launch`'s interface that runs the kernels on the CPU.
+
+    Compiled once per session (~20 s on the 2-core CI machine); ``launches`` records every
+    launch, so a test that inspects it clears it first.
+    """
     return emulated_launcher(MODULES, tmp_path_factory.mktemp("emulated_kernels"))

@@ -242,6 +242,7 @@ def test_the_whole_model_with_emulated_engine_kernels_matches_numpy(emulator, mo
     config = load_config(Path(__file__).parents[2] / "configs" / "quickstart.yaml", ["run.duration_h=24"])
     reference, emulated = Simulation(config, "numpy"), Simulation(config, "numpy")
     emulated.model.store.launcher = emulator
+    emulator.launches.clear()
     reads_per_step = []
     kernel_scatter = {name: functools.partial(getattr(scatter, name), launcher=emulator) for name in ("add_counts", "add_weights", "gather")}
     for _ in range(120):
