@@ -88,10 +88,11 @@ def peak_bandwidth_gbs(backend: Any) -> float:
     return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9
 
 
-def time_steps(step: Any, sync: Any, repeats: int) -> float:
-    """Median seconds of ``step()`` over ``repeats`` runs, after one warm-up."""
-    step()
-    sync()
+def time_steps(step: Any, sync: Any, repeats: int, warmup: bool = True) -> float:
+    """Median seconds of ``step()`` over ``repeats`` runs, after one warm-up (``warmup=False``: none)."""
+    if warmup:
+        step()
+        sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -167,7 +168,8 @@ def main() -> None:
     # reference: the NumPy LOD (same method, vectorised NumPy)
     numpy_solver = FieldSolver(shape, VOXEL_UM, DIFFUSION, DECAY, conductance=g, cpu_impl="numpy")
     host_fields = host.copy()
-    t_numpy = time_steps(lambda: numpy_solver.step(host_fields, DT_S), lambda: None, 1 if n > 64 else 2)
+    # NumPy compiles nothing: no warm-up above 64^3, where a step takes seconds (gpu_check's time budget)
+    t_numpy = time_steps(lambda: numpy_solver.step(host_fields, DT_S), lambda: None, 1 if n > 64 else 2, warmup=n <= 64)
     label = "cuda LOD" if solver.impl == "cupy" else f"{solver.impl} LOD"
     add(
         f"{label} {n}^3x{N_FIELDS} updates/s", updates / t_main, "voxel*field/s", "numpy LOD", updates / t_numpy, t_numpy / t_main
@@ -218,7 +220,9 @@ def main() -> None:
     # reference: explicit Euler at its stable step, work per simulated hour
     dt_explicit = VOXEL_UM**2 / (6 * max(DIFFUSION)) * 0.99
     ex_fields = host.copy()
-    t_explicit = time_steps(lambda: explicit_euler_step(ex_fields, dt_explicit, VOXEL_UM, DIFFUSION, DECAY), lambda: None, 1)
+    t_explicit = time_steps(
+        lambda: explicit_euler_step(ex_fields, dt_explicit, VOXEL_UM, DIFFUSION, DECAY), lambda: None, 1, warmup=n <= 64
+    )
     per_hour_main = t_main * 3600 / DT_S
     per_hour_explicit = t_explicit * 3600 / dt_explicit
     add(

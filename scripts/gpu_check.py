@@ -103,11 +103,11 @@ PARTS: tuple[Part, ...] = (
     Part("kernel_timings", 30, True, "per-kernel GPU time by CUDA events, 256^3 x 8 fields and 1e6 agents",
          lambda out, py: [py, str(SCRIPTS / "gpu_kernels.py"), "--size", "large", "--repeats", "2", "--timings",
                           str(out / "kernel_timings.json")]),
-    Part("bench_fields", 40, True, "bench_fields.py --size large --backend cupy",
+    Part("bench_fields", 50, True, "bench_fields.py --size large --backend cupy",
          lambda out, py: [py, str(SCRIPTS / "bench_fields.py"), "--size", "large", "--backend", "cupy"]),
     Part("bench_agents", 50, True, "bench_agents.py --size medium --backend cupy",
          lambda out, py: [py, str(SCRIPTS / "bench_agents.py"), "--size", "medium", "--backend", "cupy"]),
-    Part("bench_step", 150, True, "bench_step.py --size large --backend cupy --no-reference",
+    Part("bench_step", 140, True, "bench_step.py --size large --backend cupy --no-reference",
          lambda out, py: [py, str(SCRIPTS / "bench_step.py"), "--size", "large", "--backend", "cupy", "--no-reference"]),
 )  # fmt: skip
 PART_NAMES = tuple(p.name for p in PARTS)
