@@ -5,7 +5,8 @@ Usage: python scripts/gpu_kernels.py [--size small|large] [--repeats N] [--timin
 The driver for ``scripts/gpu_check.py``: under ``compute-sanitizer`` (memcheck, racecheck,
 synccheck) at ``--size small`` it makes every kernel run once on small, valid inputs; at
 ``--size large`` (256^3 x 8 fields, 1e6 agents) it records per-kernel GPU time with a CUDA
-event pair around each launch. Kernels are reached through the engine's own launch
+event pair around each launch (after an untimed small run that compiles every module, and
+with a short busy-wait queued before each pair so that host overhead is not counted). Kernels are reached through the engine's own launch
 sequences (field step with and without conductance, blood-pool exchange, moves, wall
 crossing, division, circulation, contacts, sensing, secretion, random words), so the inputs
 are the ones a run produces. The run fails (exit 1) if a kernel of the sources was never
@@ -102,14 +103,21 @@ def drive(xp: Any, launch: kernels.Launcher, size: str = "small", backend: str =
 
 
 class EventTimer:
-    """A launcher that brackets each launch with a pair of CUDA events (read after the run: no sync per launch)."""
+    """A launcher that brackets each launch with a pair of CUDA events (read after the run: no sync per launch).
 
-    def __init__(self, cupy: Any, launch: kernels.Launcher) -> None:
-        self.cupy, self.launch = cupy, launch
+    Events time the stream, not the kernel: on an idle GPU the start event fires at once and
+    the host's own work before the launch (argument checks, ~25-100 µs) would be counted. So
+    a ``spin`` kernel of ``lead_ns`` is queued first; while it runs the host queues the start
+    event, the launch and the end event, and the pair then brackets the kernel alone.
+    """
+
+    def __init__(self, cupy: Any, launch: kernels.Launcher, lead_ns: int = 500_000) -> None:
+        self.cupy, self.launch, self.lead_ns = cupy, launch, lead_ns
         self.events: list[tuple[str, Any, Any]] = []
 
     def __call__(self, module: str, kernel: str, grid: Any, block: Any, args: Any) -> None:
         start, end = self.cupy.cuda.Event(), self.cupy.cuda.Event()
+        self.launch("rng", "spin", (1,), (1,), (self.lead_ns,))
         start.record()
         self.launch(module, kernel, grid, block, args)
         end.record()
@@ -152,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     except CarabmError as exc:
         parser.exit(2, f"gpu_kernels: error: {exc}\n")
     cupy = backend.xp
+    if args.timings is not None:
+        drive(cupy, kernels.launch, "small", backend="cupy")  # compiles every module: no NVRTC inside the timings
     timer = EventTimer(cupy, kernels.launch)
     launcher: Callable[..., None] = timer if args.timings is not None else kernels.launch
     launched: list[tuple[str, str]] = []
