@@ -5,8 +5,9 @@ target, compartment rules, ``atomicMax`` claim of the target voxel), then ``appl
 (moves, wall crossing) or ``resolve_claims`` (division), which find the winners and release
 their claims in one pass. The winners are the NumPy reference's (same random words, same
 priorities, highest wins) and no host read happens except the number of daughters a
-division adds (a documented read: the store's size must be known on the host). ``launcher`` is :func:`carabm.engine.kernels.launch`
-on a GPU; tests pass a host emulation and NumPy arrays.
+division adds (a documented read: the store's size must be known on the host).
+``launcher`` is :func:`carabm.engine.kernels.launch` on a GPU; tests pass a host emulation
+and NumPy arrays.
 """
 
 from __future__ import annotations
