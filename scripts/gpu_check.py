@@ -151,6 +151,19 @@ def probe_gpu(python: str) -> dict[str, Any]:
         return {"usable": False, "reason": f"probe failed ({type(exc).__name__})"}
 
 
+def nvidia_smi() -> str | None:
+    """``nvidia-smi``'s view of the GPUs (name, driver, memory, clocks), or None where it is absent or fails."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    query = "name,driver_version,memory.total,clocks.max.sm,clocks.max.memory,power.limit"
+    try:
+        result = subprocess.run([smi, f"--query-gpu={query}", "--format=csv"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() or None
+
+
 def child_env() -> dict[str, str]:
     """The environment of the parts: this checkout first on PYTHONPATH (in case the install part failed)."""
     path = os.environ.get("PYTHONPATH", "")
@@ -390,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - clock, 1),
         "budget_s": args.budget,
         "gpu": gpu or {"usable": None, "reason": "not probed (no GPU part selected)"},
+        "nvidia_smi": nvidia_smi(),
         "parts": list(results.values()),
         "targets": targets,
         "kernel_timings": json.loads(timings.read_text()) if timings.is_file() else None,
