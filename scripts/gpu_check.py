@@ -111,6 +111,8 @@ PARTS: tuple[Part, ...] = (
          lambda out, py: [py, str(SCRIPTS / "bench_step.py"), "--size", "large", "--backend", "cupy", "--no-reference"]),
 )  # fmt: skip
 PART_NAMES = tuple(p.name for p in PARTS)
+#: files a part writes besides its log (removed before it runs: only an --overwrite folder has old ones)
+OUTPUTS = {"pytest_gpu": "pytest_gpu.xml", "kernel_timings": "kernel_timings.json"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -227,7 +229,15 @@ def _not_measured(part: dict[str, Any] | None) -> str:
 
 
 def evaluate_targets(parts: dict[str, dict[str, Any]], out: Path) -> list[dict[str, Any]]:
-    """Each target of docs/gpu.md against what the parts measured (``met`` None: not measured)."""
+    """Each target of docs/gpu.md against what the parts measured (``met`` None: not measured).
+
+    Only the files of parts that ran this time are read (an ``--overwrite`` folder may hold
+    older ones).
+    """
+
+    def ran(name: str) -> bool:
+        return parts.get(name, {}).get("status") in ("passed", "failed", "timeout")
+
     targets = []
     # correctness: the GPU tests, the host-sync tests among them, the sanitizers
     pytest_part = parts.get("pytest_gpu")
@@ -235,7 +245,7 @@ def evaluate_targets(parts: dict[str, dict[str, Any]], out: Path) -> list[dict[s
         targets.append(_target("pytest -m gpu passes", pytest_part["returncode"], "exit status", 0, pytest_part["status"] == "passed"))
     else:
         targets.append(_target("pytest -m gpu passes", note=_not_measured(pytest_part)))
-    outcomes = junit_outcomes(out / "pytest_gpu.xml")
+    outcomes = junit_outcomes(out / "pytest_gpu.xml") if ran("pytest_gpu") else {}
     sync = {name: outcomes.get(name) for name in HOST_SYNC_TESTS}
     if all(v in ("passed", "failed") for v in sync.values()):
         targets.append(_target("no host synchronisation inside a step except the documented reads", sync, "test outcomes",
@@ -252,7 +262,7 @@ def evaluate_targets(parts: dict[str, dict[str, Any]], out: Path) -> list[dict[s
         else:
             targets.append(_target(name, note=_not_measured(part)))
     # speed: the field step against the 24-byte roofline at copy bandwidth
-    fields = last_json(out / "bench_fields.log")
+    fields = last_json(out / "bench_fields.log") if ran("bench_fields") else None
     roofline = [c for c in (fields or {}).get("cases", []) if c["case"].endswith("ms/step vs 24 B roofline") and "+sources" not in c["case"]]
     name = f"LOD step 256^3x8 at >= {LOD_ROOFLINE_FRACTION:.0%} of copy bandwidth at 24 B/voxel*field (H100: <= {LOD_H100_MS} ms)"
     if roofline:
@@ -262,7 +272,7 @@ def evaluate_targets(parts: dict[str, dict[str, Any]], out: Path) -> list[dict[s
     else:
         targets.append(_target(name, note=_not_measured(parts.get("bench_fields"))))
     # agents: move + exclusion + contacts per step, sorted by voxel
-    agents = last_json(out / "bench_agents.log")
+    agents = last_json(out / "bench_agents.log") if ran("bench_agents") else None
     agent_cases = [c for c in (agents or {}).get("cases", []) if "target_ms_per_step" in c]
     for n, limit in ((1_000_000, 0.3), (10_000_000, 1.0)):
         name = f"agents n={n:.0e}: move + exclusion + contacts <= {limit:g} ms/step"
@@ -273,7 +283,7 @@ def evaluate_targets(parts: dict[str, dict[str, Any]], out: Path) -> list[dict[s
         else:
             targets.append(_target(name, note=_not_measured(parts.get("bench_agents"))))
     # the whole 14-day default run
-    step = last_json(out / "bench_step.log")
+    step = last_json(out / "bench_step.log") if ran("bench_step") else None
     runs = [c for c in (step or {}).get("cases", []) if c["case"] == "default 14-day run wall time"]
     name = "14-day default run < 120 s"
     if runs:
@@ -382,12 +392,17 @@ def main(argv: list[str] | None = None) -> int:
             result["reason"] = "compute-sanitizer not found (PATH, $CUDA_HOME/bin, /usr/local/cuda/bin)"
             continue
         log = out / f"{part.name}.log"
+        if part.name in OUTPUTS:
+            (out / OUTPUTS[part.name]).unlink(missing_ok=True)
         print(f"gpu_check: {part.name} ({part.description}), timeout {timeout_s:.0f} s ...", flush=True)
         status, returncode, seconds = run_command(argv, log, timeout_s)
         result.update(status=status, returncode=returncode, seconds=round(seconds, 2), timeout_s=round(timeout_s, 1),
                       command=" ".join(argv), log=log.name)  # fmt: skip
         if status == "failed":
             result["reason"] = f"exit status {returncode}" if returncode is not None else "could not start"
+            if part.name == "install" and "invalid command 'bdist_wheel'" in log.read_text(errors="replace"):
+                result["reason"] += (" (--no-build-isolation uses this environment's build tools: it lacks wheel, which"
+                                     " pyproject.toml requires; install it, or setuptools >= 70.1)")  # fmt: skip
         elif status == "timeout":
             result["reason"] = f"ran past {timeout_s:.0f} s"
         print(f"gpu_check: {part.name}: {status} in {seconds:.1f} s", flush=True)
@@ -406,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         "nvidia_smi": nvidia_smi(),
         "parts": list(results.values()),
         "targets": targets,
-        "kernel_timings": json.loads(timings.read_text()) if timings.is_file() else None,
+        "kernel_timings": json.loads(timings.read_text()) if timings.is_file() and results.get("kernel_timings", {}).get("status") == "passed" else None,
         "verdict": verdict,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

@@ -264,3 +264,5 @@ def test_gpu_check_judges_each_target_from_what_the_parts_wrote(tmp_path):
         "agents n=1e+07": False,
         "14-day default run < 120 s": None,  # bench_step timed out: not measured
     }
+    ran["bench_agents"].update(status="skipped", reason="--skip")  # its log is from an earlier run: not read
+    assert [t["met"] for t in check.evaluate_targets(ran, tmp_path) if t["target"].startswith("agents")] == [None, None]
