@@ -10,14 +10,23 @@ __all__ = ["__version__", "SCHEMA_VERSION", "load_config", "run", "open_run"]
 
 
 def load_config(path, overrides=()):  # noqa: ANN001, ANN201
-    """Read, override and validate a YAML run configuration (see :mod:`carabm.io.config`)."""
-    from carabm.io.config import load_config as _load  # noqa: PLC0415
+    """Read, override and validate a YAML run configuration (see :mod:`carabm.io.config`).
 
-    return _load(path, overrides)
+    ``path`` may also be the name of a shipped config (``"quickstart"``; ``carabm config list``).
+    """
+    from carabm.io.config import load_config as _load  # noqa: PLC0415
+    from carabm.io.shipped import resolve_config  # noqa: PLC0415
+
+    return _load(resolve_config(path, kind="run") if path is not None else None, overrides)
 
 
 def run(config, out=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
-    """Run a simulation described by a config (path or object); see :func:`carabm.simulation.run`."""
+    """Run a simulation described by a config (path, shipped name or object); see :func:`carabm.simulation.run`.
+
+    Returns a dict: ``out``, ``steps``, ``steps_run``, ``time_h``, ``wall_s``, ``backend``,
+    ``final`` (last time-series row) and ``summary`` (a :class:`carabm.io.summary.RunSummary`;
+    ``print(result["summary"])`` shows what ``carabm run`` prints).
+    """
     from carabm.simulation import run as _run  # noqa: PLC0415
 
     return _run(config, out=out, **kwargs)

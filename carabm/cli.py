@@ -9,6 +9,8 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import carabm
 from carabm.errors import CarabmError, ConfigError
@@ -19,6 +21,7 @@ log = logging.getLogger("carabm")
 def _cmd_run(args: argparse.Namespace) -> int:
     from carabm.io.config import apply_overrides, load_config, validate_config, yaml_load  # noqa: PLC0415
     from carabm.io.hdf5 import check_run_file, read_config_text  # noqa: PLC0415
+    from carabm.io.shipped import resolve_config  # noqa: PLC0415
     from carabm.simulation import run  # noqa: PLC0415
 
     overrides = list(args.set or [])
@@ -29,29 +32,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         raise ConfigError("give a CONFIG to run, or --resume FILE.h5 to continue a run")
     if args.config is not None:
-        config = load_config(args.config, overrides)
+        config = load_config(resolve_config(args.config, kind="run"), overrides)
     else:  # a resume: the config stored in the run file is the base
         check_run_file(args.resume)
         config = validate_config(apply_overrides(yaml_load(read_config_text(args.resume)) or {}, overrides), check_memory=False)
-    summary = run(config, out=args.out, overwrite=args.overwrite, progress=None, resume=args.resume)
+    progress = args.progress if args.progress is not None else (False if args.quiet else None)
+    summary = run(config, out=args.out, overwrite=args.overwrite, progress=progress, resume=args.resume)
     if args.resume is not None and summary["steps_run"] == 0:
         print(f"carabm: {summary['out']} is already complete ({summary['time_h'] / 24:.1f} days); nothing to run")
         return 0
-    final = summary["final"]
-    print(
-        f"carabm: wrote {summary['out']} — {summary['steps_run']} steps ({summary['steps']} in all), {summary['time_h'] / 24:.1f} days "
-        f"simulated in {summary['wall_s']:.1f} s on {summary['backend']}"
-    )
-    for key, value in final.items():
-        if key != "time_h":
-            print(f"  {key:<24} {value:g}" if isinstance(value, float) else f"  {key:<24} {value}")
+    print(f"carabm: wrote {summary['out']}: {summary['steps_run']} steps ({summary['steps']} in all) in {summary['wall_s']:.1f} s")
+    if not args.quiet:
+        print(summary["summary"].text())
     return 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     from carabm.io.report import report  # noqa: PLC0415
+    from carabm.io.summary import run_summary  # noqa: PLC0415
 
     result = report(args.files, args.out)
+    if not args.quiet:
+        for path in args.files:
+            print(run_summary(path).text(next_steps=len(args.files) == 1), end="\n\n")
     print(result.markdown)
     print(f"\ncarabm: wrote {', '.join(str(p) for p in result.written)}")
     return 0
@@ -81,8 +84,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from carabm.io.config import load_config  # noqa: PLC0415
+    from carabm.io.shipped import resolve_config  # noqa: PLC0415
 
-    config = load_config(args.config, list(args.set or []))
+    config = load_config(resolve_config(args.config, kind="run"), list(args.set or []))
     nz, ny, nx = config.lattice.shape
     print(f"{args.config}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
     return 0
@@ -117,15 +121,67 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from carabm.io.shipped import init_folder  # noqa: PLC0415
+
+    written = init_folder(args.name, args.dir, overwrite=args.overwrite)
+    print(f"carabm: wrote {', '.join(str(p) for p in written)}")
+    if not args.quiet:
+        print(f"next: read {written[-1]}, then carabm run {written[0]} --out {Path(written[0]).stem}.h5"
+              if Path(written[0]).suffix == ".yaml" else "")  # fmt: skip
+    return 0
+
+
+def _cmd_config_list(args: argparse.Namespace) -> int:
+    from carabm.io.shipped import CONFIGS_DIR, shipped_configs  # noqa: PLC0415
+
+    shipped = shipped_configs()
+    if not shipped:
+        raise CarabmError(f"no shipped configs found in {CONFIGS_DIR} (a broken install? reinstall carabm)")
+    width = max(len(name) for name in shipped)
+    for item in shipped.values():
+        print(f"{item.name:<{width}}  {item.kind:<5}  {item.about}")
+    if not args.quiet:
+        print("\nrun one by name (carabm run quickstart --out q.h5) or copy it to edit (carabm init quickstart DIR)")
+    return 0
+
+
+def _cmd_config_schema(args: argparse.Namespace) -> int:
+    from carabm.errors import InputFileError  # noqa: PLC0415
+    from carabm.io.shipped import schema_text  # noqa: PLC0415
+
+    text = schema_text()
+    if args.out is None:
+        sys.stdout.write(text)
+        return 0
+    out = Path(args.out)
+    if out.exists() and not args.overwrite:
+        raise InputFileError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
+    if not out.parent.exists():
+        raise InputFileError(f"{out.parent}: output folder does not exist")
+    out.write_text(text, encoding="utf-8")
+    print(f"carabm: wrote {out}; put '# yaml-language-server: $schema={out}' on the first line of a config")
+    return 0
+
+
+def _add_verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
+    """-v/-q on the main parser and on every sub-command (so they work before or after it)."""
+    default: dict[str, Any] = {"default": False} if top else {"default": argparse.SUPPRESS}
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help="also carabm's debug messages", **default)
+    group.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the result; no progress", **default)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``carabm`` command."""
     parser = argparse.ArgumentParser(prog="carabm", description="Agent-based simulator of CAR-T toxicities (CRS, ICANS).")
     parser.add_argument("--version", action="version", version=f"carabm {carabm.__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more log output")
+    _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a simulation from a YAML config")
-    run.add_argument("config", nargs="?", help="YAML run configuration (optional with --resume: the run file's stored config)")
+    run.add_argument("config", nargs="?",
+                     help="YAML run configuration, or the name of a shipped one (carabm config list); optional with --resume")
     run.add_argument("--out", help="output HDF5 file (default carabm_run.h5; with --resume, the resumed file)")
     run.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend (overrides run.backend)")
     run.add_argument("--seed", type=int, help="random seed (overrides run.seed)")
@@ -133,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     run.add_argument("--resume", metavar="FILE.h5",
                      help="continue a run from its checkpoint (FILE.h5.ckpt); with --set changes, a branch into a new --out")
+    run.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                     help="progress bar on a terminal, a log line every few percent elsewhere (default: on; off with -q)")
     run.set_defaults(func=_cmd_run)
 
     rep = sub.add_parser("report", help="summary table (CSV, Markdown) and plots (PNG) of one or more runs")
@@ -163,24 +221,72 @@ def build_parser() -> argparse.ArgumentParser:
     ren.set_defaults(func=_cmd_render)
 
     val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")
-    val.add_argument("config", help="YAML run configuration")
+    val.add_argument("config", help="YAML run configuration, or the name of a shipped one")
     val.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (YAML), repeatable")
     val.set_defaults(func=_cmd_validate)
 
     info = sub.add_parser("info", help="version, backends, GPU")
     info.set_defaults(func=_cmd_info)
 
+    init = sub.add_parser("init", help="copy a shipped config to edit, with a README of what to try next",
+                          description="Copy shipped config NAME into DIR (default: here) with README.md and the config's "
+                          "JSON Schema (for editors). Existing files are kept unless --overwrite.")  # fmt: skip
+    init.add_argument("name", metavar="NAME", help="a shipped config (carabm config list), e.g. quickstart")
+    init.add_argument("dir", nargs="?", default=".", metavar="DIR", help="folder to write into (created; default .)")
+    init.add_argument("--overwrite", action="store_true", help="replace existing files")
+    init.set_defaults(func=_cmd_init)
+
+    cfg = sub.add_parser("config", help="the shipped configs and the config's JSON Schema")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    cfg_list = cfg_sub.add_parser("list", help="the configs shipped with carabm")
+    cfg_list.set_defaults(func=_cmd_config_list)
+    schema = cfg_sub.add_parser("schema", help="JSON Schema of a run config, for editors (yaml-language-server)")
+    schema.add_argument("--out", metavar="FILE.json", help="write it to a file (default: print it)")
+    schema.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    schema.set_defaults(func=_cmd_config_schema)
+
     from carabm.hpc.cli import add_parsers as add_hpc_parsers  # noqa: PLC0415
 
     add_hpc_parsers(sub)  # sweep, collect
+    for command in list(sub.choices.values()) + list(cfg_sub.choices.values()):
+        _add_verbosity(command, top=False)
     return parser
+
+
+class _CarabmFormatter(logging.Formatter):
+    """``carabm: message``; warnings and errors say so."""
+
+    def format(self, record: logging.LogRecord) -> str:  # noqa: D102
+        text = super().format(record)
+        if record.levelno >= logging.WARNING:
+            return f"carabm: {record.levelname.lower()}: {text}"
+        return f"carabm: {text}"
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> logging.Logger:
+    """Give the ``carabm`` logger its own stderr handler (not the root logger's), so only carabm's
+    messages show: INFO by default, DEBUG with ``verbose``, WARNING with ``quiet``."""
+    from carabm.progress import TqdmAwareHandler  # noqa: PLC0415
+
+    logger = logging.getLogger("carabm")
+    for handler in [h for h in logger.handlers if getattr(h, "_carabm_cli", False)]:
+        logger.removeHandler(handler)
+    handler = TqdmAwareHandler(sys.stderr)
+    handler._carabm_cli = True  # type: ignore[attr-defined]
+    handler.setFormatter(_CarabmFormatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    return logger
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``carabm`` command; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="carabm: %(message)s")
+    if args.verbose and args.quiet:
+        parser.error("-v/--verbose and -q/--quiet exclude each other")
+    configure_logging(args.verbose, args.quiet)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ from carabm.errors import ConfigError, InputFileError
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
 from carabm.io.config import CYTOKINES, Config, config_from_text, load_config
 from carabm.io.hdf5 import RunWriter, check_run_file, open_read, read_config_text
+from carabm.io.shipped import resolve_config
 from carabm.io.xdmf import write_xdmf
+from carabm.progress import RunProgress
 
 log = logging.getLogger("carabm")
 
@@ -82,12 +83,16 @@ class Simulation:
         return fields, self.backend.to_host(self.model.integrity, "snapshot"), agents
 
 
-def _progress(total: int, initial: int, enabled: bool | None) -> Any:
-    from tqdm import tqdm  # noqa: PLC0415
+def announce_compile(backend_name: str) -> bool:
+    """Log, and return True, when numba must compile the CPU kernels first (a cold cache: first run, new sources)."""
+    if backend_name != "numpy":
+        return False
+    from carabm.engine.jit_cache import cache_dir, cpu_kernels_cached  # noqa: PLC0415
 
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", desc="carabm", dynamic_ncols=True)
+    if cpu_kernels_cached() is False:
+        log.info("compiling the CPU kernels, once, ~30 s (numba caches them in %s)", cache_dir())
+        return True
+    return False
 
 
 #: the time series is flushed to the file at least this often [simulated h]
@@ -132,13 +137,36 @@ def run(
     rows and snapshots written after the checkpoint. Otherwise it is a branch: ``out``
     must be a new file, which gets the parent's time series up to the branch point and
     the attributes ``parent_run`` and ``branch_time_h``.
+
+    ``config`` may also name a shipped config (``"quickstart"``, see ``carabm config list``).
+    ``progress``: None (auto: a bar on a terminal, log lines elsewhere), True or False.
+
+    The returned dict has ``out``, ``steps``, ``steps_run``, ``time_h``, ``wall_s``,
+    ``backend``, ``final`` (the last time-series row) and ``summary``: the
+    :class:`carabm.io.summary.RunSummary` of the file (what ``carabm report`` prints).
     """
+    result = _run(config, out, overwrite=overwrite, backend=backend, progress=progress, resume=resume)
+    from carabm.io.summary import run_summary  # noqa: PLC0415
+
+    result["summary"] = run_summary(result["out"])
+    return result
+
+
+def _run(
+    config: Config | str | Path | None,
+    out: str | Path | None,
+    *,
+    overwrite: bool,
+    backend: str | None,
+    progress: bool | None,
+    resume: str | Path | None,
+) -> dict[str, Any]:
     if resume is not None:
         return _resume(config, out, resume, overwrite=overwrite, backend=backend, progress=progress)
     if config is None:
         raise ConfigError("run: give a config (or --resume FILE.h5)")
     if not isinstance(config, Config):
-        config = load_config(config)
+        config = load_config(resolve_config(config))
     out = Path(out) if out is not None else Path("carabm_run.h5")
     _check_new_output(out, overwrite)
     sim = Simulation(config, backend)
@@ -178,10 +206,12 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     snapshot_every = max(1, round(cfg.snapshot_every_h / sim.dt_h))
     checkpoint_every = max(1, round(cfg.checkpoint_every_h / sim.dt_h))
     flush_every = max(1, min(snapshot_every, round(FLUSH_EVERY_H / sim.dt_h)))
-    started = time.perf_counter()
     first = sim.step_index
     rows: list[dict[str, Any]] = []
-    with _progress(steps, min(first, steps), progress) as bar:
+    if first < steps:
+        announce_compile(sim.backend.name)
+    started = time.perf_counter()
+    with RunProgress(steps, first, sim.dt_h, enabled=progress) as bar:
         while sim.step_index < steps:
             sim.step()
             rows.append(sim.readouts())
@@ -198,8 +228,11 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
             if checkpoint_due:
                 _checkpoint(writer, sim, config)
             bar.update(1)
-    writer.set_status("complete", final_time_h=float(sim.time_h))
     wall = time.perf_counter() - started
+    # wall time over every session that wrote this file (a resume adds to it): ms/step in the summary
+    wall_total = float(writer.file.attrs.get("wall_s", 0.0)) + wall
+    wall_steps = int(writer.file.attrs.get("wall_steps", 0)) + sim.step_index - first
+    writer.set_status("complete", final_time_h=float(sim.time_h), wall_s=wall_total, wall_steps=wall_steps)
     return {"out": str(writer.path), "steps": steps, "steps_run": sim.step_index - first, "time_h": sim.time_h, "wall_s": wall,
             "backend": sim.backend.name, "final": sim.readouts()}  # fmt: skip
 
@@ -231,7 +264,7 @@ def _resume(
     if config is None:
         config = stored
     elif not isinstance(config, Config):
-        config = load_config(config)
+        config = load_config(resolve_config(config))
     changed = config_differences(stored, config)
     out = Path(out) if out is not None else parent
     same = out.resolve() == parent.resolve()

@@ -10,7 +10,9 @@ from carabm.errors import CarabmError
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from carabm.hpc import sweep as sw  # noqa: PLC0415
+    from carabm.io.shipped import resolve_config  # noqa: PLC0415
 
+    args.sweep = str(resolve_config(args.sweep, kind="sweep"))
     if args.expand:
         expanded = sw.load_sweep(args.sweep)
         sw.prepare(expanded, args.out)
@@ -29,7 +31,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         n = len(sw.load_sweep(args.sweep))  # a broken sweep file is a usage error (exit 2), not a member failure
         if not 0 <= index < n:
             raise CarabmError(f"member index {index}: the sweep has {n} members (0..{n - 1})")
-        results = [sw._report(sw.run_member(args.sweep, args.out, index, args.backend))]
+        progress = False if args.quiet else None  # one member per process (a Slurm array task): its progress in the log
+        results = [sw._report(sw.run_member(args.sweep, args.out, index, args.backend, progress=progress))]
     line = sw.summary_line(results)
     failed = any(r.outcome == "failed" for r in results)
     print(f"carabm sweep: {line}")
@@ -50,7 +53,7 @@ def add_parsers(sub: Any) -> None:
     sweep = sub.add_parser("sweep", help="run a parameter sweep or virtual cohort (one member, local workers or MPI)",
                            description="Run the members of SWEEP.yaml into DIR/NNNN/run.h5. Complete members are "
                            "skipped, incomplete ones resumed; failures go to DIR/NNNN/error.txt (exit 1).")  # fmt: skip
-    sweep.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (format: docs/hpc.md)")
+    sweep.add_argument("sweep", metavar="SWEEP.yaml", help="sweep file (format: docs/hpc.md), or the name of a shipped one")
     sweep.add_argument("--out", required=True, metavar="DIR", help="sweep folder (members.csv, NNNN/config.yaml, NNNN/run.h5)")
     mode = sweep.add_mutually_exclusive_group()
     mode.add_argument("--index", type=int, metavar="I",

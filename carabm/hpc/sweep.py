@@ -639,10 +639,12 @@ class MemberResult:
     wall_s: float = 0.0
 
 
-def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str | None = None) -> MemberResult:
+def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str | None = None,
+               progress: bool | None = False) -> MemberResult:  # fmt: skip
     """Run member ``index`` of a sweep into ``out/NNNN/run.h5`` (used by every mode).
 
-    Complete outputs are skipped, incomplete ones resumed from their checkpoint, and any
+    ``progress`` as in :func:`carabm.simulation.run` (off by default: workers and MPI ranks
+    would interleave their bars; ``carabm sweep --index`` turns it on for a Slurm log). Complete outputs are skipped, incomplete ones resumed from their checkpoint, and any
     failure is written to ``out/NNNN/error.txt`` and returned, not raised.
     """
     out = Path(out)
@@ -653,7 +655,7 @@ def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str
             raise InputFileError(f"--index {index}: the sweep has {len(sweep)} members (0..{len(sweep) - 1})")
         member = sweep.members[index]
         prepare(sweep, out, [index])
-        return _run_member(member, folder, backend)
+        return _run_member(member, folder, backend, progress)
     except Exception as exc:  # noqa: BLE001 - a member's failure must not stop the sweep
         folder.mkdir(parents=True, exist_ok=True)
         detail = "".join(traceback.format_exception(exc))
@@ -663,7 +665,7 @@ def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str
         return MemberResult(index, "failed", first)
 
 
-def _run_member(member: Member, folder: Path, backend: str | None) -> MemberResult:
+def _run_member(member: Member, folder: Path, backend: str | None, progress: bool | None = False) -> MemberResult:
     from carabm.io.checkpoint import checkpoint_path  # noqa: PLC0415
     from carabm.io.config import config_from_text  # noqa: PLC0415
     from carabm.io.hdf5 import read_config_text  # noqa: PLC0415
@@ -687,13 +689,13 @@ def _run_member(member: Member, folder: Path, backend: str | None) -> MemberResu
         return MemberResult(member.index, "skipped", "complete already")
     if status == "running" and checkpoint_path(out).exists():
         try:
-            summary = run(None, out=None, resume=out, backend=backend, progress=False)
+            summary = run(None, out=None, resume=out, backend=backend, progress=progress)
         except CarabmError as exc:
             log.warning("member %d: cannot resume %s (%s); running it again", member.index, out, exc)
         else:
             error.unlink(missing_ok=True)
             return MemberResult(member.index, "resumed", f"{summary['steps_run']} steps after the checkpoint", summary["wall_s"])
-    summary = run(member.config, out=out, overwrite=status != "missing", backend=backend, progress=False)
+    summary = run(member.config, out=out, overwrite=status != "missing", backend=backend, progress=progress)
     error.unlink(missing_ok=True)
     return MemberResult(member.index, "done", "", summary["wall_s"])
 

@@ -1,0 +1,53 @@
+"""Whether numba's on-disk cache already holds the compiled CPU kernels (so a run can say it compiles).
+
+The CPU kernels (``_fields_numba``, ``rng_cpu``) are compiled by numba on first use, about
+30 s once, then loaded from numba's cache. The cache is found through each function's own
+cache locator, so ``NUMBA_CACHE_DIR`` and numba's defaults are honoured.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _dispatchers() -> list[Any]:
+    from carabm.engine import _fields_numba, rng_cpu  # noqa: PLC0415
+
+    kernels = [_fields_numba.react_sweep_z, _fields_numba.sweep_yx]
+    if rng_cpu.numba is not None:
+        if False not in rng_cpu._kernels:  # building the dispatcher is cheap; compiling waits for the first call
+            rng_cpu._kernels[False] = rng_cpu._build_kernel(False)
+        kernels.append(rng_cpu._kernels[False])
+    return kernels
+
+
+def _cached(dispatcher: Any) -> bool:
+    # numba API: a cache=True dispatcher holds a FunctionCache whose index file lists the
+    # compiled signatures; the index is empty when missing or stale (source changed).
+    index = dispatcher._cache._cache_file._load_index()
+    return bool(index)
+
+
+def cpu_kernels_cached() -> bool | None:
+    """True when numba's cache holds every CPU kernel, False when one must be compiled, None when unknown.
+
+    None: numba is not importable, or its cache cannot be inspected (a numba release that
+    changed its internals); callers then say nothing.
+    """
+    try:
+        return all(_cached(d) for d in _dispatchers())
+    except Exception:  # noqa: BLE001 - ImportError, or numba internals that moved
+        return None
+
+
+def cache_dir() -> str | None:
+    """The folder where numba caches the field kernels, or None when unknown."""
+    try:
+        from carabm.engine import _fields_numba  # noqa: PLC0415
+
+        return str(_fields_numba.react_sweep_z._cache._cache_path)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+__all__ = ["cpu_kernels_cached", "cache_dir"]
