@@ -32,7 +32,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.config is None and args.resume is None:
         raise ConfigError("give a CONFIG to run, or --resume FILE.h5 to continue a run")
     if args.config is not None:
-        config = load_config(resolve_config(args.config, kind="run"), overrides)
+        path = resolve_config(args.config, kind="run")
+        log.debug("config: %s%s", path, f" with {' '.join(overrides)}" if overrides else "")
+        config = load_config(path, overrides)
     else:  # a resume: the config stored in the run file is the base
         check_run_file(args.resume)
         config = validate_config(apply_overrides(yaml_load(read_config_text(args.resume)) or {}, overrides), check_memory=False)
@@ -86,9 +88,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from carabm.io.config import load_config  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
 
-    config = load_config(resolve_config(args.config, kind="run"), list(args.set or []))
+    path = resolve_config(args.config, kind="run")
+    config = load_config(path, list(args.set or []))
     nz, ny, nx = config.lattice.shape
-    print(f"{args.config}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
+    name = args.config if str(path) == str(args.config) else f"{args.config} (shipped: {path})"
+    print(f"{name}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
     return 0
 
 

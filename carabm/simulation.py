@@ -89,7 +89,9 @@ def announce_compile(backend_name: str) -> bool:
         return False
     from carabm.engine.jit_cache import cache_dir, cpu_kernels_cached  # noqa: PLC0415
 
-    if cpu_kernels_cached() is False:
+    cached = cpu_kernels_cached()
+    log.debug("numba cache of the CPU kernels: %s (%s)", cache_dir(), {True: "warm", False: "cold", None: "unknown"}[cached])
+    if cached is False:
         log.info("compiling the CPU kernels, once, ~30 s (numba caches them in %s)", cache_dir())
         return True
     return False
