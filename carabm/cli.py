@@ -131,8 +131,8 @@ def _cmd_init(args: argparse.Namespace) -> int:
     written = init_folder(args.name, args.dir, overwrite=args.overwrite)
     print(f"carabm: wrote {', '.join(str(p) for p in written)}")
     if not args.quiet:
-        print(f"next: read {written[-1]}, then carabm run {written[0]} --out {Path(written[0]).stem}.h5"
-              if Path(written[0]).suffix == ".yaml" else "")  # fmt: skip
+        readme = next(p for p in written if p.name == "README.md")
+        print(f"next: {readme} says what to try (edit {written[0].name}, then validate, run, report)")
     return 0
 
 

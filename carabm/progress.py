@@ -38,7 +38,7 @@ def simulated_time(step: int, total: int, dt_h: float) -> str:
 
 
 def progress_line(step: int, total: int, dt_h: float, first: int, elapsed_s: float) -> str:
-    """``day 3.0/14 (21 %), 2.1 ms/step, ETA 4 min`` after ``step`` of ``total`` steps (``first`` done before)."""
+    """``day 3.0/14 (21 %), 2.1 ms/step, ETA 4 min`` after ``step`` of ``total`` steps (timed since step ``first``)."""
     done = step - first
     percent = 100.0 * step / total if total else 100.0
     text = f"{simulated_time(step, total, dt_h)} ({percent:.0f} %)"
@@ -73,12 +73,13 @@ class RunProgress:
             from tqdm import tqdm  # noqa: PLC0415
 
             self._bar = tqdm(total=self.total, initial=self.first, unit="step", desc=label or "carabm", file=stream,
-                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} [{elapsed}<{remaining}]")  # fmt: skip
+                             dynamic_ncols=True, bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps{postfix} [{elapsed}<{remaining}]")  # fmt: skip
             self._bar.set_postfix_str(self._day_text(), refresh=False)
         every_fraction = max(1, round(LINE_EVERY_FRACTION * self.total))
         every_h = max(1, round(LINE_EVERY_H / self.dt_h)) if self.dt_h > 0 else every_fraction
         self.line_every = min(every_fraction, every_h)
-        self._started = time.perf_counter()
+        # the clock starts after the first step, which may include compiling (numba, CUDA): a fair ETA
+        self._clock: tuple[int, float] | None = None
 
     def _day_text(self) -> str:
         return simulated_time(self.step, self.total, self.dt_h)
@@ -89,11 +90,14 @@ class RunProgress:
         self.step = min(self.total, self.step + steps)
         if not self.enabled:
             return
+        if self._clock is None:
+            self._clock = (self.step, time.perf_counter())
         if self._bar is not None:
             self._bar.set_postfix_str(self._day_text(), refresh=False)
             self._bar.update(self.step - before)
         elif self.step // self.line_every > before // self.line_every or self.step == self.total:
-            text = progress_line(self.step, self.total, self.dt_h, self.first, time.perf_counter() - self._started)
+            clock_step, clock_s = self._clock
+            text = progress_line(self.step, self.total, self.dt_h, clock_step, time.perf_counter() - clock_s)
             log.info("%s%s", f"{self.label}: " if self.label else "", text)
 
     def close(self) -> None:
