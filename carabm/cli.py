@@ -56,7 +56,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     result = report(args.files, args.out)
     if not args.quiet:
         for path in args.files:
-            print(run_summary(path).text(next_steps=len(args.files) == 1), end="\n\n")
+            print(run_summary(path).text(next_steps=len(args.files) == 1, exclude=("report",)), end="\n\n")
     print(result.markdown)
     print(f"\ncarabm: wrote {', '.join(str(p) for p in result.written)}")
     return 0

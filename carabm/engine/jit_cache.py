@@ -10,32 +10,35 @@ from __future__ import annotations
 from typing import Any
 
 
-def _dispatchers() -> list[Any]:
-    from carabm.engine import _fields_numba, rng_cpu  # noqa: PLC0415
-
-    kernels = [_fields_numba.react_sweep_z, _fields_numba.sweep_yx]
-    if rng_cpu.numba is not None:
-        if False not in rng_cpu._kernels:  # building the dispatcher is cheap; compiling waits for the first call
-            rng_cpu._kernels[False] = rng_cpu._build_kernel(False)
-        kernels.append(rng_cpu._kernels[False])
-    return kernels
-
-
 def _cached(dispatcher: Any) -> bool:
     # numba API: a cache=True dispatcher holds a FunctionCache whose index file lists the
     # compiled signatures; the index is empty when missing or stale (source changed).
-    index = dispatcher._cache._cache_file._load_index()
-    return bool(index)
+    return bool(dispatcher._cache._cache_file._load_index())
+
+
+def _rng_kernel(parallel: bool) -> Any:
+    from carabm.engine import rng_cpu  # noqa: PLC0415
+
+    if parallel not in rng_cpu._kernels:  # building the dispatcher is cheap; compiling waits for the first call
+        rng_cpu._kernels[parallel] = rng_cpu._build_kernel(parallel)
+    return rng_cpu._kernels[parallel]
 
 
 def cpu_kernels_cached() -> bool | None:
-    """True when numba's cache holds every CPU kernel, False when one must be compiled, None when unknown.
+    """True when numba's cache holds the CPU kernels a run compiles, False when one must be compiled, None when unknown.
 
-    None: numba is not importable, or its cache cannot be inspected (a numba release that
+    The field sweeps run in every CPU run; the random-number kernel in its serial or its
+    parallel build (above ``rng_cpu.PARALLEL_MIN_IDS`` ids), so either one counts. None:
+    numba is not importable, or its cache cannot be inspected (a numba release that
     changed its internals); callers then say nothing.
     """
     try:
-        return all(_cached(d) for d in _dispatchers())
+        from carabm.engine import _fields_numba, rng_cpu  # noqa: PLC0415
+
+        if rng_cpu.numba is None:
+            return None
+        fields = all(_cached(d) for d in (_fields_numba.react_sweep_z, _fields_numba.sweep_yx))
+        return fields and (_cached(_rng_kernel(False)) or _cached(_rng_kernel(True)))
     except Exception:  # noqa: BLE001 - ImportError, or numba internals that moved
         return None
 

@@ -73,9 +73,9 @@ class RunSummary:
         """Plain dict (nested dicts and lists), for JSON or a table."""
         return asdict(self)
 
-    def text(self, next_steps: bool = True) -> str:
-        """The summary as lines of text; ``next_steps`` adds the commands to try next."""
-        return format_summary(self, next_steps=next_steps)
+    def text(self, next_steps: bool = True, exclude: tuple[str, ...] = ()) -> str:
+        """The summary as lines of text; ``next_steps`` adds the commands to try next (but the sub-commands in ``exclude``)."""
+        return format_summary(self, next_steps=next_steps, exclude=exclude)
 
     def __str__(self) -> str:
         return self.text()
@@ -203,13 +203,14 @@ def _number(value: float) -> str:
     return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
 
 
-def next_commands(h5: str) -> list[str]:
-    """The commands to try on a finished run file."""
+def next_commands(h5: str, exclude: tuple[str, ...] = ()) -> list[str]:
+    """The commands to try on a finished run file (without the sub-commands in ``exclude``)."""
     movie = str(Path(h5).with_suffix(".mp4"))
-    return [f"carabm report {h5}", f"carabm render {h5} --out {movie}", f"carabm view {h5}"]
+    commands = {"report": f"carabm report {h5}", "render": f"carabm render {h5} --out {movie}", "view": f"carabm view {h5}"}
+    return [text for name, text in commands.items() if name not in exclude]
 
 
-def format_summary(s: RunSummary, next_steps: bool = True) -> str:
+def format_summary(s: RunSummary, next_steps: bool = True, exclude: tuple[str, ...] = ()) -> str:
     """The summary as indented lines (the first names the file, the status and the time)."""
     head = f"{s.file}: {s.status or 'unknown status'}, {s.simulated_days:.1f} days simulated ({s.steps} steps on {s.backend or '?'})"
     if s.wall_s is not None:
@@ -236,7 +237,7 @@ def format_summary(s: RunSummary, next_steps: bool = True) -> str:
     if s.files:
         lines.append(f"{'Files':<8} {', '.join(s.files)}")
     if next_steps:
-        for i, command in enumerate(next_commands(s.file)):
+        for i, command in enumerate(next_commands(s.file, exclude)):
             lines.append(f"{'Next' if i == 0 else '':<8} {command}")
     return "\n".join([lines[0]] + ["  " + line for line in lines[1:]])
 

@@ -95,4 +95,4 @@ def test_run_report_and_api_give_the_same_summary(tmp_path, capsys):
     assert main(["report", str(out), "--out", str(tmp_path / "rep")]) == 0
     printed = capsys.readouterr().out
     assert summary.text(next_steps=False) in printed
-    assert f"carabm render {out}" in printed
+    assert f"carabm render {out}" in printed and f"carabm report {out}" not in printed  # no need to say it again
