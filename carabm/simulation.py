@@ -168,7 +168,7 @@ def _run(
     if config is None:
         raise ConfigError("run: give a config (or --resume FILE.h5)")
     if not isinstance(config, Config):
-        config = load_config(resolve_config(config))
+        config = load_config(resolve_config(config, kind="run"))
     out = Path(out) if out is not None else Path("carabm_run.h5")
     _check_new_output(out, overwrite)
     sim = Simulation(config, backend)
@@ -266,7 +266,7 @@ def _resume(
     if config is None:
         config = stored
     elif not isinstance(config, Config):
-        config = load_config(resolve_config(config))
+        config = load_config(resolve_config(config, kind="run"))
     changed = config_differences(stored, config)
     out = Path(out) if out is not None else parent
     same = out.resolve() == parent.resolve()

@@ -158,8 +158,8 @@ def get_backend(name: str | Backend = "auto", announce: bool = False) -> Backend
         backend = _cupy_backend()
     else:
         backend = _numpy_backend()
-        if announce:
-            log.warning("backend auto: using numpy (%s)", status.reason)
+        if announce:  # a warning only when CuPy is installed but cannot run: a CPU install expects NumPy
+            (log.warning if status.installed else log.info)("backend auto: using numpy (%s)", status.reason)
     if announce and backend.is_gpu:
         log.info("backend auto: using cupy on %s", backend.device)
     return backend
