@@ -33,6 +33,7 @@ class GradeCourse:
     max_grade_day: float | None  #: first day at the maximum grade (when >= 1)
     days_at_grade_ge1: float  #: total time at grade >= 1 [days]
     ongoing: bool  #: grade >= 1 at the end of the run
+    resolved_day: float | None = None  #: first day back at grade 0 after the last day at grade >= 1
 
 
 @dataclass
@@ -116,9 +117,11 @@ def grade_course(time_h: np.ndarray, grade: np.ndarray) -> GradeCourse:
     top = int(grade.max()) if grade.size else 0
     step_h = np.diff(time_h)
     days = float(np.sum(step_h[grade[1:] >= 1]) / HOURS_PER_DAY) if grade.size > 1 else 0.0
+    sick = np.flatnonzero(grade >= 1)
+    resolved = _day(time_h, int(sick[-1]) + 1) if sick.size and sick[-1] + 1 < grade.size else None
     return GradeCourse(
         max_grade=top, onset_day=_first_day(time_h, grade >= 1), max_grade_day=_first_day(time_h, grade >= top) if top >= 1 else None,
-        days_at_grade_ge1=days, ongoing=bool(grade.size and grade[-1] >= 1),
+        days_at_grade_ge1=days, ongoing=bool(grade.size and grade[-1] >= 1), resolved_day=resolved,
     )  # fmt: skip
 
 
@@ -196,7 +199,7 @@ def _grade_text(name: str, course: GradeCourse | None) -> str:
         return f"{name:<8} none (grade 0 throughout; model surrogate)"
     text = f"{name:<8} max grade {course.max_grade} (model surrogate) from day {course.max_grade_day:.1f}; onset (grade >= 1) day {course.onset_day:.1f}"
     text += f", {course.days_at_grade_ge1:.1f} days at grade >= 1"
-    return text + (", ongoing at the end" if course.ongoing else ", resolved")
+    return text + (", ongoing at the end" if course.ongoing else f", resolved by day {course.resolved_day:.1f}")
 
 
 def _number(value: float) -> str:

@@ -28,9 +28,9 @@ def test_grade_course_by_hand():
     assert course.max_grade_day == pytest.approx(4.0)
     # rows at day 2.0 .. 5.5 are >= 1: 8 rows, each standing for the half day that ended at it
     assert course.days_at_grade_ge1 == pytest.approx(4.0)
-    assert not course.ongoing
+    assert not course.ongoing and course.resolved_day == pytest.approx(6.0)
     still = grade_course(t, np.where(t >= 9 * DAY, 3, 0))
-    assert still.ongoing and still.max_grade == 3 and still.onset_day == pytest.approx(9.0)
+    assert still.ongoing and still.max_grade == 3 and still.onset_day == pytest.approx(9.0) and still.resolved_day is None
     none = grade_course(t, np.zeros(t.size, dtype=int))
     assert none.max_grade == 0 and none.onset_day is None and none.days_at_grade_ge1 == 0.0
 
