@@ -178,12 +178,14 @@ def _add_verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``carabm`` command."""
-    parser = argparse.ArgumentParser(prog="carabm", description="Agent-based simulator of CAR-T toxicities (CRS, ICANS).")
+    parser = argparse.ArgumentParser(prog="carabm", description="Agent-based simulator of CAR-T toxicities (CRS, ICANS).",
+                                     epilog="Start with: carabm run quickstart --out q.h5 (a shipped config; carabm config list), "
+                                     "then carabm report q.h5. Help on a command: carabm COMMAND -h.")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"carabm {carabm.__version__}")
     _add_verbosity(parser, top=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    run = sub.add_parser("run", help="run a simulation from a YAML config")
+    run = sub.add_parser("run", help="run a simulation from a YAML config or a shipped one")
     run.add_argument("config", nargs="?",
                      help="YAML run configuration, or the name of a shipped one (carabm config list); optional with --resume")
     run.add_argument("--out", help="output HDF5 file (default carabm_run.h5; with --resume, the resumed file)")
@@ -197,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="progress bar on a terminal, a log line every few percent elsewhere (default: on; off with -q)")
     run.set_defaults(func=_cmd_run)
 
-    rep = sub.add_parser("report", help="summary table (CSV, Markdown) and plots (PNG) of one or more runs")
+    rep = sub.add_parser("report", help="summary, table (CSV, Markdown) and plots (PNG) of one or more runs")
     rep.add_argument("files", nargs="+", metavar="FILE.h5", help="run outputs; several are overlaid for comparison")
     rep.add_argument("--out", default="report", help="folder for the table and plots (default ./report)")
     rep.set_defaults(func=_cmd_report)
