@@ -54,8 +54,9 @@ class RunProgress:
     """Progress of ``total`` steps of ``dt_h`` hours, starting after step ``initial``.
 
     ``enabled``: True, False or None (auto: on). ``bar``: True draws a tqdm bar, False
-    writes log lines, None (auto) a bar when ``stream`` is a terminal. Use as a context
-    manager and call :meth:`update` once per step.
+    writes log lines, None (auto) a bar when ``stream`` is a terminal, or when ``enabled``
+    is True and no handler would show the lines (a notebook without logging set up). Use
+    as a context manager and call :meth:`update` once per step.
     """
 
     def __init__(self, total: int, initial: int, dt_h: float, enabled: bool | None = None, bar: bool | None = None,
@@ -66,8 +67,8 @@ class RunProgress:
         self.label = label
         self.enabled = enabled is not False and self.total > self.first
         stream = stream if stream is not None else sys.stderr
-        if bar is None:
-            bar = bool(getattr(stream, "isatty", lambda: False)())
+        if bar is None:  # asked for (enabled=True) where no log shows the lines, as in a notebook: a bar too
+            bar = bool(getattr(stream, "isatty", lambda: False)()) or (enabled is True and not log.hasHandlers())
         self._bar = None
         if self.enabled and bar:
             from tqdm import tqdm  # noqa: PLC0415

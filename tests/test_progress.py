@@ -72,6 +72,24 @@ def test_a_bar_on_a_terminal_and_nothing_when_disabled(carabm_log):
     assert quiet.getvalue() == "" and not carabm_log
 
 
+def test_asked_for_progress_shows_a_bar_where_no_log_would_show_lines():
+    logger = logging.getLogger("carabm")
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers.clear()
+    logger.propagate = False  # as in a notebook with no logging set up: lines would go nowhere
+    try:
+        notebook = io.StringIO()  # not a terminal
+        with RunProgress(total=10, initial=0, dt_h=0.1, enabled=True, stream=notebook) as progress:
+            progress.update(10)
+        assert "10/10 steps" in notebook.getvalue()
+        auto = io.StringIO()
+        with RunProgress(total=10, initial=0, dt_h=0.1, stream=auto) as progress:  # auto stays quiet there
+            progress.update(10)
+        assert auto.getvalue() == ""
+    finally:
+        logger.handlers[:], logger.propagate = saved
+
+
 def test_format_duration():
     assert [format_duration(s) for s in (4.2, 150, 3600 + 5 * 60)] == ["4 s", "2 min", "1 h 05 min"]
 
