@@ -42,6 +42,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run(config, out=args.out, overwrite=args.overwrite, progress=progress, resume=args.resume)
     if args.resume is not None and summary["steps_run"] == 0:
         print(f"carabm: {summary['out']} is already complete ({summary['time_h'] / 24:.1f} days); nothing to run")
+        if not args.quiet:
+            print(summary["summary"].text())
         return 0
     print(f"carabm: wrote {summary['out']}: {summary['steps_run']} steps ({summary['steps']} in all) in {summary['wall_s']:.1f} s")
     if not args.quiet:

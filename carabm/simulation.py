@@ -194,11 +194,13 @@ def _check_new_output(out: Path, overwrite: bool) -> None:
 def _snapshot(writer: RunWriter, sim: Simulation) -> None:
     writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
     write_xdmf(writer.file)
+    log.debug("snapshot at %.4g h (step %d) in %s", sim.time_h, sim.step_index, writer.path)
 
 
 def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
     write_checkpoint(checkpoint_path(writer.path), sim.model, run_id=writer.run_id, timeseries_rows=writer.rows,
                      config_yaml=config.to_yaml(), backend=sim.backend.name)  # fmt: skip
+    log.debug("checkpoint at %.4g h (step %d): %s", sim.time_h, sim.step_index, checkpoint_path(writer.path))
 
 
 def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | None) -> dict[str, Any]:

@@ -215,7 +215,8 @@ def next_commands(h5: str, exclude: tuple[str, ...] = ()) -> list[str]:
 
 def format_summary(s: RunSummary, next_steps: bool = True, exclude: tuple[str, ...] = ()) -> str:
     """The summary as indented lines (the first names the file, the status and the time)."""
-    head = f"{s.file}: {s.status or 'unknown status'}, {s.simulated_days:.1f} days simulated ({s.steps} steps on {s.backend or '?'})"
+    span = f"{s.simulated_days:.1f} days" if s.simulated_days >= 1 else f"{s.simulated_days * HOURS_PER_DAY:.3g} h"
+    head = f"{s.file}: {s.status or 'unknown status'}, {span} simulated ({s.steps} steps on {s.backend or '?'})"
     if s.wall_s is not None:
         head += f" in {s.wall_s:.1f} s"
         if s.ms_per_step is not None:
