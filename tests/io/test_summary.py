@@ -96,3 +96,12 @@ def test_run_report_and_api_give_the_same_summary(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert summary.text(next_steps=False) in printed
     assert f"carabm render {out}" in printed and f"carabm report {out}" not in printed  # no need to say it again
+
+
+def test_report_of_several_runs_prints_each_summary(tmp_path, capsys):
+    a, b = synthetic_run(tmp_path / "a.h5"), synthetic_run(tmp_path / "b.h5")
+    assert main(["report", str(a), str(b), "--out", str(tmp_path / "rep")]) == 0
+    printed = capsys.readouterr().out
+    for path in (a, b):
+        assert run_summary(path).text(next_steps=False) in printed
+    assert "Next" not in printed  # several runs: no per-file suggestions
