@@ -192,14 +192,26 @@ def run_summary(path: str | Path) -> RunSummary:
 # --------------------------------------------------------------------------- text
 
 
-def _grade_text(name: str, course: GradeCourse | None) -> str:
+def _at(day: float, hours: bool) -> str:
+    """``day 3.1``, or ``hour 12.0`` in a run shorter than two days."""
+    return f"hour {day * HOURS_PER_DAY:.1f}" if hours else f"day {day:.1f}"
+
+
+def _on(day: float, hours: bool) -> str:
+    """``on day 3.1`` or ``at hour 12.0``."""
+    return ("at " if hours else "on ") + _at(day, hours)
+
+
+def _grade_text(name: str, course: GradeCourse | None, hours: bool = False) -> str:
     if course is None:
         return f"{name:<8} not recorded in this file"
     if course.max_grade == 0:
         return f"{name:<8} none (grade 0 throughout; model surrogate)"
-    text = f"{name:<8} max grade {course.max_grade} (model surrogate) from day {course.max_grade_day:.1f}; onset (grade >= 1) day {course.onset_day:.1f}"
-    text += f", {course.days_at_grade_ge1:.1f} days at grade >= 1"
-    return text + (", ongoing at the end" if course.ongoing else f", resolved by day {course.resolved_day:.1f}")
+    text = (f"{name:<8} max grade {course.max_grade} (model surrogate) from {_at(course.max_grade_day, hours)}; "
+            f"onset (grade >= 1) {_at(course.onset_day, hours)}")  # fmt: skip
+    span = f"{course.days_at_grade_ge1 * HOURS_PER_DAY:.1f} h" if hours else f"{course.days_at_grade_ge1:.1f} days"
+    text += f", {span} at grade >= 1"
+    return text + (", ongoing at the end" if course.ongoing else f", resolved by {_at(course.resolved_day, hours)}")
 
 
 def _number(value: float) -> str:
@@ -221,21 +233,24 @@ def format_summary(s: RunSummary, next_steps: bool = True, exclude: tuple[str, .
         head += f" in {s.wall_s:.1f} s"
         if s.ms_per_step is not None:
             head += f", {s.ms_per_step:.1f} ms/step"
-    lines = [head, _grade_text("CRS", s.crs), _grade_text("ICANS", s.icans)]
+    hours = s.simulated_days < 2
+    lines = [head, _grade_text("CRS", s.crs, hours), _grade_text("ICANS", s.icans, hours)]
     if s.il6_peak_pg_ml is not None:
-        lines.append(f"{'IL-6':<8} serum peak {_number(s.il6_peak_pg_ml)} pg/mL on day {s.il6_peak_day:.1f}")
-    if s.cart_peak_per_ul is not None:
+        lines.append(f"{'IL-6':<8} serum peak {_number(s.il6_peak_pg_ml)} pg/mL {_on(s.il6_peak_day, hours)}")
+    if s.cart_peak_per_ul == 0:
+        lines.append(f"{'CAR-T':<8} none in the blood")
+    elif s.cart_peak_per_ul is not None:
         fold = f" ({s.cart_fold:.3g}x the first value)" if s.cart_fold is not None else ""
-        lines.append(f"{'CAR-T':<8} blood peak {_number(s.cart_peak_per_ul)} cells/µL on day {s.cart_peak_day:.1f}{fold}")
+        lines.append(f"{'CAR-T':<8} blood peak {_number(s.cart_peak_per_ul)} cells/µL {_on(s.cart_peak_day, hours)}{fold}")
     if s.bcells_start is not None:
         change = f" ({100.0 * (s.bcells_end - s.bcells_start) / s.bcells_start:+.0f} %)" if s.bcells_start else ""
-        cleared = f"; cleared on day {s.bcells_cleared_day:.1f}" if s.bcells_cleared_day is not None else "; not cleared"
+        cleared = f"; cleared {_on(s.bcells_cleared_day, hours)}" if s.bcells_cleared_day is not None else "; not cleared"
         lines.append(f"{'Tumour':<8} B cells on the lattice {s.bcells_start} -> {s.bcells_end}{change}{cleared}")
     if s.therapies:
         for i, t in enumerate(s.therapies):
             reason = f" ({t.first_reason})" if t.first_reason else ""
             doses = f"{t.doses} dose{'s' if t.doses != 1 else ''}"
-            lines.append(f"{'Therapy' if i == 0 else '':<8} {t.drug}: {doses}, first on day {t.first_day:.1f}{reason}")
+            lines.append(f"{'Therapy' if i == 0 else '':<8} {t.drug}: {doses}, first {_on(t.first_day, hours)}{reason}")
     else:
         lines.append(f"{'Therapy':<8} none given")
     if s.files:

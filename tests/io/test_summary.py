@@ -105,3 +105,13 @@ def test_report_of_several_runs_prints_each_summary(tmp_path, capsys):
     for path in (a, b):
         assert run_summary(path).text(next_steps=False) in printed
     assert "Next" not in printed  # several runs: no per-file suggestions
+
+
+def test_summary_of_a_schema1_file_and_of_a_short_run():
+    """An old (schema 1) file still gets its summary; a run under two days speaks in hours."""
+    s = run_summary(ROOT / "tests" / "data" / "run_schema1.h5")
+    assert s.simulated_days == pytest.approx(2 / DAY)
+    assert [(t.drug, t.doses) for t in s.therapies] == [("tocilizumab", 1), ("dexamethasone", 1)]
+    assert s.therapies[0].first_day == pytest.approx(0.5 / DAY)  # its config gives tocilizumab at start_h 0.5
+    text = s.text()
+    assert "2 h simulated" in text and "tocilizumab: 1 dose, first at hour 0.5" in text
