@@ -486,6 +486,7 @@ class CrsModel:
         row["cns_infiltrate"] = int(infiltrate)
         for name, pk in self.therapy.plasma.items():
             row[f"drug/{name}"] = pk.conc_ug_ml
+            row[f"drug_cns/{name}"] = pk.cns_ug_ml(integrity)
         self.last_readouts = {key.replace("/", "."): float(value) for key, value in row.items()}
         return row
 

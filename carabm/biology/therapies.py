@@ -47,6 +47,11 @@ class Plasma:
             self.depot_mg += mg
         self.peak_ug_ml = max(self.peak_ug_ml, mg / self.volume_l)
 
+    def cns_ug_ml(self, bbb_integrity: float) -> float:
+        """CNS exposure [µg/mL]: the CSF/plasma ratio through an intact BBB, rising to plasma level as it opens."""
+        csf = self.drug.csf_fraction
+        return self.conc_ug_ml * (csf + (1 - csf) * (1 - bbb_integrity))
+
     def advance(self, dt_h: float) -> None:
         """Exact one-compartment step (first-order absorption and elimination)."""
         k = math.log(2.0) / self.drug.half_life_h
@@ -135,7 +140,7 @@ class Effects:
                     self.monocyte_supply *= 1.0 - exposure
                 continue
             self.fever_masked |= drug.mechanism != "CAR_signalling"
-            levels = {"periphery": pk.conc_ug_ml, "cns": pk.conc_ug_ml * (drug.csf_fraction + (1 - drug.csf_fraction) * (1 - bbb_integrity))}
+            levels = {"periphery": pk.conc_ug_ml, "cns": pk.cns_ug_ml(bbb_integrity)}
             for region, conc in levels.items():
                 effect = occupancy(conc, drug)
                 if drug.mechanism in NEUTRALISED:

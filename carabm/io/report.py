@@ -35,6 +35,7 @@ class RunSeries:
     columns: dict[str, np.ndarray]
     events: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
+    units: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> np.ndarray | None:
         """A column by its name under ``timeseries/`` (e.g. ``serum/IL6``), or None."""
@@ -46,12 +47,14 @@ def read_series(path: str | Path, label: str | None = None) -> RunSeries:
     path = Path(path)
     check_run_file(path)
     columns: dict[str, np.ndarray] = {}
+    units: dict[str, str] = {}
     with open_read(path) as f:
         time_h = f["timeseries/time_h"][()]
 
         def visit(name: str, obj: Any) -> None:
             if isinstance(obj, h5py.Dataset) and name != "time_h":
                 columns[name] = obj[()]
+                units[name] = _text(obj.attrs.get("units", ""))
 
         f["timeseries"].visititems(visit)
         events = _read_events(f)
@@ -61,7 +64,7 @@ def read_series(path: str | Path, label: str | None = None) -> RunSeries:
     if n == 0:
         raise InputFileError(f"{path}: the time series is empty (the run stopped before its first flush)")
     columns = {k: np.asarray(v[:n]) for k, v in columns.items()}
-    return RunSeries(path, label or path.stem, np.asarray(time_h[:n], dtype=np.float64), columns, events, status)
+    return RunSeries(path, label or path.stem, np.asarray(time_h[:n], dtype=np.float64), columns, events, status, units)
 
 
 def _text(value: Any) -> str:
@@ -163,16 +166,30 @@ def write_csv(path: Path, summaries: list[dict[str, Any]]) -> None:
 
 # --------------------------------------------------------------------------- plots
 
+#: how cell types are named in plot titles
+CELL_NAMES = {"cart": "CAR-T", "bcell": "B cells (tumour)", "macrophage": "macrophages", "monocyte": "monocytes",
+              "microglia": "microglia"}  # fmt: skip
+#: patient-scale blood counts of the time series: (column, panel title)
+BLOOD_PANELS = (("blood_per_ul/cart", "CAR-T in blood (cells/µL)"), ("blood_per_ul/monocyte", "monocytes in blood (cells/µL)"))
+#: units of time-series groups when a file carries no ``units`` attribute
+DEFAULT_UNITS = {"drug": "µg/mL", "drug_cns": "µg/mL", "blood_per_ul": "cells/µL", "counts": "cells"}
+#: log axes show at most this many decades below the largest value (a cleared cytokine's tail would flatten the rest)
+LOG_DECADES = 6.0
+
 
 def _figure(n_panels: int, title: str) -> tuple[Any, list[Any]]:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
     cols = min(3, n_panels)
     rows = math.ceil(n_panels / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.2 * rows), squeeze=False)
+    # constrained layout makes room for every title, tick label and the legend: no label is clipped
+    fig = Figure(figsize=(4.4 * cols, 3.2 * rows + 0.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
     flat = list(axes.ravel())
     for ax in flat[n_panels:]:
         ax.set_visible(False)
@@ -180,39 +197,45 @@ def _figure(n_panels: int, title: str) -> tuple[Any, list[Any]]:
     return fig, flat[:n_panels]
 
 
-def _events(ax: Any, runs: list[RunSeries], colours: list[Any]) -> None:
+def _events(ax: Any, runs: list[RunSeries], colours: list[Any], drug: str | None = None) -> None:
     for run, colour in zip(runs, colours):
         for event in run.events:
-            if "time_h" in event:
+            if "time_h" in event and (drug is None or event.get("drug") == drug):
                 ax.axvline(float(event["time_h"]) / HOURS_PER_DAY, color=colour, linestyle=":", linewidth=1.0, alpha=0.8)
 
 
-def _annotate_events(ax: Any, runs: list[RunSeries]) -> None:
+def _event_text(event: dict[str, Any], with_dose: bool) -> str:
+    text = str(event.get("drug", "therapy"))
+    dose = event.get("dose_mg", event.get("dose"))
+    if with_dose and isinstance(dose, (int, float)) and math.isfinite(dose):
+        text += f" {dose:.3g} mg"
+    return text
+
+
+def _annotate_events(ax: Any, runs: list[RunSeries], drug: str | None = None, with_dose: bool = False) -> None:
     for run in runs:
         for event in run.events:
-            if "time_h" in event and "drug" in event:
-                ax.annotate(str(event["drug"]), (float(event["time_h"]) / HOURS_PER_DAY, 1.0), xycoords=("data", "axes fraction"),
-                            rotation=90, fontsize=7, va="top", ha="right", color="0.3")  # fmt: skip
+            if "time_h" in event and "drug" in event and (drug is None or event["drug"] == drug):
+                ax.annotate(_event_text(event, with_dose), (float(event["time_h"]) / HOURS_PER_DAY, 0.98),
+                            xycoords=("data", "axes fraction"), rotation=90, fontsize=7, va="top", ha="right", color="0.3",
+                            annotation_clip=True)  # fmt: skip
 
 
-def _save(fig: Any, path: Path, runs: list[RunSeries]) -> Path:
+def _draw(fig: Any, runs: list[RunSeries]) -> Any:
+    """Add the legend of several runs below the panels (constrained layout places it when drawn)."""
     handles, labels = [], []
     for ax in fig.axes:
         for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
+            if lab not in labels and not lab.startswith("_"):
                 handles.append(h)
                 labels.append(lab)
-    legend = len(runs) > 1 and bool(handles)
-    if legend:
-        fig.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
-    # fixed margins instead of tight_layout: a third of the time, same look for these grids
-    inches_w, inches_h = fig.get_size_inches()
-    fig.subplots_adjust(left=0.75 / inches_w, right=1 - 0.2 / inches_w, top=1 - 0.75 / inches_h,
-                        bottom=(0.95 if legend else 0.6) / inches_h, wspace=0.35, hspace=0.55)  # fmt: skip
-    fig.savefig(path, dpi=110)
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    if handles and len(runs) > 1:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)), fontsize=8, frameon=False)
+    return fig
 
-    plt.close(fig)
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=110)
     return path
 
 
@@ -223,73 +246,161 @@ def _colours(n: int) -> list[Any]:
     return [cmap(i % 10) for i in range(n)]
 
 
-def _panels(runs: list[RunSeries], names: list[tuple[str, str]], title: str, ylabel: str, path: Path, log: bool, grade: bool = False) -> Path:
-    colours = _colours(len(runs))
-    fig, axes = _figure(len(names), title)
-    for ax, (column, panel_title) in zip(axes, names):
-        positive, span = False, (np.inf, 0.0)
-        for run, colour in zip(runs, colours):
-            values = run.get(column)
-            if values is None:
-                continue
-            values = np.asarray(values, dtype=np.float64)
-            if log:  # zeros (and the 1e-90 tails of cleared cytokines) would flatten a log axis
-                values = np.where(values > LOG_FLOOR, values, np.nan)
-                if np.isfinite(values).any():
-                    positive = True
-                    span = (min(span[0], float(np.nanmin(values))), max(span[1], float(np.nanmax(values))))
-            ax.plot(run.time_h / HOURS_PER_DAY, values, color=colour, label=run.label, linewidth=1.4,
-                    drawstyle="steps-post" if grade else "default")  # fmt: skip
-        _events(ax, runs, colours)
-        if grade:
-            ax.set_ylim(-0.2, 4.2)
-            ax.set_yticks(range(5))
-        if positive:
-            from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullLocator  # noqa: PLC0415
+def _tick_text(value: float, _pos: Any = None) -> str:
+    """A log tick as a plain number between 0.001 and 99 999 (``0.01``, ``5``, ``20 000``), else ``1e+06``."""
+    if value <= 0:
+        return ""
+    if 1e-3 <= value < 1e5:
+        return f"{value:.3g}" if value < 1 else f"{value:,.0f}"
+    return f"{value:.0e}".replace("e+0", "e").replace("e-0", "e-")
 
-            ax.set_yscale("log")
-            if span[1] < 30 * span[0]:  # within about a decade: label 1, 2, 5 x 10^k, or no tick may fall inside
-                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
-                ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False, minor_thresholds=(np.inf, np.inf)))
-            else:
-                ax.yaxis.set_major_locator(LogLocator(numticks=6))
-            ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds per figure
-        elif log:
-            ax.text(0.5, 0.5, "zero throughout", transform=ax.transAxes, ha="center", va="center", color="0.5")
-        ax.set_title(panel_title, fontsize=10)
-        ax.set_ylabel(ylabel, fontsize=8)
-        ax.grid(True, alpha=0.3)
+
+def _log_axis(ax: Any, low: float, high: float) -> None:
+    """Log y axis from ``low`` to ``high`` (at most :data:`LOG_DECADES` below ``high``) with plain-number ticks."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator  # noqa: PLC0415
+
+    ax.set_yscale("log")
+    low = max(low, high / 10**LOG_DECADES)
+    pad = 1.15 if high < 30 * low else 1.5
+    ax.set_ylim(low / pad, high * pad)
+    if high < 3 * low:  # a narrow range: label every 1..9 x 10^k, or at most one tick would fall inside
+        ax.yaxis.set_major_locator(LogLocator(subs=tuple(range(1, 10)), numticks=12))
+    elif high < 30 * low:  # within about a decade: label 1, 2, 5 x 10^k
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0), numticks=12))
+    else:
+        ax.yaxis.set_major_locator(LogLocator(numticks=5))
+    ax.yaxis.set_major_formatter(FuncFormatter(_tick_text))
+    ax.yaxis.set_minor_locator(NullLocator())  # minor log ticks cost seconds per figure
+
+
+def _plot_lines(ax: Any, runs: list[RunSeries], colours: list[Any], column: str, log: bool, grade: bool = False,
+                style: str = "-", label: str | None = None) -> tuple[float, float]:  # fmt: skip
+    """Draw ``column`` of every run on ``ax``; returns the (min, max) of the positive values drawn."""
+    span = (np.inf, 0.0)
+    for run, colour in zip(runs, colours):
+        values = run.get(column)
+        if values is None:
+            continue
+        values = np.asarray(values, dtype=np.float64)
+        if log:  # zeros (and the 1e-90 tails of cleared cytokines) would flatten a log axis
+            values = np.where(values > LOG_FLOOR, values, np.nan)
+            if np.isfinite(values).any():
+                span = (min(span[0], float(np.nanmin(values))), max(span[1], float(np.nanmax(values))))
+        ax.plot(run.time_h / HOURS_PER_DAY, values, color=colour, label=label or run.label, linewidth=1.4, linestyle=style,
+                drawstyle="steps-post" if grade else "default")  # fmt: skip
+    return span
+
+
+def _finish_axes(axes: list[Any], runs: list[RunSeries]) -> None:
     last_day = max(float(r.time_h[-1]) for r in runs) / HOURS_PER_DAY
     for ax in axes:
         ax.set_xlabel("day after infusion", fontsize=8)
         ax.set_xlim(0, max(last_day, 1e-3))
+        ax.tick_params(labelsize=8)
+        ax.grid(True, alpha=0.3)
+
+
+def _panels(runs: list[RunSeries], names: list[tuple[str, str, str]], title: str, log: bool, grade: bool = False) -> Any:
+    """A figure with one panel per ``(column, panel title, y label)``, runs overlaid, therapy events marked."""
+    colours = _colours(len(runs))
+    fig, axes = _figure(len(names), title)
+    for ax, (column, panel_title, ylabel) in zip(axes, names):
+        low, high = _plot_lines(ax, runs, colours, column, log, grade)
+        _events(ax, runs, colours)
+        if grade:
+            ax.set_ylim(-0.2, 4.2)
+            ax.set_yticks(range(5))
+        if log and high > 0:
+            _log_axis(ax, low, high)
+        elif log:
+            ax.text(0.5, 0.5, "zero throughout", transform=ax.transAxes, ha="center", va="center", color="0.5")
+        ax.set_title(panel_title, fontsize=10)
+        ax.set_ylabel(ylabel, fontsize=8)
+    _finish_axes(axes, runs)
     if len(axes):
         _annotate_events(axes[0], runs)
-    return _save(fig, path, runs)
+    return _draw(fig, runs)
 
 
-def plot_counts(runs: list[RunSeries], path: Path) -> Path:
-    """Cell counts per type (log axis)."""
-    names = [(f"counts/{c}", c) for c in CELL_TYPES]
-    return _panels(runs, names, "Cell counts (lattice + blood pool)", "cells", path, log=True)
+def _units(runs: list[RunSeries], column: str) -> str:
+    for run in runs:
+        units = run.units.get(column)
+        if units:
+            return units.replace("ug/", "µg/").replace("/uL", "/µL")
+    return DEFAULT_UNITS.get(column.split("/", 1)[0], "")
 
 
-def plot_cytokines(runs: list[RunSeries], where: str, path: Path) -> Path:
+def figure_counts(runs: list[RunSeries]) -> Any:
+    """Simulated cells (agents: lattice + its blood pool) per type and patient-scale blood counts (cells/µL); log axes."""
+    names = [(f"counts/{c}", f"{CELL_NAMES.get(c, c)} (agents)", "agents: lattice + blood pool") for c in CELL_TYPES]
+    names += [(column, panel, "cells/µL of blood (patient)") for column, panel in BLOOD_PANELS if any(r.get(column) is not None for r in runs)]
+    return _panels(runs, names, "Cell counts: simulated agents (lattice + its blood pool) and patient-scale blood counts", log=True)
+
+
+def figure_cytokines(runs: list[RunSeries], where: str) -> Any:
     """Serum or CNS cytokines, one panel each (log axis)."""
-    title = "Serum cytokines" if where == "serum" else "CNS cytokines (mean over CNS voxels)"
-    return _panels(runs, [(f"{where}/{c}", c) for c in CYTOKINES], title, "pg/mL", path, log=True)
+    title = "Serum cytokines (patient blood)" if where == "serum" else "CNS cytokines (mean over the lattice's CNS voxels)"
+    return _panels(runs, [(f"{where}/{c}", c, "pg/mL") for c in CYTOKINES], title, log=True)
 
 
-def plot_bbb(runs: list[RunSeries], path: Path) -> Path:
+def figure_drugs(runs: list[RunSeries]) -> Any:
+    """Drug levels, one panel per drug: plasma (solid) and CNS (dashed), log axis, administrations marked."""
+    drugs = list(dict.fromkeys(k.split("/", 1)[1] for r in runs for k in r.columns if k.startswith("drug/")))
+    colours = _colours(len(runs))
+    fig, axes = _figure(max(1, len(drugs)), "Drug levels\nplasma (solid), CNS (dashed), doses (dotted)")
+    if not drugs:
+        axes[0].text(0.5, 0.5, "no drug given in " + ("this run" if len(runs) == 1 else "these runs"), transform=axes[0].transAxes,
+                     ha="center", va="center", color="0.4")  # fmt: skip
+        axes[0].set_yticks([])
+    for ax, drug in zip(axes, drugs):
+        low, high = _plot_lines(ax, runs, colours, f"drug/{drug}", log=True)
+        cns = _plot_lines(ax, runs, colours, f"drug_cns/{drug}", log=True, style="--", label="_cns")
+        low, high = min(low, cns[0]), max(high, cns[1])
+        _events(ax, runs, colours, drug)
+        _annotate_events(ax, runs, drug, with_dose=True)
+        if high > 0:
+            _log_axis(ax, low, high)
+        ax.set_title(drug, fontsize=10)
+        ax.set_ylabel(f"concentration [{_units(runs, f'drug/{drug}')}]", fontsize=8)
+    _finish_axes(axes, runs)
+    return _draw(fig, runs)
+
+
+def figure_bbb(runs: list[RunSeries]) -> Any:
     """Mean BBB integrity."""
-    return _panels(runs, [("bbb_integrity", "BBB integrity (1 = intact)")], "Blood-brain barrier", "mean integrity", path, log=False)
+    return _panels(runs, [("bbb_integrity", "BBB integrity (1 = intact)", "mean over BBB voxels")], "Blood-brain barrier", log=False)
 
 
-def plot_grades(runs: list[RunSeries], path: Path) -> Path:
+def figure_grades(runs: list[RunSeries]) -> Any:
     """CRS and ICANS grades (model surrogates)."""
-    path = _panels(runs, [("crs_grade", f"CRS grade ({SURROGATE})"), ("icans_grade", f"ICANS grade ({SURROGATE})")],
-                   f"CRS and ICANS grades — {SURROGATE}, not a clinical assessment", "grade", path, log=False, grade=True)  # fmt: skip
-    return path
+    return _panels(runs, [("crs_grade", f"CRS grade ({SURROGATE})", "grade"), ("icans_grade", f"ICANS grade ({SURROGATE})", "grade")],
+                   f"CRS and ICANS grades: {SURROGATE}s, not a clinical assessment", log=False, grade=True)  # fmt: skip
+
+
+def figures(runs: list[RunSeries]) -> dict[str, Any]:
+    """Every report figure by its PNG file name (matplotlib ``Figure`` objects, laid out)."""
+    return {
+        "cell_counts.png": figure_counts(runs), "serum_cytokines.png": figure_cytokines(runs, "serum"),
+        "cns_cytokines.png": figure_cytokines(runs, "cns"), "drug_levels.png": figure_drugs(runs),
+        "bbb_integrity.png": figure_bbb(runs), "grades.png": figure_grades(runs),
+    }  # fmt: skip
+
+
+def clipped_texts(fig: Any) -> list[str]:
+    """What of ``fig`` is drawn (partly) outside it: a panel's title or y label for its titles, labels and tick
+    labels, or the texts and legends of the figure itself; ``[]`` when nothing is clipped."""
+    fig.canvas.draw()  # applies the constrained layout
+    renderer = fig.canvas.get_renderer()
+    inside = fig.bbox.padded(0.5)
+
+    def outside(box: Any) -> bool:
+        return box.x0 < inside.x0 or box.y0 < inside.y0 or box.x1 > inside.x1 or box.y1 > inside.y1
+
+    out = [ax.get_title() or ax.get_ylabel() or "a panel" for ax in fig.axes if ax.get_visible() and outside(ax.get_tightbbox(renderer))]
+    for artist in [*fig.texts, *fig.legends, *([fig._suptitle] if fig._suptitle is not None else [])]:
+        if artist.get_visible() and outside(artist.get_window_extent(renderer)):
+            out.append(artist.get_text() if hasattr(artist, "get_text") else "legend")
+    return out
 
 
 @dataclass
@@ -324,9 +435,5 @@ def report(files: list[str | Path], out: str | Path = "report") -> Report:
     (out / "summary.md").write_text(f"# carabm report\n\n{table}\n\n{note}\n")
     write_csv(out / "summary.csv", summaries)
     written = [out / "summary.csv", out / "summary.md"]
-    written.append(plot_counts(runs, out / "cell_counts.png"))
-    written.append(plot_cytokines(runs, "serum", out / "serum_cytokines.png"))
-    written.append(plot_cytokines(runs, "cns", out / "cns_cytokines.png"))
-    written.append(plot_bbb(runs, out / "bbb_integrity.png"))
-    written.append(plot_grades(runs, out / "grades.png"))
+    written += [_save(fig, out / name) for name, fig in figures(runs).items()]
     return Report(summaries, f"{table}\n\n{note}", written)

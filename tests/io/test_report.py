@@ -10,7 +10,7 @@ import pytest
 from carabm.cli import main
 from carabm.io.config import CELL_TYPES, CYTOKINES, load_config
 from carabm.io.hdf5 import RunWriter
-from carabm.io.report import read_series, report, summarize
+from carabm.io.report import CELL_NAMES, _tick_text, clipped_texts, figures, read_series, report, summarize
 from carabm.simulation import build_lattice
 
 ROOT = Path(__file__).parents[2]
@@ -31,6 +31,10 @@ def synthetic_run(path, cleared=True, events=True):
     rows["icans_grade"] = np.where((t >= 6 * DAY) & (t < 7 * DAY), 1, 0).astype(np.int64)  # grade 1 at day 6 only
     rows["tumor_burden"] = np.where(t >= 8 * DAY, 0, 50).astype(np.int64) if cleared else np.full(t.size, 50, dtype=np.int64)
     rows["bbb_integrity"] = 1.0 - 0.3 * np.exp(-(((t - 6 * DAY) / 30.0) ** 2))
+    rows["blood_per_ul/cart"] = rows["counts/cart"] * 0.5
+    if events:
+        rows["drug/tocilizumab"] = np.where(t >= 96.0, 160.0 * 0.5 ** ((t - 96.0) / 72.0), 0.0)  # 560 mg into 3.5 L
+        rows["drug_cns/tocilizumab"] = rows["drug/tocilizumab"] * 0.01
     config = load_config(ROOT / "configs" / "quickstart.yaml", ["lattice.shape=[6, 12, 24]"])
     with RunWriter(path) as writer:
         writer.write_header(config.to_yaml(), 1, "numpy", build_lattice(config))
@@ -67,7 +71,7 @@ def test_report_writes_table_csv_and_readable_pngs(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [r["run"] for r in rows] == ["with_tocilizumab", "no_therapy"] and rows[1]["bcells_cleared_day"] == ""
     pngs = sorted(p.name for p in (tmp_path / "out").glob("*.png"))
-    assert pngs == ["bbb_integrity.png", "cell_counts.png", "cns_cytokines.png", "grades.png", "serum_cytokines.png"]
+    assert pngs == ["bbb_integrity.png", "cell_counts.png", "cns_cytokines.png", "drug_levels.png", "grades.png", "serum_cytokines.png"]
     for name in pngs:
         image = matplotlib.image.imread(tmp_path / "out" / name)
         assert image.shape[0] > 200 and image.shape[1] > 300 and image.std() > 0.01  # not blank
@@ -84,3 +88,48 @@ def test_report_cli_and_bad_files(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and expected in err and str(path) in err
     assert not (tmp_path / "rep2").exists()  # nothing written when a file is bad
+
+
+@pytest.mark.parametrize("n_runs", [1, 2])
+def test_no_label_reaches_outside_a_figure(tmp_path, n_runs):
+    files = [synthetic_run(tmp_path / "with_tocilizumab.h5"), synthetic_run(tmp_path / "no_therapy.h5", events=False)][:n_runs]
+    runs = [read_series(p) for p in files]
+    for name, fig in figures(runs).items():
+        assert clipped_texts(fig) == [], name
+
+
+def test_a_label_outside_the_figure_is_found():
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3, 2))
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))  # no room left for tick labels or the y label
+    ax.set_ylabel("cells")
+    fig.canvas.draw()
+    assert "cells" in clipped_texts(fig)
+
+
+def test_drug_panel_plasma_and_cns_with_units_and_doses(tmp_path):
+    runs = [read_series(synthetic_run(tmp_path / "with_tocilizumab.h5")), read_series(synthetic_run(tmp_path / "none.h5", events=False))]
+    (ax,) = [a for a in figures(runs)["drug_levels.png"].axes if a.get_visible()]
+    assert ax.get_title() == "tocilizumab" and ax.get_yscale() == "log"
+    assert "µg/mL" in ax.get_ylabel()
+    styles = sorted(line.get_linestyle() for line in ax.get_lines() if len(line.get_xdata()) > 2)
+    assert styles == ["-", "--"]  # plasma and CNS of the one run that has the drug
+    assert any(text.get_text() == "tocilizumab 560 mg" for text in ax.texts)
+    empty = figures(runs[1:])["drug_levels.png"]
+    assert any("no drug given" in text.get_text() for a in empty.axes for text in a.texts)
+
+
+def test_counts_say_agents_or_patient_blood_counts(tmp_path):
+    runs = [read_series(synthetic_run(tmp_path / "a.h5"))]
+    titles = [a.get_title() for a in figures(runs)["cell_counts.png"].axes if a.get_visible()]
+    assert titles[: len(CELL_TYPES)] == [f"{CELL_NAMES[c]} (agents)" for c in CELL_TYPES]
+    assert titles[len(CELL_TYPES) :] == ["CAR-T in blood (cells/µL)"]  # the synthetic run has no monocyte blood count
+
+
+@pytest.mark.parametrize(("value", "text"), [(0.01, "0.01"), (0.5, "0.5"), (1.0, "1"), (200.0, "200"), (20000.0, "20,000"),
+                                             (1e6, "1e6"), (1e-5, "1e-5")])  # fmt: skip
+def test_log_ticks_are_plain_numbers_in_everyday_range(value, text):
+    assert _tick_text(value) == text
