@@ -207,7 +207,7 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     """Step from the current state to ``run.duration_h``, appending to ``writer``."""
     cfg = config.run
     steps = cfg.n_steps
-    snapshot_every = max(1, round(cfg.snapshot_every_h / sim.dt_h))
+    snapshot_every = max(1, round(cfg.snapshot_every_h / sim.dt_h))  # the base interval; see _snapshot_due
     checkpoint_every = max(1, round(cfg.checkpoint_every_h / sim.dt_h))
     flush_every = max(1, min(snapshot_every, round(FLUSH_EVERY_H / sim.dt_h)))
     first = sim.step_index
@@ -220,7 +220,7 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
             sim.step()
             rows.append(sim.readouts())
             i = sim.step_index
-            snapshot_due = i % snapshot_every == 0 or i == steps
+            snapshot_due = _snapshot_due(config, i, sim.dt_h, rows[-1]) or i == steps
             checkpoint_due = i % checkpoint_every == 0 or i == steps
             if snapshot_due or checkpoint_due or i % flush_every == 0:
                 writer.append_timeseries(_stack(rows))
@@ -239,6 +239,13 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     writer.set_status("complete", final_time_h=float(sim.time_h), wall_s=wall_total, wall_steps=wall_steps)
     return {"out": str(writer.path), "steps": steps, "steps_run": sim.step_index - first, "time_h": sim.time_h, "wall_s": wall,
             "backend": sim.backend.name, "final": sim.readouts()}  # fmt: skip
+
+
+def _snapshot_due(config: Config, step: int, dt_h: float, row: dict[str, Any]) -> bool:
+    """Whether step ``step`` takes a snapshot: at multiples of the interval that holds now (``output.snapshot_schedule``,
+    the BBB trigger on this step's mean integrity, else ``run.snapshot_every_h``), so a resumed run snapshots alike."""
+    every_h = config.output.snapshot_every_h_at(step * dt_h, float(row.get("bbb_integrity", 1.0)), config.run.snapshot_every_h)
+    return step % max(1, round(every_h / dt_h)) == 0
 
 
 def _resume(

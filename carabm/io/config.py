@@ -59,7 +59,7 @@ class Run(Strict):
     dt_min: float = Field(6.0, gt=0, le=60, description="time step [min]")
     seed: int = Field(1, ge=0, lt=2**63, description="random seed; same seed, same backend, same result")
     backend: Literal["auto", "numpy", "cupy"] = Field("auto", description="array backend")
-    snapshot_every_h: float = Field(24.0, gt=0, description="interval between HDF5 snapshots [h]")
+    snapshot_every_h: float = Field(24.0, gt=0, description="interval between HDF5 snapshots [h]; output.snapshot_schedule and the BBB trigger can shorten it")
     checkpoint_every_h: float = Field(24.0, gt=0, description="interval between checkpoints [h]")
 
     @property
@@ -342,13 +342,44 @@ class Therapy(Strict):
         return self
 
 
+class SnapshotPhase(Strict):
+    """One phase of ``output.snapshot_schedule``: snapshot every ``every_h`` until ``until_h``."""
+
+    until_h: float = Field(gt=0, description="end of this phase [h since infusion]")
+    every_h: float = Field(gt=0, description="interval between snapshots during this phase [h]")
+
+
 class Output(Strict):
-    """What goes into the HDF5 file."""
+    """What goes into the HDF5 file, and when snapshots are taken besides ``run.snapshot_every_h``."""
 
     snapshot_fields: list[Literal[CYTOKINES]] | None = Field(  # type: ignore[valid-type]
         None, description="cytokines stored in snapshots (default: all)"
     )
     snapshot_agents: bool = Field(True, description="store agents in snapshots")
+    snapshot_schedule: list[SnapshotPhase] = Field(
+        default_factory=list,
+        description="per-phase snapshot intervals, a list of {until_h, every_h} with rising until_h [h]; "
+        "after the last phase run.snapshot_every_h applies",
+    )
+    snapshot_bbb_below: float | None = Field(
+        None, gt=0, le=1, description="mean BBB integrity below which snapshots come every snapshot_bbb_every_h (null: off) [1]"
+    )
+    snapshot_bbb_every_h: float = Field(2.0, gt=0, description="interval between snapshots while the BBB trigger holds [h]")
+
+    @field_validator("snapshot_schedule")
+    @classmethod
+    def _rising(cls, phases: list[SnapshotPhase]) -> list[SnapshotPhase]:
+        ends = [p.until_h for p in phases]
+        if any(b <= a for a, b in zip(ends, ends[1:])):
+            raise ValueError(f"until_h must rise from phase to phase, got {ends}")
+        return phases
+
+    def snapshot_every_h_at(self, time_h: float, bbb_integrity: float, default_every_h: float) -> float:
+        """Snapshot interval [h] at ``time_h``: the phase's (else ``default_every_h``), shortened while the BBB trigger holds."""
+        every = next((p.every_h for p in self.snapshot_schedule if time_h < p.until_h), default_every_h)
+        if self.snapshot_bbb_below is not None and bbb_integrity < self.snapshot_bbb_below:
+            every = min(every, self.snapshot_bbb_every_h)
+        return every
 
 
 class Config(Strict):
