@@ -2,14 +2,16 @@
 
 Keys: space play/pause, right/left (or . ,) step, 1-5 toggle cell types, c colour cells by
 type/state, w whole-lattice camera, b BBB close-up camera, o compartment outlines on/off,
-s screenshot (PNG beside the run), q quit. A slider picks the snapshot; volume/slices is
-chosen at start.
+j jump to the BBB breach, s screenshot (PNG beside the run), q quit. A slider picks the
+snapshot (red over the BBB breach); volume/slices is chosen at start.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+
+import numpy as np
 
 from carabm.errors import CarabmError
 from carabm.viewer.scene import CELL_COLORS, COLOR_BY, RunScene
@@ -42,6 +44,34 @@ def next_color_by(current: str) -> str:
     return COLOR_BY[(COLOR_BY.index(current) + 1) % len(COLOR_BY)]
 
 
+#: slider groove colours: outside and during a BBB breach
+SLIDER_GREY, SLIDER_BREACH = "#5a5a5a", "#e01a1a"
+
+
+def slider_style(breached: np.ndarray) -> str:
+    """Qt style sheet of the time slider: a grey groove, red over the snapshots where the BBB is breached.
+
+    ``breached``: one bool per snapshot (slider position ``i`` of ``n`` sits at ``i / (n - 1)``
+    along the groove; a breached snapshot colours half the way to its neighbours).
+    """
+    breached = np.asarray(breached, dtype=bool)
+    n = len(breached)
+    stops = [(0.0, SLIDER_GREY)]
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], breached, [False]]).astype(np.int8)))
+    for start, stop in zip(edges[::2], edges[1::2]):  # each run of breached snapshots [start, stop)
+        lo = min(max((start - 0.5) / max(n - 1, 1), 0.0), 1.0)
+        hi = min(max((stop - 0.5) / max(n - 1, 1), 0.0), 1.0)
+        stops += [(lo, SLIDER_GREY), (min(lo + 1e-4, 1.0), SLIDER_BREACH), (hi, SLIDER_BREACH)]
+        if hi < 1.0:
+            stops.append((hi + 1e-4, SLIDER_GREY))
+    if stops[-1][0] < 1.0:
+        stops.append((1.0, stops[-1][1]))
+    gradient = ", ".join(f"stop:{at:.4f} {colour}" for at, colour in stops)
+    return ("QSlider::groove:horizontal { height: 10px; border-radius: 4px; "
+            f"background: qlineargradient(x1:0, y1:0, x2:1, y2:0, {gradient}); }}\n"
+            "QSlider::handle:horizontal { background: white; border: 1px solid #222; width: 12px; margin: -4px 0; border-radius: 6px; }")  # fmt: skip
+
+
 #: keys of the camera presets (same presets as ``carabm render --camera``)
 CAMERA_KEYS = {"w": "whole", "b": "bbb"}
 
@@ -66,6 +96,8 @@ def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume",
     play = qt.QPushButton("play")
     slider = qt.QSlider(qt_core.Qt.Orientation.Horizontal)
     slider.setRange(0, len(run) - 1)
+    slider.setStyleSheet(slider_style(run.breached_snapshots()))
+    slider.setToolTip(run.breach.text())
     controls.addWidget(play)
     controls.addWidget(slider, stretch=1)
     boxes = {}
@@ -76,6 +108,9 @@ def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume",
         controls.addWidget(box)
         boxes[name] = box
     layout.addLayout(controls)
+    breach_line = qt.QLabel(run.breach.text() + ("  (red on the slider; j jumps to its start)" if run.breach.happened else ""))
+    breach_line.setStyleSheet(f"color: {SLIDER_BREACH if run.breach.happened else '#888'};")
+    layout.addWidget(breach_line)
 
     state = {"index": 0}
 
@@ -119,6 +154,8 @@ def view(path: str | Path, cytokine: str = "IL6", cytokine_mode: str = "volume",
             drawn.set_camera(CAMERA_KEYS[key.lower()])
         elif key in ("O", "o"):
             drawn.set_outlines(not drawn.outlines.visible)
+        elif key in ("J", "j") and run.breached_snapshots().any():
+            go(int(np.argmax(run.breached_snapshots())))
         elif event.text in "12345" and event.text:
             name = list(CELL_COLORS)[int(event.text) - 1]
             boxes[name].setChecked(not boxes[name].isChecked())

@@ -24,9 +24,15 @@ CELL_COLORS: dict[str, tuple[float, float, float]] = {
     "monocyte": (1.00, 0.50, 0.00),  # orange
     "microglia": (0.20, 0.90, 1.00),  # cyan: CNS-resident macrophages
 }
-#: BBB integrity colours: intact (1) -> breached (0)
+#: BBB integrity colours: intact (1) -> the run's lowest integrity (see :meth:`RunScene.bbb_scale`)
 BBB_INTACT = (0.35, 0.45, 0.95)
 BBB_BREACHED = (0.95, 0.10, 0.10)
+#: the BBB counts as breached while its mean integrity (time series ``bbb_integrity``) is below this [1]
+BREACH_INTEGRITY = 0.9
+#: outline colour of the rings around cells that have crossed into the CNS
+CROSSED_COLOR = (1.00, 1.00, 1.00)
+#: cell types whose presence in the CNS means they crossed the BBB (microglia live there)
+CROSSING_TYPES = ("cart", "bcell", "macrophage", "monocyte")
 #: colour map of the cytokine field (log10 pg/mL)
 CYTOKINE_CMAP = "viridis"
 #: label of the compartment image (lattice/compartment)
@@ -56,10 +62,59 @@ CAMERA_PRESETS = ("whole", "bbb")
 CYTOKINE_FLOOR_PG_ML = 1e-2
 
 
-def bbb_color(integrity: np.ndarray) -> np.ndarray:
-    """RGB colours ``[n, 3]`` for BBB integrities in 0..1 (1 intact, blue; 0 breached, red)."""
-    t = np.clip(np.asarray(integrity, dtype=np.float32), 0.0, 1.0)[:, None]
+def bbb_color(integrity: np.ndarray, low: float = 0.0) -> np.ndarray:
+    """RGB colours ``[n, 3]`` for BBB integrities on the scale ``low`` (red, breached) .. 1 (blue, intact).
+
+    Values at or below ``low`` are fully red; a run's scale starts at its lowest integrity, so
+    a fall to 0.65 shows as red instead of a barely changed blue.
+    """
+    low = min(float(low), 1.0 - 1e-6)
+    t = np.clip((np.asarray(integrity, dtype=np.float32) - low) / (1.0 - low), 0.0, 1.0)[:, None]
     return t * np.asarray(BBB_INTACT, np.float32) + (1 - t) * np.asarray(BBB_BREACHED, np.float32)
+
+
+@dataclass
+class Breach:
+    """When the BBB was breached (mean integrity below :data:`BREACH_INTEGRITY`) and how far it fell.
+
+    ``start_h``/``end_h`` are None when it never was (``end_h`` also while still breached at
+    the end); ``lowest``/``lowest_h`` give the minimum of the mean integrity and its time.
+    """
+
+    start_h: float | None
+    end_h: float | None
+    lowest: float
+    lowest_h: float
+    threshold: float = BREACH_INTEGRITY
+
+    @classmethod
+    def from_series(cls, time_h: np.ndarray, mean_integrity: np.ndarray, threshold: float = BREACH_INTEGRITY) -> Breach:
+        """The breach of a time series of mean integrity (one value per step or snapshot)."""
+        time_h, values = np.asarray(time_h, np.float64), np.asarray(mean_integrity, np.float64)
+        if values.size == 0:
+            return cls(None, None, 1.0, 0.0, threshold)
+        below = np.flatnonzero(values < threshold)
+        start = float(time_h[below[0]]) if below.size else None
+        after = np.flatnonzero(values[below[0] :] >= threshold) if below.size else np.array([], np.int64)
+        end = float(time_h[below[0] + after[0]]) if after.size else None
+        k = int(np.argmin(values))
+        return cls(start, end, float(values[k]), float(time_h[k]), threshold)
+
+    @property
+    def happened(self) -> bool:
+        """Whether the mean integrity ever fell below the threshold."""
+        return self.start_h is not None
+
+    def covers(self, time_h: float) -> bool:
+        """Whether the BBB is breached at ``time_h``."""
+        return self.happened and time_h >= self.start_h and (self.end_h is None or time_h < self.end_h)  # type: ignore[operator]
+
+    def text(self) -> str:
+        """One line for frame labels: ``BBB breach: integrity down to 0.64 on day 4.3 (mean < 0.9 from day 3.1)``."""
+        if not self.happened:
+            return f"no BBB breach (mean integrity stays >= {self.threshold:g}; lowest {self.lowest:.2f})"
+        span = f"from day {self.start_h / 24:.1f}" + ("" if self.end_h is None else f" to {self.end_h / 24:.1f}")  # type: ignore[operator]
+        return f"BBB breach: integrity down to {self.lowest:.2f} on day {self.lowest_h / 24:.1f} (mean < {self.threshold:g} {span})"
 
 
 def state_name(cell_type: str, code: int) -> str:
@@ -143,6 +198,12 @@ class Frame:
     bbb_integrity: np.ndarray  # float32 [m], 1 = intact
     overlay: str
     readouts: dict[str, float] = field(default_factory=dict)
+    crossed: dict[str, np.ndarray] = field(default_factory=dict)  # cell type -> bool [n]: in the CNS (crossed the BBB)
+
+    def crossed_positions(self) -> np.ndarray:
+        """Positions ``int32 [k, 3]`` (z, y, x) of every cell that has crossed into the CNS."""
+        parts = [self.cells[name][mask] for name, mask in self.crossed.items() if len(mask)]
+        return np.concatenate(parts).astype(np.int32) if parts else np.zeros((0, 3), np.int32)
 
 
 class RunScene:
@@ -162,6 +223,11 @@ class RunScene:
         self.shape: tuple[int, int, int] = tuple(int(n) for n in first["fields"][cytokine].shape)  # type: ignore[assignment]
         self._series = self._read_series()
         self.clim = self._colour_range()
+        self.bbb_low, self._bbb_means = self._bbb_range()
+        if "bbb_integrity" in self._series:
+            self.breach = Breach.from_series(self._series["time_h"], self._series["bbb_integrity"])
+        else:
+            self.breach = Breach.from_series(self.times_h, self._bbb_means)
 
     def __len__(self) -> int:
         return len(self.snapshots)
@@ -178,7 +244,8 @@ class RunScene:
                 return {}
             ts = f["timeseries"]
             series = {"time_h": ts["time_h"][()]}
-            for key, name in (("crs_grade", "crs_grade"), ("icans_grade", "icans_grade"), ("serum_IL6", "serum/IL6")):
+            for key, name in (("crs_grade", "crs_grade"), ("icans_grade", "icans_grade"), ("serum_IL6", "serum/IL6"),
+                              ("bbb_integrity", "bbb_integrity"), ("cns_infiltrate", "cns_infiltrate")):  # fmt: skip
                 if name in ts:
                     series[key] = ts[name][()]
         return series
@@ -190,6 +257,32 @@ class RunScene:
         low = float(np.log10(CYTOKINE_FLOOR_PG_ML))
         return low, max(max(highs), low + 1.0)
 
+    def _bbb_range(self) -> tuple[float, np.ndarray]:
+        """The low end of the BBB colour scale (the lowest integrity of any BBB voxel in any snapshot, or
+        :data:`BREACH_INTEGRITY` if that is lower) and the mean BBB integrity of each snapshot."""
+        if self.compartment is None or not (self.compartment == BBB_LABEL).any():
+            return BREACH_INTEGRITY, np.ones(len(self))
+        on_bbb = self.compartment == BBB_LABEL
+        lows, means = [], []
+        for i in range(len(self)):
+            integrity = self.snapshots[i]["bbb_integrity"]
+            values = integrity[on_bbb] if integrity is not None else np.ones(1, np.float32)
+            lows.append(float(values.min()))
+            means.append(float(values.mean()))
+        return min(min(lows), BREACH_INTEGRITY), np.asarray(means)
+
+    def breached_snapshots(self) -> np.ndarray:
+        """Whether the BBB is breached (see :class:`Breach`) at each snapshot, ``bool [n]``."""
+        return np.array([self.breach.covers(float(t)) for t in self.times_h], dtype=bool)
+
+    def bbb_colors(self, frame: Frame) -> np.ndarray:
+        """RGB ``[m, 3]`` of ``frame``'s BBB voxels on this run's scale (:attr:`bbb_low` red .. 1 blue)."""
+        return bbb_color(frame.bbb_integrity, self.bbb_low)
+
+    def bbb_scale_text(self) -> str:
+        """The BBB colour scale in words."""
+        return f"BBB integrity {self.bbb_low:.2f} (red) .. 1 (blue, intact)"
+
     def readouts_at(self, time_h: float) -> dict[str, float]:
         """CRS, ICANS grade and serum IL-6 at the last time-series row at or before ``time_h``."""
         if not self._series:
@@ -198,8 +291,11 @@ class RunScene:
         row = min(max(row, 0), len(self._series["time_h"]) - 1)
         return {k: float(v[row]) for k, v in self._series.items() if k != "time_h"}
 
-    def overlay_text(self, time_h: float, readouts: dict[str, float]) -> str:
-        """Overlay lines: day/hour, CRS and ICANS grade (model surrogate), serum IL-6."""
+    def overlay_text(self, time_h: float, readouts: dict[str, float], bbb_now: tuple[float, float] | None = None,
+                     crossed: int | None = None) -> str:  # fmt: skip
+        """Overlay lines: day/hour, CRS and ICANS grade (model surrogate), serum IL-6, the BBB now
+        (``bbb_now``: mean and min integrity; BREACHED while the breach lasts; ``crossed``: cells in the CNS),
+        and the run's breach (:meth:`Breach.text`)."""
         day, hour = int(time_h // 24), time_h - 24 * int(time_h // 24)
         lines = [f"day {day} {hour:04.1f} h  (t = {time_h:.1f} h)"]
         if readouts:
@@ -207,6 +303,14 @@ class RunScene:
                          f"{readouts.get('icans_grade', float('nan')):.0f}   (model surrogate)")  # fmt: skip
             if "serum_IL6" in readouts:
                 lines.append(f"serum IL-6 {readouts['serum_IL6']:.3g} pg/mL")
+        if bbb_now is not None:
+            line = f"BBB now: mean {bbb_now[0]:.2f}, min {bbb_now[1]:.2f}"
+            if self.breach.covers(time_h):
+                line += "  BREACHED"
+            if crossed is not None:
+                line += f"   {crossed} cells crossed into CNS"
+            lines.append(line)
+        lines.append(self.breach.text())
         return "\n".join(lines)
 
     def frame(self, i: int) -> Frame:
@@ -230,9 +334,17 @@ class RunScene:
         else:
             bbb_values = np.ones(len(bbb_voxels), np.float32)
         readouts = self.readouts_at(snap["time_h"])
+        crossed = {name: self._in_cns(cells[name]) if name in CROSSING_TYPES else np.zeros(len(cells[name]), bool) for name in cells}
+        bbb_now = (float(bbb_values.mean()), float(bbb_values.min())) if len(bbb_values) else None
+        overlay = self.overlay_text(snap["time_h"], readouts, bbb_now, int(sum(int(m.sum()) for m in crossed.values())))
         return Frame(index=i, time_h=snap["time_h"], cells=cells, states=cell_states, cytokine_log=log_field(snap["fields"][self.cytokine]),
-                     bbb_voxels=bbb_voxels, bbb_integrity=bbb_values,
-                     overlay=self.overlay_text(snap["time_h"], readouts), readouts=readouts)  # fmt: skip
+                     bbb_voxels=bbb_voxels, bbb_integrity=bbb_values, overlay=overlay, readouts=readouts, crossed=crossed)  # fmt: skip
+
+    def _in_cns(self, positions: np.ndarray) -> np.ndarray:
+        """Whether each position (z, y, x) lies in the CNS compartment."""
+        if self.compartment is None or not len(positions):
+            return np.zeros(len(positions), bool)
+        return self.compartment[positions[:, 0], positions[:, 1], positions[:, 2]] == COMPARTMENT_CODES["cns"]
 
     def cell_colors(self, frame: Frame, cell_type: str, color_by: str = "type") -> np.ndarray:
         """RGB ``[n, 3]`` of ``frame``'s cells of ``cell_type``: one colour by type, or one per agent state."""
@@ -259,8 +371,9 @@ class RunScene:
             entries = [(f"{name} cells" if name != "resting" else "resting / B cell", rgb) for name, rgb in STATE_COLORS.items()]
         else:
             entries = [(name, CELL_COLORS[name]) for name in CELL_TYPES]
-        entries.append(("BBB intact", BBB_INTACT))
-        entries.append(("BBB breached", BBB_BREACHED))
+        entries.append(("BBB intact (1)", BBB_INTACT))
+        entries.append((f"BBB at {self.bbb_low:.2f}", BBB_BREACHED))
+        entries.append(("ring: crossed into CNS", CROSSED_COLOR))
         present = {name for name, _lo, _hi in self.outline_boxes()}
         entries.extend((f"{name} outline", COMPARTMENT_COLORS[name]) for name in COMPARTMENT_COLORS if name in present)
         return entries

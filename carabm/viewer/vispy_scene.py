@@ -16,6 +16,7 @@ from carabm.viewer.scene import (
     CELL_COLORS,
     COLOR_BY,
     COMPARTMENT_COLORS,
+    CROSSED_COLOR,
     CYTOKINE_CMAP,
     Frame,
     RunScene,
@@ -26,8 +27,22 @@ from carabm.viewer.scene import (
 CELL_SIZE_PX = 7.0
 #: cytokine display modes
 CYTOKINE_MODES = ("volume", "slices")
-#: colour bar of the cytokine scale: left, bottom offset, width, height in pixels
-COLORBAR_PX = (10, 44, 180, 12)
+#: the row of bars at the bottom (cytokine colour bar, BBB colour bar, time line): left margin, bottom offset,
+#: widest colour bar, height, gap between bars, in pixels
+BARS_PX = (10, 44, 180, 12, 30)
+#: lines of overlay text
+OVERLAY_LINES = 7
+
+
+def bar_boxes(width: int, height: int) -> dict[str, tuple[float, float, float, float]]:
+    """Left, top, width and height in canvas pixels of the ``cytokine`` and ``bbb`` colour bars and the ``timeline``,
+    side by side at the bottom; the colour bars narrow on small canvases, the time line takes the rest."""
+    left, bottom, widest, bar_h, gap = BARS_PX
+    bar_w = float(min(widest, max(40, (width - 2 * left - 2 * gap) // 3)))
+    top = float(height - bottom - bar_h)
+    timeline_left = left + 2 * (bar_w + gap)
+    return {"cytokine": (left, top, bar_w, bar_h), "bbb": (left + bar_w + gap, top, bar_w, bar_h),
+            "timeline": (timeline_left, top, max(40.0, width - left - timeline_left), bar_h)}  # fmt: skip
 
 
 def _to_xyz(zyx: np.ndarray) -> np.ndarray:
@@ -72,19 +87,22 @@ class VispyScene:
         self.set_camera(camera)
         first = run.frame(0)
         self.cytokine = self._behind_markers(self._make_cytokine(first.cytokine_log))
-        self.bbb = scene.visuals.Markers(parent=self.view.scene, scaling=True, alpha=0.55)
+        self.bbb = scene.visuals.Markers(parent=self.view.scene, scaling=True, alpha=0.8)
         self.cells: dict[str, scene.visuals.Markers] = {
             name: scene.visuals.Markers(parent=self.view.scene, scaling=True) for name in CELL_COLORS
         }
+        self.crossed = scene.visuals.Markers(parent=self.view.scene, scaling=True)
         self.outlines = self._make_outlines()
         self.overlay = [
-            scene.visuals.Text("", color="white", font_size=9, anchor_x="left", anchor_y="center", parent=canvas.scene) for _ in range(4)
+            scene.visuals.Text("", color="white", font_size=9, anchor_x="left", anchor_y="center", parent=canvas.scene) for _ in range(OVERLAY_LINES)
         ]
         self.legend: list[scene.visuals.Text] = []
         self._make_legend()
         self.scale_text = scene.visuals.Text(run.colour_scale_text(), color="white", font_size=8, anchor_x="left",
                                              anchor_y="center", parent=canvas.scene)  # fmt: skip
         self.colorbar, self.colorbar_labels = self._make_colorbar()
+        self.bbb_bar, self.bbb_bar_labels = self._make_bbb_colorbar()
+        self.timeline, self.timeline_tick, self.timeline_labels = self._make_timeline()
         self.extra_text = ""
         self.visible: dict[str, bool] = dict.fromkeys(CELL_COLORS, True)
         self._place_text()
@@ -140,6 +158,33 @@ class VispyScene:
         ]
         return bar, labels
 
+    def _make_bbb_colorbar(self) -> tuple[scene.visuals.Image, list[scene.visuals.Text]]:
+        """A horizontal gradient of the BBB integrity scale, the run's lowest integrity (red) to 1 (blue)."""
+        low = self.run.bbb_low
+        gradient = bbb_color(np.linspace(low, 1.0, 256), low)
+        bar = scene.visuals.Image(np.ascontiguousarray(np.repeat(gradient[None], 2, axis=0)), interpolation="nearest",
+                                  parent=self.canvas.scene)  # fmt: skip
+        labels = [
+            scene.visuals.Text(text, color="white", font_size=7, anchor_x=anchor, anchor_y="center", parent=self.canvas.scene)
+            for text, anchor in ((f"{low:.2f}", "left"), ("1 intact", "right"), ("BBB integrity", "center"))
+        ]
+        return bar, labels
+
+    def _make_timeline(self) -> tuple[scene.visuals.Image, scene.visuals.Line, list[scene.visuals.Text]]:
+        """The run's time from 0 to its last snapshot: grey, red while the BBB is breached; a white tick at the frame."""
+        times = np.linspace(0.0, max(float(self.run.times_h[-1]), 1e-6), 512)
+        strip = np.tile(np.float32(0.35), (512, 3))
+        strip[[self.run.breach.covers(float(t)) for t in times]] = (0.95, 0.10, 0.10)
+        image = scene.visuals.Image(np.ascontiguousarray(np.repeat(strip[None], 2, axis=0)), interpolation="nearest",
+                                    parent=self.canvas.scene)  # fmt: skip
+        tick = scene.visuals.Line(np.zeros((2, 2), np.float32), color="white", width=3, parent=self.canvas.scene)
+        label = "time line; red: BBB breach" if self.run.breach.happened else "time line (no BBB breach)"
+        labels = [
+            scene.visuals.Text(text, color="white", font_size=7, anchor_x=anchor, anchor_y="center", parent=self.canvas.scene)
+            for text, anchor in (("day 0", "left"), (f"day {self.run.times_h[-1] / 24:.1f}", "right"), (label, "center"))
+        ]
+        return image, tick, labels
+
     @staticmethod
     def _behind_markers(volumes: list[scene.visuals.Volume]) -> list[scene.visuals.Volume]:
         """Draw the cytokine first and without writing depth, so cells and BBB stay visible through it."""
@@ -153,14 +198,25 @@ class VispyScene:
         for k, text in enumerate(self.overlay):
             text.pos = (10, 16 + 17 * k)
         for k, text in enumerate(self.legend):
-            text.pos = (width - 110, 16 + 15 * k)
+            text.pos = (width - 150, 16 + 15 * k)
         self.scale_text.pos = (10, height - 14)
-        left, bottom, bar_w, bar_h = COLORBAR_PX
-        top = height - bottom - bar_h
-        self.colorbar.transform = scene.transforms.STTransform(scale=(bar_w / 256, bar_h / 2), translate=(left, top))
-        self.colorbar_labels[0].pos = (left, top - 8)
-        self.colorbar_labels[1].pos = (left + bar_w, top - 8)
-        self.colorbar_labels[2].pos = (left + bar_w / 2, top + bar_h + 8)
+        boxes = bar_boxes(width, height)
+        for name, bar, labels, n in (("cytokine", self.colorbar, self.colorbar_labels, 256), ("bbb", self.bbb_bar, self.bbb_bar_labels, 256),
+                                     ("timeline", self.timeline, self.timeline_labels, 512)):  # fmt: skip
+            left, top, bar_w, bar_h = boxes[name]
+            bar.transform = scene.transforms.STTransform(scale=(bar_w / n, bar_h / 2), translate=(left, top))
+            labels[0].pos = (left, top - 8)
+            labels[1].pos = (left + bar_w, top - 8)
+            labels[2].pos = (left + bar_w / 2, top + bar_h + 8)
+        self._place_tick()
+
+    def _place_tick(self) -> None:
+        """Move the time line's tick to the current frame's time."""
+        if getattr(self, "frame", None) is None:
+            return
+        left, top, line_w, bar_h = bar_boxes(*self.canvas.size)["timeline"]
+        x = left + line_w * self.frame.time_h / max(float(self.run.times_h[-1]), 1e-6)
+        self.timeline_tick.set_data(np.array([[x, top - 3], [x, top + bar_h + 3]], np.float32))
 
     # ------------------------------------------------------------------ updating
     def set_visible(self, cell_type: str, visible: bool) -> None:
@@ -207,9 +263,14 @@ class VispyScene:
                 markers.set_data(_to_xyz(positions), face_color=rgba, edge_width=0, size=0.6, symbol="disc")
             markers.visible = bool(len(positions)) and self.visible[name]
         if len(frame.bbb_voxels):
-            rgba = np.concatenate([bbb_color(frame.bbb_integrity), np.full((len(frame.bbb_voxels), 1), 0.55, np.float32)], axis=1)
+            rgba = np.concatenate([self.run.bbb_colors(frame), np.full((len(frame.bbb_voxels), 1), 0.8, np.float32)], axis=1)
             self.bbb.set_data(_to_xyz(frame.bbb_voxels), face_color=rgba, edge_width=0, size=0.9, symbol="square")
         self.bbb.visible = bool(len(frame.bbb_voxels))
+        crossed = frame.crossed_positions()
+        if len(crossed):  # a ring around each cell that crossed into the CNS
+            self.crossed.set_data(_to_xyz(crossed), face_color=(*CROSSED_COLOR, 1.0), edge_width=0, size=2.2, symbol="ring")
+        self.crossed.visible = bool(len(crossed))
+        self._place_tick()
         lines = frame.overlay.splitlines() + ([self.extra_text] if self.extra_text else [])
         for k, text in enumerate(self.overlay):
             text.text = lines[k] if k < len(lines) else ""

@@ -11,7 +11,7 @@ from carabm.cli import main
 from carabm.errors import InputFileError
 from carabm.io.hdf5 import Snapshots
 from carabm.viewer.render import choose_backend, render
-from carabm.viewer.scene import BBB_INTACT, CELL_COLORS, COMPARTMENT_COLORS, STATE_COLORS, state_name
+from carabm.viewer.scene import BBB_BREACHED, BBB_INTACT, CELL_COLORS, COMPARTMENT_COLORS, STATE_COLORS, state_name
 
 SIZE = (320, 240)
 
@@ -54,10 +54,10 @@ def _check_colorbar(image: np.ndarray) -> None:
     """The cytokine colour bar at the bottom left: viridis from dark purple (low) to yellow (high)."""
     from vispy.color import get_colormap  # noqa: PLC0415
 
-    from carabm.viewer.vispy_scene import COLORBAR_PX  # noqa: PLC0415
+    from carabm.viewer.vispy_scene import bar_boxes  # noqa: PLC0415
 
-    left, bottom, width, height = COLORBAR_PX
-    row = image[image.shape[0] - bottom - height // 2]
+    left, top, width, height = (int(v) for v in bar_boxes(image.shape[1], image.shape[0])["cytokine"])
+    row = image[top + height // 2]
     ends = get_colormap("viridis").map(np.array([0.02, 0.98]))[:, :3] * 255
     assert np.abs(row[left + 3] - ends[0]).max() <= 30, row[left + 3]
     assert np.abs(row[left + width - 4] - ends[1]).max() <= 30, row[left + width - 4]
@@ -162,3 +162,25 @@ def test_render_cli_and_errors(tiny_run: Path, tmp_path: Path, capsys: pytest.Ca
         main(["render", str(tiny_run), "--out", str(out), "--camera", "side"])
     with pytest.raises(InputFileError, match="--color-by"):
         render(tiny_run, out, color_by="age", backend="matplotlib")
+
+
+def _red(image: np.ndarray) -> int:
+    """Pixels of breached-BBB red in the scene part of a frame."""
+    return int((np.abs(_in_scene(image) - np.asarray(BBB_BREACHED) * 255).max(axis=-1) <= 60).sum())
+
+
+def _rings(image: np.ndarray) -> int:
+    """White pixels (the rings around cells in the CNS) in the scene part of a frame."""
+    return int((_in_scene(image) >= 235).all(axis=-1).sum())
+
+
+@pytest.mark.parametrize("backend", ["matplotlib", "gl"])
+def test_render_shows_a_bbb_breach_in_red_and_rings_cells_in_the_cns(breached_run: Path, tmp_path: Path, backend: str,
+                                                                     request: pytest.FixtureRequest) -> None:  # fmt: skip
+    if backend == "gl":
+        backend = request.getfixturevalue("gl_backend")
+    # BBB integrity falls to 0.65; one macrophage in the CNS at the end
+    result = render(breached_run, tmp_path / "frames", size=SIZE, backend=backend, camera="bbb", progress=False)
+    first, last = (_read_png(result.files[i]) for i in (0, -1))
+    assert _red(last) > 3 * _red(first) + 20, (_red(first), _red(last))
+    assert _rings(last) > _rings(first), (_rings(first), _rings(last))
