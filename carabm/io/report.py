@@ -221,7 +221,7 @@ def _annotate_events(ax: Any, runs: list[RunSeries], drug: str | None = None, wi
                             annotation_clip=True)  # fmt: skip
 
 
-def _draw(fig: Any, runs: list[RunSeries]) -> Any:
+def _with_legend(fig: Any, runs: list[RunSeries]) -> Any:
     """Add the legend of several runs below the panels (constrained layout places it when drawn)."""
     handles, labels = [], []
     for ax in fig.axes:
@@ -319,7 +319,7 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str, str]], title: str
     _finish_axes(axes, runs)
     if len(axes):
         _annotate_events(axes[0], runs)
-    return _draw(fig, runs)
+    return _with_legend(fig, runs)
 
 
 def _units(runs: list[RunSeries], column: str) -> str:
@@ -363,7 +363,7 @@ def figure_drugs(runs: list[RunSeries]) -> Any:
         ax.set_title(drug, fontsize=10)
         ax.set_ylabel(f"concentration [{_units(runs, f'drug/{drug}')}]", fontsize=8)
     _finish_axes(axes, runs)
-    return _draw(fig, runs)
+    return _with_legend(fig, runs)
 
 
 def figure_bbb(runs: list[RunSeries]) -> Any:

@@ -103,3 +103,12 @@ def test_trigger_grammar(text, values, expected):
 def test_malformed_triggers_are_rejected(bad):
     with pytest.raises(TriggerSyntaxError):
         parse_trigger(bad)
+
+
+def test_cns_exposure_is_the_csf_ratio_through_an_intact_bbb_and_the_plasma_level_through_an_open_one():
+    drug = DRUGS["tocilizumab"]
+    pk = Plasma(drug, 3.5)
+    pk.dose(560.0)
+    assert pk.cns_ug_ml(1.0) == pytest.approx(160.0 * drug.csf_fraction)
+    assert pk.cns_ug_ml(0.0) == pytest.approx(160.0)
+    assert pk.cns_ug_ml(0.5) == pytest.approx(160.0 * (drug.csf_fraction + (1 - drug.csf_fraction) * 0.5))
