@@ -34,20 +34,20 @@ def breached_run(tiny_run: Path, tmp_path: Path) -> Path:
     path = tmp_path / "breached.h5"
     shutil.copy(tiny_run, path)
     with h5py.File(path, "r+") as f:
-        bbb = f["lattice/compartment"][()] == 2
-        names = sorted(f["snapshots"])
-        for k, name in enumerate(names):
-            data = f[f"snapshots/{name}/bbb_integrity"]
-            values = data[()]
-            values[bbb] = 1.0 - (1.0 - LOWEST) * k / (len(names) - 1)
-            data[...] = values
+        labels = f["lattice/compartment"][()]
+        integrity = f["snapshots/bbb_integrity"]  # [time_h, z, y, x]
+        n = integrity.shape[0]
+        for k in range(n):
+            values = integrity[k]
+            values[labels == 2] = 1.0 - (1.0 - LOWEST) * k / (n - 1)
+            integrity[k] = values
         ts = f["timeseries/bbb_integrity"]
         t = f["timeseries/time_h"][()]
         ts[...] = 1.0 - (1.0 - LOWEST) * t / t[-1]
         # one macrophage of the last snapshot moved into the CNS, as if it had crossed
-        agents = f[f"snapshots/{names[-1]}/agents"]
-        position, kind = agents["position"][()], agents["type"][()]
-        cns = np.argwhere(f["lattice/compartment"][()] == 3)
-        position[np.flatnonzero(kind == 2)[0]] = cns[len(cns) // 2]
-        agents["position"][...] = position
+        agents = f["snapshots/agents"]
+        first_row = int(agents["count"][:-1].sum())  # the last snapshot's agents are the last count[-1] rows
+        kind = agents["type"][first_row:]
+        cns = np.argwhere(labels == 3)
+        agents["position"][first_row + int(np.flatnonzero(kind == 2)[0])] = cns[len(cns) // 2]
     return path
