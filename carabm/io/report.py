@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -322,11 +323,22 @@ def _panels(runs: list[RunSeries], names: list[tuple[str, str, str]], title: str
     return _with_legend(fig, runs)
 
 
+def display_units(units: str) -> str:
+    """Units for an axis label: UDUNITS ``ug mL-1`` -> ``µg/mL``, ``uL-1`` -> ``cells/µL`` (schema-1 ``ug/mL`` -> ``µg/mL``)."""
+    units = units.strip()
+    if units == "uL-1":
+        return "cells/µL"
+    match = re.fullmatch(r"(\S+) (\S+)-1", units)
+    if match:
+        units = f"{match[1]}/{match[2]}"
+    return re.sub(r"\bu(g|L|m)\b", r"µ\1", units)
+
+
 def _units(runs: list[RunSeries], column: str) -> str:
     for run in runs:
         units = run.units.get(column)
         if units:
-            return units.replace("ug/", "µg/").replace("/uL", "/µL")
+            return display_units(units)
     return DEFAULT_UNITS.get(column.split("/", 1)[0], "")
 
 

@@ -10,7 +10,7 @@ import pytest
 from carabm.cli import main
 from carabm.io.config import CELL_TYPES, CYTOKINES, load_config
 from carabm.io.hdf5 import RunWriter
-from carabm.io.report import CELL_NAMES, _tick_text, clipped_texts, figures, read_series, report, summarize
+from carabm.io.report import CELL_NAMES, _tick_text, clipped_texts, display_units, figures, read_series, report, summarize
 from carabm.simulation import build_lattice
 
 ROOT = Path(__file__).parents[2]
@@ -133,3 +133,9 @@ def test_counts_say_agents_or_patient_blood_counts(tmp_path):
                                              (1e6, "1e6"), (1e-5, "1e-5")])  # fmt: skip
 def test_log_ticks_are_plain_numbers_in_everyday_range(value, text):
     assert _tick_text(value) == text
+
+
+@pytest.mark.parametrize(("units", "shown"), [("ug mL-1", "µg/mL"), ("pg mL-1", "pg/mL"), ("uL-1", "cells/µL"), ("ug/mL", "µg/mL"),
+                                              ("h", "h"), ("um", "µm")])  # fmt: skip
+def test_units_are_shown_as_people_write_them(units, shown):
+    assert display_units(units) == shown
