@@ -304,7 +304,7 @@ class RunScene:
             if "serum_IL6" in readouts:
                 lines.append(f"serum IL-6 {readouts['serum_IL6']:.3g} pg/mL")
         if bbb_now is not None:
-            line = f"BBB now: mean {bbb_now[0]:.2f}, min {bbb_now[1]:.2f}"
+            line = f"BBB now: mean {bbb_now[0]:.3f}, min {bbb_now[1]:.3f}"
             if self.breach.covers(time_h):
                 line += "  BREACHED"
             if crossed is not None:
