@@ -52,3 +52,14 @@ def test_a_run_snapshots_more_often_while_the_bbb_trigger_holds(tmp_path):
     taken = Snapshots(tmp_path / "bbb.h5").steps
     np.testing.assert_array_equal(taken, steps[expected])
     assert set(taken) - {0, 20, 30}, "the trigger never held: make the BBB fall faster in this test"
+
+
+def test_a_continued_run_takes_the_snapshots_of_an_uninterrupted_one(tmp_path):
+    schedule = ["run.snapshot_every_h=1", "run.checkpoint_every_h=1", "output.snapshot_schedule=[{until_h: 3, every_h: 0.3}]"]
+    carabm.run(small_config("run.duration_h=4", *schedule), out=tmp_path / "whole.h5")
+    carabm.run(small_config("run.duration_h=2", *schedule), out=tmp_path / "first.h5")
+    carabm.run(small_config("run.duration_h=4", *schedule), out=tmp_path / "continued.h5", resume=tmp_path / "first.h5")
+    whole, continued = Snapshots(tmp_path / "whole.h5").times_h, Snapshots(tmp_path / "continued.h5").times_h
+    assert continued[0] == pytest.approx(2.0)  # the branch starts with a snapshot of its starting point
+    np.testing.assert_allclose(continued[1:], whole[whole > 2.0 + 1e-9])
+    np.testing.assert_allclose(whole, [0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.1, 2.4, 2.7, 3.0, 4.0], atol=1e-9)
