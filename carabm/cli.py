@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -174,7 +176,7 @@ def _add_verbosity(parser: argparse.ArgumentParser, top: bool) -> None:
     """-v/-q on the main parser and on every sub-command (so they work before or after it)."""
     default: dict[str, Any] = {"default": False} if top else {"default": argparse.SUPPRESS}
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("-v", "--verbose", action="store_true", help="also carabm's debug messages", **default)
+    group.add_argument("-v", "--verbose", action="store_true", help="also carabm's debug messages, and the traceback of an error", **default)
     group.add_argument("-q", "--quiet", action="store_true", help="only warnings, errors and the result; no progress", **default)
 
 
@@ -288,8 +290,31 @@ def configure_logging(verbose: bool = False, quiet: bool = False) -> logging.Log
     return logger
 
 
+def _os_error_line(exc: OSError) -> str:
+    """One line for a failed file operation: the path, what went wrong, what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    hint = {
+        PermissionError: "check the permissions of that file or folder, or choose another location",
+        FileExistsError: "choose another name, or pass --overwrite where the command has it",
+        FileNotFoundError: "check the path",
+        IsADirectoryError: "give a file, not a folder",
+    }.get(type(exc), "")
+    if getattr(exc, "errno", None) == 28:  # ENOSPC
+        hint = "free some disk space (a run can then continue with --resume)"
+    text = f"{where}: {what}" if where else what
+    return f"{text}; {hint}" if hint else text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``carabm`` command; returns the exit code."""
+    """Entry point of the ``carabm`` command; returns the exit code.
+
+    The one place where exceptions become what a user sees: a :class:`CarabmError` is
+    one line per problem and its exit code; a failed file operation (OSError) is one
+    line naming the path (exit 2); Ctrl-C exits 130 with how to continue; a closed
+    output pipe (``carabm report RUN.h5 | head``) ends quietly; anything else is a bug,
+    reported in one line (``-v`` shows the traceback).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verbose and args.quiet:
@@ -298,15 +323,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    prefix = f"carabm {args.command}: error:"
     try:
         return int(args.func(args) or 0)
     except CarabmError as exc:
+        if args.verbose:
+            traceback.print_exc()
         for line in str(exc).splitlines() or [type(exc).__name__]:
-            print(f"carabm {args.command}: error: {line}", file=sys.stderr)
+            print(f"{prefix} {line}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print(f"carabm {args.command}: interrupted", file=sys.stderr)
+        print(f"carabm {args.command}: interrupted{_continue_hint(args)}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our stdout went away (| head): not an error; keep Python from complaining at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except OSError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{prefix} {_os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, said in one line
+        if args.verbose:
+            traceback.print_exc()
+        print(f"{prefix} unexpected {type(exc).__name__}: {exc} (a bug in carabm; run again with -v for the traceback "
+              "and report it)", file=sys.stderr)  # fmt: skip
+        return 1
+
+
+def _continue_hint(args: argparse.Namespace) -> str:
+    """After Ctrl-C: how to continue, where the command can."""
+    if args.command != "run":
+        return ""
+    from carabm.io.checkpoint import checkpoint_path  # noqa: PLC0415
+
+    out = args.resume if args.out is None and args.resume is not None else (args.out or "carabm_run.h5")
+    if checkpoint_path(out).exists():
+        return f"; continue it with: carabm run --resume {out}"
+    return "; it stopped before its first checkpoint, so start it again (with --overwrite)"
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from carabm.engine.numba_cache import CACHE
+
 #: grids with fewer values than this (fields x voxels) are swept on one thread
 SERIAL_BELOW = 1 << 16
 
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+_JIT = {"cache": CACHE, "nogil": True, "error_model": "numpy", "boundscheck": False}
 
 
 @nb.njit(**_JIT)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from carabm.engine import rng
+from carabm.engine.numba_cache import CACHE
 
 try:  # numba is an install requirement, but keep the engine importable without it
     import numba
@@ -30,7 +31,7 @@ def _build_kernel(parallel: bool) -> Any:
     m0, m1, w0, w1, mask = rng._M0, rng._M1, rng._W0, rng._W1, rng._MASK32
     rounds = rng._ROUNDS
 
-    @numba.njit(parallel=parallel, cache=True, nogil=True)
+    @numba.njit(parallel=parallel, cache=CACHE, nogil=True)
     def philox_ids(ids, step, purpose, k0_init, k1_init, out):  # pragma: no cover - compiled
         for i in numba.prange(ids.shape[0]):
             c0 = np.uint64(ids[i]) & np.uint64(mask)
