@@ -38,12 +38,13 @@ from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement
 from carabm.errors import ConfigError
 from carabm.io.config import CELL_TYPES, CYTOKINES, Config
+from carabm.io.config import HOME as CONFIG_HOME
 
 #: the state code of an activated agent, per kind (the readouts' ``activated/<kind>``)
 ACTIVATED_STATE = {"cart": cart.ACTIVATED, "macrophage": myeloid.ACTIVATED, "monocyte": myeloid.ACTIVATED,
                    "microglia": myeloid.ACTIVATED}  # fmt: skip
 #: where each cell type is placed at t = 0
-HOME = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
+HOME = CONFIG_HOME  # where each cell type is placed (one table, in carabm.io.config)
 #: blood in a vessel segment of the lattice is replaced within about a second (flow of
 #: ~1 mm/s through a few hundred um), so lattice blood stays close to serum; assumed
 BLOOD_EXCHANGE_PER_S = 1.0

@@ -24,6 +24,13 @@ DRUGS: tuple[str, ...] = (
     "lenzilumab", "emapalumab", "dasatinib", "monocyte_depletion", "macrophage_depletion",
 )  # fmt: skip
 
+#: the compartment where each cell type is placed at t = 0 (CAR-T cells are infused into the blood pool)
+HOME: dict[str, str] = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
+#: most time steps a run may have
+MAX_STEPS = 10**8
+#: most cells the model's blood pool can count exactly (float64 integers)
+MAX_POOL_CELLS = 2.0**53
+
 # Estimated device bytes per voxel for a run's arrays: K fields x (state, sources,
 # uptake, two solver buffers) in float32, plus occupancy, labels, integrity, conductance.
 _BYTES_PER_VOXEL_PER_FIELD = 4 * 5
@@ -33,7 +40,8 @@ _BYTES_PER_VOXEL_FIXED = 4 + 1 + 4 + 4 + 8
 class Strict(BaseModel):
     """Base of every config section: unknown keys are errors; ints never pass as bools."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+    # allow_inf_nan=False: every float field rejects .inf and .nan (one rule for all of them)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 NonNegative = Field(ge=0)
@@ -472,6 +480,8 @@ def _message(err: dict[str, Any]) -> str:
     }  # fmt: skip
     if kind in types:
         return f"{path}: must be {types[kind]}, got {_describe(value)}"
+    if kind == "finite_number":
+        return f"{path}: must be a finite number, got {_describe(value)}"
     if kind == "missing" and loc and isinstance(loc[-1], int):
         return f"{_path(loc[:-1])}: too few entries (expected [nz, ny, nx])"
     if kind == "missing":
@@ -622,27 +632,94 @@ def _merge(base: Any, update: Any) -> Any:
     return update
 
 
-def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
-    """Validate a raw mapping into a :class:`Config`, reporting every problem at once.
+def derived_problems(config: Config) -> list[str]:
+    """Values that are fine one by one but whose derived quantities overflow or vanish (one line each, with the key path)."""
+    problems: list[str] = []
+    run, patient, cells = config.run, config.patient, config.cells
+    steps = run.duration_h * 60.0 / run.dt_min
+    if not steps <= MAX_STEPS:
+        problems.append(f"run.duration_h: {run.duration_h:g} h in steps of run.dt_min={run.dt_min:g} min is {steps:.3g} steps; "
+                        f"at most {MAX_STEPS:.0e} steps are allowed")  # fmt: skip
+    scale = max(cells.bcell.initial_count, 1) / patient.tumor_burden_cells
+    why = "(scale = cells.bcell.initial_count / patient.tumor_burden_cells)"
+    pool_ml = patient.blood_volume_ml * scale
+    if not (math.isfinite(scale) and math.isfinite(pool_ml) and pool_ml > 0):
+        problems.append(f"patient.tumor_burden_cells: {patient.tumor_burden_cells:g} gives a model scale of {scale:.3g} and a blood pool of "
+                        f"{pool_ml:.3g} mL {why}; use a value near the patient's real tumour burden (e.g. 1e10)")  # fmt: skip
+        return problems
+    for key, cells_in_body in (("cells.cart.dose", cells.cart.dose),
+                               ("patient.monocytes_per_ul", patient.monocytes_per_ul * patient.blood_volume_ml * 1000.0)):  # fmt: skip
+        in_model = cells_in_body * scale
+        if not in_model <= MAX_POOL_CELLS:
+            problems.append(f"{key}: gives {in_model:.3g} cells in the model's blood pool {why}; at most {MAX_POOL_CELLS:.3g}")
+    return problems
 
-    The mapping is laid over the defaults, so a partial section (``secretion_pg_cell_h:
-    {IL6: 0.1}``) changes only the keys it names.
-    """
+
+def lattice_problems(config: Config) -> list[str]:
+    """The lattice of ``config`` can be built (layout fits the shape, mask file matches) and holds the configured cells."""
+    from carabm.engine.lattice import COMPARTMENTS, default_layout, load_mask  # noqa: PLC0415
+
+    lat = config.lattice
     try:
-        config = Config.model_validate(_merge(Config().model_dump(mode="json"), data))
-    except ValidationError as exc:
-        raise ConfigError(problems_from(exc)) from None
+        if lat.layout.kind == "default":
+            labels = default_layout(lat.shape, lat.voxel_um, lat.layout.tissue_fraction, lat.layout.vessel_radius_um,
+                                    lat.layout.brain_vessel_width_um, lat.layout.bbb_thickness_um)  # fmt: skip
+        else:
+            labels = load_mask(lat.layout.file, lat.layout.dataset)
+    except ConfigError as exc:
+        return exc.problems
+    if tuple(labels.shape) != tuple(lat.shape):
+        return [f"lattice.layout.file: mask shape {list(labels.shape)} differs from lattice.shape {list(lat.shape)}"]
+    if labels.dtype.kind not in "ui" or labels.size and (labels.min() < 0 or labels.max() > max(COMPARTMENTS.values())):
+        allowed = ", ".join(f"{code}={name}" for name, code in COMPARTMENTS.items())
+        return [f"lattice.layout.file: labels must be integers {allowed}"]
+    problems: list[str] = []
+    wanted: dict[str, list[str]] = {}
+    for name, home in HOME.items():
+        if name != "cart" and getattr(config.cells, name).initial_count > 0:
+            wanted.setdefault(home, []).append(name)
+    for home, names in wanted.items():
+        voxels = int((labels == COMPARTMENTS[home]).sum())
+        total = sum(getattr(config.cells, n).initial_count for n in names)
+        if total > voxels:
+            keys = " + ".join(f"cells.{n}.initial_count" for n in names)
+            problems.append(f"{keys}: {total} cells do not fit in the {voxels} {home} voxels of lattice.shape {list(lat.shape)}; "
+                            "lower the counts or enlarge lattice.shape")  # fmt: skip
+    return problems
+
+
+def run_problems(config: Config, check_memory: bool = True) -> list[str]:
+    """Every check a run makes before its first step, on a schema-valid config: one line per problem.
+
+    Used by ``carabm validate`` and by :func:`carabm.simulation.run` (before any file is touched).
+    """
     problems: list[str] = []
     from carabm.biology.triggers import trigger_problems  # noqa: PLC0415
 
     for i, therapy in enumerate(config.therapies):
         if therapy.when is not None:
             problems += [f"therapies[{i}].when: {p}" for p in trigger_problems(therapy.when)]
-    if config.lattice.layout.kind == "mask" and config.lattice.layout.file:
-        if not Path(config.lattice.layout.file).is_file():
-            problems.append(f"lattice.layout.file: no such file {config.lattice.layout.file!r}")
-    if check_memory:
-        problems += check_resources(config)
+    problems += derived_problems(config)
+    too_big = check_resources(config) if check_memory else []
+    if config.lattice.layout.kind == "mask" and config.lattice.layout.file and not Path(config.lattice.layout.file).is_file():
+        problems.append(f"lattice.layout.file: no such file {config.lattice.layout.file!r}")
+    elif not too_big:  # (a lattice too large for the memory is not built to look at it)
+        problems += lattice_problems(config)
+    return problems + too_big
+
+
+def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
+    """Validate a raw mapping into a :class:`Config`, reporting every problem at once.
+
+    The mapping is laid over the defaults, so a partial section (``secretion_pg_cell_h:
+    {IL6: 0.1}``) changes only the keys it names. After the schema, :func:`run_problems`
+    runs every check a run makes before its first step.
+    """
+    try:
+        config = Config.model_validate(_merge(Config().model_dump(mode="json"), data))
+    except ValidationError as exc:
+        raise ConfigError(problems_from(exc)) from None
+    problems = run_problems(config, check_memory)
     if problems:
         raise ConfigError(problems)
     return config

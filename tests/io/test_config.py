@@ -11,6 +11,10 @@ from carabm.io.config import CELL_TYPES, CYTOKINES, DRUGS, Config, load_config, 
 # run configs; sweep files (sweep_*.yaml, cohort_*.yaml) are checked in tests/hpc
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml") if not p.name.startswith(("sweep_", "cohort_")))
 
+#: cell counts that fit a small lattice (the defaults fill a [16, 32, 48] one)
+FEW_CELLS = ["cells.bcell.initial_count=50", "cells.macrophage.initial_count=10", "cells.monocyte.initial_count=2",
+             "cells.microglia.initial_count=5"]
+
 
 def problems(data):
     with pytest.raises(ConfigError) as info:
@@ -39,7 +43,7 @@ def test_resolved_yaml_round_trips():
 
 
 def test_set_overrides_parse_as_yaml():
-    config = load_config(None, ["run.seed=7", "lattice.shape=[4, 8, 20]", "therapies=[{drug: anakinra, start_h: 0}]"])
+    config = load_config(None, ["run.seed=7", "lattice.shape=[4, 8, 20]", "therapies=[{drug: anakinra, start_h: 0}]", *FEW_CELLS])
     assert config.run.seed == 7
     assert config.lattice.shape == (4, 8, 20)
     assert config.therapies[0].drug == "anakinra"
@@ -116,7 +120,9 @@ def test_mask_layout_from_file(tmp_path):
     labels[:, :, 5] = 2
     labels[:, :, 4] = 1
     np.save(tmp_path / "mask.npy", labels)
-    (tmp_path / "run.yaml").write_text("lattice:\n  shape: [4, 6, 8]\n  layout: {kind: mask, file: mask.npy}\n")
+    (tmp_path / "run.yaml").write_text("lattice:\n  shape: [4, 6, 8]\n  layout: {kind: mask, file: mask.npy}\n"
+                                       "cells: {bcell: {initial_count: 20}, macrophage: {initial_count: 5}, monocyte: {initial_count: 2}, "
+                                       "microglia: {initial_count: 5}}\n")
     config = load_config(tmp_path / "run.yaml")
     from carabm.simulation import build_lattice
 
@@ -126,3 +132,44 @@ def test_mask_layout_from_file(tmp_path):
 def test_every_drug_name_accepted():
     config = validate_config({"therapies": [{"drug": d, "start_h": 0} for d in DRUGS]})
     assert [t.drug for t in config.therapies] == list(DRUGS)
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("run.duration_h=.inf", "run.duration_h: must be a finite number, got .inf"),
+        ("run.dt_min=.nan", "run.dt_min: must be a finite number, got .nan"),
+        ("cells.cart.dose=1e400", "cells.cart.dose: must be a finite number"),
+        ("patient.weight_kg=-.inf", "patient.weight_kg: must be a finite number"),
+        ("therapies=[{drug: anakinra, start_h: .nan}]", "therapies[0].start_h: must be a finite number"),
+        ("cytokines.IL6.diffusion_um2_s=.inf", "cytokines.IL6.diffusion_um2_s: must be a finite number"),
+        ("run.duration_h=1e300", "run.duration_h: 1e+300 h in steps of run.dt_min=6 min"),
+        ("patient.tumor_burden_cells=1e-300", "cells.cart.dose: gives inf cells in the model's blood pool"),
+        ("cells.cart.dose=1e300", "cells.cart.dose: gives 2e+293 cells in the model's blood pool"),
+    ],
+)
+def test_non_finite_and_overflowing_numbers_are_rejected(override, expected):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [override])
+    assert any(expected in line for line in caught.value.problems), caught.value.problems
+
+
+def test_run_checks_made_at_validation_all_at_once():
+    """What a run refuses before its first step, validation refuses too, every problem in one pass."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, ["lattice.shape=[2, 4, 24]", "run.duration_h=1e300", "therapies=[{drug: anakinra, when: 'crs_grade >= 2 or'}]"])
+    found = caught.value.problems
+    assert any(line.startswith("cells.bcell.initial_count + cells.macrophage.initial_count") and "do not fit in the" in line
+               for line in found), found  # fmt: skip
+    assert any(line.startswith("cells.microglia.initial_count: 150 cells do not fit in the") for line in found), found
+    assert any(line.startswith("run.duration_h:") for line in found), found
+    assert any(line.startswith("therapies[0].when:") for line in found), found
+    with pytest.raises(ConfigError, match="nx = 1 is too small for the default layout"):
+        load_config(None, ["lattice.shape=[6, 12, 1]"])
+
+
+def test_mask_of_the_wrong_shape_is_found_at_validation(tmp_path):
+    np.save(tmp_path / "mask.npy", np.zeros((4, 6, 9), np.uint8))
+    (tmp_path / "run.yaml").write_text("lattice:\n  shape: [4, 6, 8]\n  layout: {kind: mask, file: mask.npy}\n")
+    with pytest.raises(ConfigError, match=r"lattice.layout.file: mask shape \[4, 6, 9\] differs from lattice.shape \[4, 6, 8\]"):
+        load_config(tmp_path / "run.yaml")
