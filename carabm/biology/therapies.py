@@ -77,14 +77,18 @@ class Schedule:
     trigger: Trigger | None
     doses_given: int = 0
     last_dose_h: float | None = None
+    #: no dose before this time [h]; None: the time of the next check (a schedule new in a branch starts there)
+    not_before_h: float | None = 0.0
 
     def due(self, time_h: float, readouts: dict[str, float], dt_h: float) -> str | None:
         """The reason a dose is due now, or None."""
         t = self.therapy
-        if self.doses_given >= t.max_doses:
+        if self.not_before_h is None:
+            self.not_before_h = time_h
+        if self.doses_given >= t.max_doses or time_h + 1e-9 < self.not_before_h:
             return None
         if t.start_h is not None:
-            next_h = t.start_h + self.doses_given * (t.every_h or 0.0)
+            next_h = max(t.start_h, self.not_before_h) + self.doses_given * (t.every_h or 0.0)
             if self.doses_given and t.every_h is None:
                 return None
             return f"schedule: start_h={t.start_h:g}" + (f", every_h={t.every_h:g}" if t.every_h else "") if time_h + 1e-9 >= next_h else None
@@ -210,6 +214,40 @@ class TherapyState:
             given.append((time_h, drug.name, mg, reason))
         self.events.extend(given)
         return given
+
+    # ------------------------------------------------------------------ checkpoints and branches
+    def checkpoint_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps: per schedule its therapy and progress, the drugs in the body, the log."""
+        schedules = [{"therapy": s.therapy.model_dump(mode="json"), "doses_given": s.doses_given, "last_dose_h": s.last_dose_h,
+                      "not_before_h": s.not_before_h} for s in self.schedules]  # fmt: skip
+        plasma = {name: {"volume_l": pk.volume_l, "depot_mg": pk.depot_mg, "conc_ug_ml": pk.conc_ug_ml, "peak_ug_ml": pk.peak_ug_ml}
+                  for name, pk in self.plasma.items()}  # fmt: skip
+        return {"schedules": schedules, "plasma": plasma, "events": [list(e) for e in self.events]}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Continue from a checkpoint under this state's config (the same, or a branch's).
+
+        The schedules are this config's: one identical to a checkpointed schedule (same
+        settings) keeps its dose count and last dose; any other is new and starts at the
+        branch point (a ``start_h`` already past means the branch's first step; repeats
+        follow ``every_h`` from there). Drugs already given stay in the body with their
+        levels, whether or not the branch still schedules them; the log of past doses is kept.
+        """
+        saved = list(state.get("schedules", []))
+        for schedule in self.schedules:
+            mine = schedule.therapy.model_dump(mode="json")
+            match = next((s for s in saved if s["therapy"] == mine), None)
+            if match is None:
+                schedule.doses_given, schedule.last_dose_h, schedule.not_before_h = 0, None, None
+                continue
+            saved.remove(match)
+            schedule.doses_given = int(match["doses_given"])
+            schedule.last_dose_h = None if match["last_dose_h"] is None else float(match["last_dose_h"])
+            schedule.not_before_h = None if match["not_before_h"] is None else float(match["not_before_h"])
+        for name, pk in state.get("plasma", {}).items():
+            self.plasma[name] = Plasma(DRUGS[name], float(pk["volume_l"]), float(pk["depot_mg"]), float(pk["conc_ug_ml"]),
+                                       float(pk["peak_ug_ml"]))  # fmt: skip
+        self.events = [(float(t), str(drug), float(mg), str(reason)) for t, drug, mg, reason in state.get("events", [])]
 
     def advance_pk(self, dt_h: float) -> None:
         """Move every drug's plasma level on by one step."""

@@ -247,3 +247,37 @@ def test_resume_refuses_bad_files(tmp_path, capsys):
         run(config, out=b)
         checkpoint_path(a).replace(checkpoint_path(b))
         run(None, resume=b)
+
+
+def _events(path):
+    with h5py.File(path) as f:
+        if "therapy/events" not in f:
+            return []
+        g = f["therapy/events"]
+        return [(float(t), d.decode()) for t, d in zip(g["time_h"][()], g["drug"][()])]
+
+
+def test_branches_apply_their_own_therapies(tmp_path):
+    """A branch's therapies come from the branch's config; drugs already given stay in the body."""
+    parent = tmp_path / "parent.h5"
+    run(small_config("run.duration_h=2", "therapies=[{drug: anakinra, start_h: 0}]"), out=parent)
+    branch = {}
+    for name, therapies in {
+        "same": "[{drug: anakinra, start_h: 0}]",
+        "added": "[{drug: anakinra, start_h: 0}, {drug: macrophage_depletion, start_h: 0}]",
+        "removed": "[]",
+        "changed": "[{drug: anakinra, start_h: 0, dose_mg: 300}]",
+    }.items():
+        branch[name] = tmp_path / f"{name}.h5"
+        run(small_config("run.duration_h=3", f"therapies={therapies}"), out=branch[name], resume=parent)
+    assert _events(parent) == [(0.0, "anakinra")]
+    assert _events(branch["same"]) == [(0.0, "anakinra")]  # not given again
+    assert _events(branch["added"]) == [(0.0, "anakinra"), (2.0, "macrophage_depletion")]  # past start_h: at the branch point
+    assert _events(branch["removed"]) == [(0.0, "anakinra")]
+    assert _events(branch["changed"]) == [(0.0, "anakinra"), (2.0, "anakinra")]  # a changed therapy is a new one
+    with h5py.File(branch["same"]) as same, h5py.File(branch["removed"]) as removed, h5py.File(branch["added"]) as added:
+        # anakinra given at 0 h keeps decaying in every branch, scheduled or not
+        np.testing.assert_array_equal(same["timeseries/drug/anakinra"][()], removed["timeseries/drug/anakinra"][()])
+        assert added["timeseries/drug/macrophage_depletion"][-1] > 0
+        assert not np.array_equal(added["timeseries/counts/macrophage"][()], same["timeseries/counts/macrophage"][()])
+        assert added.attrs["branch_changes"] == "run.duration_h, therapies"
