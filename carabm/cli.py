@@ -21,10 +21,11 @@ log = logging.getLogger("carabm")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from carabm.io.checkpoint import checkpoint_path, read_checkpoint  # noqa: PLC0415
     from carabm.io.config import apply_overrides, load_config, validate_config, yaml_load  # noqa: PLC0415
-    from carabm.io.hdf5 import check_run_file, read_config_text  # noqa: PLC0415
+    from carabm.io.hdf5 import check_run_file  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
-    from carabm.simulation import run  # noqa: PLC0415
+    from carabm.simulation import check_output, run  # noqa: PLC0415
 
     overrides = list(args.set or [])
     if args.seed is not None:
@@ -37,9 +38,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         path = resolve_config(args.config, kind="run")
         log.debug("config: %s%s", path, f" with {' '.join(overrides)}" if overrides else "")
         config = load_config(path, overrides)
-    else:  # a resume: the config stored in the run file is the base
-        check_run_file(args.resume)
-        config = validate_config(apply_overrides(yaml_load(read_config_text(args.resume)) or {}, overrides), check_memory=False)
+        check_output(args.out or "carabm_run.h5", args.overwrite, inputs=[Path(path)])
+    else:  # a resume: the config stored with the run (in its checkpoint, which a kill cannot damage) is the base
+        if not checkpoint_path(args.resume).exists():
+            check_run_file(args.resume)  # says what is wrong with the file, if anything
+        text = read_checkpoint(checkpoint_path(args.resume)).config
+        config = validate_config(apply_overrides(yaml_load(text) or {}, overrides), check_memory=False)
     progress = args.progress if args.progress is not None else (False if args.quiet else None)
     summary = run(config, out=args.out, overwrite=args.overwrite, progress=progress, resume=args.resume)
     if args.resume is not None and summary["steps_run"] == 0:

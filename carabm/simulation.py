@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from carabm.engine.backend import Backend, get_backend
@@ -17,7 +19,7 @@ from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_ma
 from carabm.errors import ConfigError, InputFileError
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
 from carabm.io.config import CYTOKINES, Config, config_from_text, load_config
-from carabm.io.hdf5 import RunWriter, check_run_file, open_read, read_config_text
+from carabm.io.hdf5 import RunWriter, check_run_file, open_read
 from carabm.io.shipped import resolve_config
 from carabm.io.xdmf import write_xdmf
 from carabm.progress import RunProgress
@@ -129,16 +131,21 @@ def run(
 ) -> dict[str, Any]:
     """Run a simulation to its end and write its HDF5 output; returns a summary dict.
 
-    The output is written in place and flushed as the run goes; a checkpoint
-    (``OUT.ckpt``) is written atomically every ``run.checkpoint_every_h`` and at the end,
-    and an XDMF sidecar (``OUT.xmf``) after every snapshot.
+    Everything is checked before any file is touched (the config, the lattice, the output
+    location). A new output is first written under a temporary name and takes the name
+    ``out`` only once the run has really started (built, first row, snapshot), so a failed
+    start leaves an existing ``out`` (and its ``.xmf``, ``.ckpt``) as it was. It is then
+    flushed as the run goes; a checkpoint (``OUT.ckpt``) is written atomically every
+    ``run.checkpoint_every_h`` and at the end, and an XDMF sidecar (``OUT.xmf``) after
+    every snapshot.
 
     ``resume`` names a run's output file: the run continues from its checkpoint. With
     ``config`` None (or equal to the stored config, ``run.backend`` aside) and ``out``
-    None or the same file, it is a plain resume that appends to that file, truncating
-    rows and snapshots written after the checkpoint. Otherwise it is a branch: ``out``
-    must be a new file, which gets the parent's time series up to the branch point and
-    the attributes ``parent_run`` and ``branch_time_h``.
+    None or the same file, it is a plain resume: the output is rebuilt from the checkpoint
+    (which carries the time series and root attributes) and the snapshots up to it, so a
+    file damaged by a kill is repaired. Otherwise it is a branch: ``out`` must be a new
+    file, which gets the parent's time series up to the branch point and the attributes
+    ``parent_run`` and ``branch_time_h``.
 
     ``config`` may also name a shipped config (``"quickstart"``, see ``carabm config list``).
     ``progress``: None (auto: a bar on a terminal, log lines elsewhere), True or False.
@@ -167,39 +174,96 @@ def _run(
         return _resume(config, out, resume, overwrite=overwrite, backend=backend, progress=progress)
     if config is None:
         raise ConfigError("run: give a config (or --resume FILE.h5)")
+    inputs = [resolve_config(config, kind="run")] if not isinstance(config, Config) else []
     if not isinstance(config, Config):
-        config = load_config(resolve_config(config, kind="run"))
+        config = load_config(inputs[0])
+    else:
+        _check_config(config)
     out = Path(out) if out is not None else Path("carabm_run.h5")
-    _check_new_output(out, overwrite)
+    check_output(out, overwrite, inputs=inputs + _config_inputs(config))
     sim = Simulation(config, backend)
-    with RunWriter(out, "w" if overwrite else "x") as writer:
+
+    def start(writer: RunWriter) -> None:
         writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
         writer.append_timeseries(_stack([sim.readouts()]))
-        _snapshot(writer, sim)
+        writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
+
+    with _new_output(out, start) as writer:
+        write_xdmf(writer.file, h5_path=writer.path)
         _checkpoint(writer, sim, config)
         return _loop(sim, config, writer, progress)
 
 
-def _check_new_output(out: Path, overwrite: bool) -> None:
+def _check_config(config: Config) -> None:
+    from carabm.io.config import run_problems  # noqa: PLC0415
+
+    problems = run_problems(config, check_memory=False)
+    if problems:
+        raise ConfigError(problems)
+
+
+def _config_inputs(config: Config) -> list[Path]:
+    return [Path(config.lattice.layout.file)] if config.lattice.layout.kind == "mask" and config.lattice.layout.file else []
+
+
+def check_output(out: str | Path, overwrite: bool, inputs: list[Path] | tuple[Path, ...] = ()) -> None:
+    """Refuse an output path before any work: exists without ``overwrite``, an input file, a folder, not writable."""
+    out = Path(out)
+    if out.suffix == ".xmf" or out.name.endswith((".ckpt", ".tmp")):
+        raise InputFileError(f"{out}: name the .h5 output; the .xmf and .ckpt files are written beside it")
+    for given in inputs:
+        if given is not None and Path(given).exists() and out.exists() and out.resolve() == Path(given).resolve():
+            raise InputFileError(f"{out}: is an input of this run; choose another --out (an .h5 file)")
+    if out.suffix.lower() in (".yaml", ".yml", ".json", ".npy", ".txt", ".csv"):
+        raise InputFileError(f"{out}: --out is the HDF5 output; name it FILE.h5")
+    if out.is_dir():
+        raise InputFileError(f"{out}: is a folder; give --out a file name such as {out / 'run.h5'}")
     if out.exists() and not overwrite:
         raise InputFileError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
-    if not out.parent.exists():
-        raise InputFileError(f"{out.parent}: output folder does not exist")
-    if out.suffix == ".xmf" or out.name.endswith(".ckpt"):
-        raise InputFileError(f"{out}: name the .h5 output; the .xmf and .ckpt files are written beside it")
-    if overwrite:
-        checkpoint_path(out).unlink(missing_ok=True)
+    folder = out.parent
+    if not folder.exists():
+        raise InputFileError(f"{folder}: output folder does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"{folder}: output folder is not writable; choose another --out")
+
+
+class _new_output:  # noqa: N801 - used as a context manager, like open()
+    """A new output file written under a temporary name, renamed to ``out`` once ``start(writer)`` succeeded.
+
+    Until then an existing ``out`` is untouched; if ``start`` fails the temporary file goes.
+    """
+
+    def __init__(self, out: Path, start: Any):
+        self.out, self.start = out, start
+        self.tmp = out.with_name(out.name + ".new.tmp")
+
+    def __enter__(self) -> RunWriter:
+        self.tmp.unlink(missing_ok=True)  # (carabm's own temporary name: a leftover of a killed start)
+        self.writer = RunWriter(self.tmp, "x")
+        try:
+            self.start(self.writer)
+            self.writer.file.flush()
+            os.replace(self.tmp, self.out)
+        except BaseException:
+            self.writer.close()
+            self.tmp.unlink(missing_ok=True)
+            raise
+        self.writer.path = self.out
+        return self.writer
+
+    def __exit__(self, *exc: Any) -> None:
+        self.writer.close()
 
 
 def _snapshot(writer: RunWriter, sim: Simulation) -> None:
     writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
-    write_xdmf(writer.file)
+    write_xdmf(writer.file, h5_path=writer.path)
     log.debug("snapshot at %.4g h (step %d) in %s", sim.time_h, sim.step_index, writer.path)
 
 
 def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
     write_checkpoint(checkpoint_path(writer.path), sim.model, run_id=writer.run_id, timeseries_rows=writer.rows,
-                     config_yaml=config.to_yaml(), backend=sim.backend.name)  # fmt: skip
+                     config_yaml=config.to_yaml(), backend=sim.backend.name, output=writer.output_state())  # fmt: skip
     log.debug("checkpoint at %.4g h (step %d): %s", sim.time_h, sim.step_index, checkpoint_path(writer.path))
 
 
@@ -248,6 +312,17 @@ def _snapshot_due(config: Config, step: int, dt_h: float, row: dict[str, Any]) -
     return step % max(1, round(every_h / dt_h)) == 0
 
 
+def _readable_run_id(path: Path) -> str | None:
+    """The ``run_id`` of a run file, or None when it is missing or unreadable (a kill may have damaged it)."""
+    try:
+        check_run_file(path, need_timeseries=False)
+        with open_read(path) as f:
+            run_id = f.attrs.get("run_id", "")
+            return str(run_id.decode() if isinstance(run_id, bytes) else run_id)
+    except (InputFileError, OSError, KeyError):
+        return None
+
+
 def _resume(
     config: Config | str | Path | None,
     out: str | Path | None,
@@ -260,22 +335,22 @@ def _resume(
     """Continue (or branch) a run from the checkpoint beside ``parent``."""
 
     parent = Path(parent)
-    check_run_file(parent)
+    if not parent.exists() and not checkpoint_path(parent).exists():
+        check_run_file(parent)  # the one-line "no such file"
     ckpt_file = checkpoint_path(parent)
     ckpt = read_checkpoint(ckpt_file)
-    stored = config_from_text(read_config_text(parent))
-    with open_read(parent) as f:
-        run_id = str(f.attrs.get("run_id", ""))
-        run_id = run_id.decode() if isinstance(run_id, bytes) else run_id
-        rows_in_file = int(f["timeseries/time_h"].shape[0])
-    if ckpt.attrs.get("run_id") != run_id:
+    run_id = _readable_run_id(parent)
+    if run_id is None and ckpt.output is None:
+        check_run_file(parent)  # an old checkpoint cannot repair the file: say what is wrong with it
+    if run_id is not None and ckpt.attrs.get("run_id") != run_id:
         raise InputFileError(f"{ckpt_file}: this checkpoint belongs to another run than {parent}; it cannot be resumed")
-    if int(ckpt.attrs["timeseries_rows"]) > rows_in_file:
-        raise InputFileError(f"{parent}: has fewer time-series rows than its checkpoint records (file damaged); re-run it")
+    stored = config_from_text(ckpt.config)
     if config is None:
         config = stored
     elif not isinstance(config, Config):
         config = load_config(resolve_config(config, kind="run"))
+    else:
+        _check_config(config)
     changed = config_differences(stored, config)
     out = Path(out) if out is not None else parent
     same = out.resolve() == parent.resolve()
@@ -287,28 +362,92 @@ def _resume(
     fixed = [key for key in changed if key.startswith(("lattice.", "run.dt_min"))]
     if fixed:
         raise InputFileError(f"{parent}: a branch cannot change {', '.join(fixed)} (the saved state depends on them)")
+    if not same:
+        check_output(out, overwrite, inputs=[parent, ckpt_file, *_config_inputs(config)])
     sim = Simulation(config, backend)
     restore_model_state(sim.model, ckpt.state)
     rows = int(ckpt.attrs["timeseries_rows"])
+    history = _history(ckpt, parent, rows)
     if same:
         log.info("resuming %s from its checkpoint at %.3g h (step %d)", parent, sim.time_h, sim.step_index)
-        with RunWriter(parent, "r+") as writer:
-            writer.truncate(rows, ckpt.time_h)
-            history = str(writer.file.attrs.get("resume_history", ""))
-            line = f"resumed at step {sim.step_index} ({sim.time_h:g} h) on {sim.backend.name}"
-            writer.set_status("running", resume_history=(history + "\n" + line).strip())
-            write_xdmf(writer.file)
+        attrs = ckpt.output["attrs"] if ckpt.output is not None else _root_attrs(parent)
+        line = f"resumed at step {sim.step_index} ({sim.time_h:g} h) on {sim.backend.name}"
+        lost: list[str] = []
+
+        def rebuild(writer: RunWriter) -> None:
+            writer.write_header(ckpt.config, sim.seed, sim.backend.name, sim.lattice)
+            writer.append_timeseries(history)
+            if sim.model.therapy.events:
+                writer.write_events(sim.model.therapy.events)
+            lost.extend(_copy_snapshots(parent, writer, sim))
+            text = str(attrs.get("resume_history", "")) + "\n" + line + (f" (snapshots lost to damage: {', '.join(lost)})" if lost else "")
+            writer.set_status("running", **{k: v for k, v in attrs.items() if k not in ("status", "resume_history")}, resume_history=text.strip())
+
+        with _new_output(parent, rebuild) as writer:
+            for name in lost:
+                log.warning("%s: snapshot %s could not be read back (damaged by the interruption) and is missing", parent, name)
+            write_xdmf(writer.file, h5_path=writer.path)
             return _loop(sim, config, writer, progress)
-    _check_new_output(out, overwrite)
     log.info("branching %s at %.3g h into %s (changed: %s)", parent, sim.time_h, out, ", ".join(changed) or "nothing")
-    with RunWriter(out, "w" if overwrite else "x") as writer, open_read(parent) as source:
+
+    def start(writer: RunWriter) -> None:
         writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
         writer.set_status("running", parent_run=str(parent.resolve()), branch_time_h=float(sim.time_h),
                           branch_step=int(sim.step_index), branch_changes=", ".join(changed))  # fmt: skip
-        writer.copy_timeseries_from(source, rows)
-        _snapshot(writer, sim)
+        writer.append_timeseries(history)
+        writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
+
+    with _new_output(out, start) as writer:
+        write_xdmf(writer.file, h5_path=writer.path)
         _checkpoint(writer, sim, config)
         return _loop(sim, config, writer, progress)
+
+
+def _history(ckpt: Any, parent: Path, rows: int) -> dict[str, np.ndarray]:
+    """The time series up to the checkpoint: from the checkpoint, or (older checkpoints) from the run file."""
+    if ckpt.output is not None:
+        return {name: values[:rows] for name, values in ckpt.output["timeseries"].items()}
+    out: dict[str, np.ndarray] = {}
+    with open_read(parent) as f:
+        if int(f["timeseries/time_h"].shape[0]) < rows:
+            raise InputFileError(f"{parent}: has fewer time-series rows than its checkpoint records (file damaged); re-run it")
+        f["timeseries"].visititems(lambda name, obj: out.__setitem__(name, obj[:rows]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def _root_attrs(path: Path) -> dict[str, Any]:
+    with open_read(path) as f:
+        return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+
+
+def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation) -> list[str]:
+    """Copy the parent's snapshots up to the checkpoint into ``writer``; returns the steps (``NNNNNN``) that could not be read.
+
+    Each snapshot is read in full before it is written again (a kill can leave one damaged).
+    The snapshot at the checkpoint's own step, if the run had written one, is written
+    again from the restored state when it cannot be read.
+    """
+    from carabm.errors import CarabmError  # noqa: PLC0415
+    from carabm.io.hdf5 import Snapshots  # noqa: PLC0415
+
+    lost: list[str] = []
+    step = sim.step_index
+    try:
+        snaps = Snapshots(parent)
+        for i, at in enumerate(snaps.steps):
+            if int(at) > step:
+                continue
+            try:
+                snap = snaps[i]
+            except (OSError, KeyError, RuntimeError, ValueError, IndexError):
+                lost.append(f"{int(at):06d}")
+                continue
+            agents = {k: v for k, v in snap["agents"].items() if k != "xyz_um"}  # (recomputed from the positions)
+            voxel_um = sim.lattice.voxel_um if "xyz_um" in snap["agents"] else None
+            writer.write_snapshot(snap["step"], snap["time_h"], snap["fields"], snap["bbb_integrity"], agents, voxel_um=voxel_um)
+    except (CarabmError, OSError, KeyError, RuntimeError, ValueError):
+        pass  # the file (or its snapshot index) cannot be read at all
+    return lost
 
 
 def _stack(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:

@@ -31,6 +31,7 @@ import numpy as np
 
 import carabm
 from carabm.errors import CarabmError, InputFileError
+from carabm.io.crash import crash_point
 
 #: model attributes holding therapy (or other biology) state, stored when present
 EXTRA_STATE = ("effects", "therapy", "therapies_state", "pk")
@@ -288,35 +289,64 @@ def _restore_store(store: Any, saved: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def write_checkpoint(path: str | Path, model: Any, *, run_id: str, timeseries_rows: int, config_yaml: str, backend: str) -> Path:
-    """Write the model's state to ``path`` atomically (temp file, fsync, ``os.replace``)."""
+def write_checkpoint(
+    path: str | Path,
+    model: Any,
+    *,
+    run_id: str,
+    timeseries_rows: int,
+    config_yaml: str,
+    backend: str,
+    output: dict[str, Any] | None = None,
+) -> Path:
+    """Write the model's state to ``path`` atomically (temp file, fsync, ``os.replace``).
+
+    ``output`` (``{"attrs": root attributes, "timeseries": {name: all rows}}``) is what
+    ``--resume`` needs to rebuild the output file up to this checkpoint when a kill
+    left it damaged. The temp file is removed when writing fails or is interrupted.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     tree = model_state(model)
-    with h5py.File(tmp, "w") as f:
-        f.attrs["carabm_checkpoint"] = CHECKPOINT_VERSION
-        f.attrs["carabm_version"] = carabm.__version__
-        f.attrs["run_id"] = run_id
-        f.attrs["step_index"] = int(model.step_index)
-        f.attrs["time_h"] = float(model.step_index * model.dt_h)
-        f.attrs["seed"] = int(model.seed)
-        f.attrs["backend"] = backend
-        f.attrs["timeseries_rows"] = int(timeseries_rows)
-        f.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
-        _write_tree(f.create_group("state"), tree)
-    with open(tmp, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["carabm_checkpoint"] = CHECKPOINT_VERSION
+            f.attrs["carabm_version"] = carabm.__version__
+            f.attrs["run_id"] = run_id
+            f.attrs["step_index"] = int(model.step_index)
+            f.attrs["time_h"] = float(model.step_index * model.dt_h)
+            f.attrs["seed"] = int(model.seed)
+            f.attrs["backend"] = backend
+            f.attrs["timeseries_rows"] = int(timeseries_rows)
+            f.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
+            _write_tree(f.create_group("state"), tree)
+            crash_point("checkpoint")
+            if output is not None:
+                group = f.create_group("output")
+                for key, value in output["attrs"].items():
+                    group.attrs[key] = value
+                series = group.create_group("timeseries")
+                for name, values in output["timeseries"].items():
+                    series.create_dataset(name, data=np.asarray(values)[:timeseries_rows], compression="gzip", compression_opts=1)
+        with open(tmp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        crash_point("checkpoint_replace")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 
 class Checkpoint:
     """A checkpoint read back: ``attrs`` (run_id, step_index, time_h, timeseries_rows, ...), ``config`` text, ``state`` tree."""
 
-    def __init__(self, attrs: dict[str, Any], config: str, state: dict[str, Any]):
+    def __init__(self, attrs: dict[str, Any], config: str, state: dict[str, Any], output: dict[str, Any] | None = None):
         self.attrs = attrs
         self.config = config
         self.state = state
+        #: ``{"attrs", "timeseries"}`` of the output file at this checkpoint (None in older checkpoints)
+        self.output = output
 
     @property
     def step_index(self) -> int:
@@ -346,6 +376,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             config = f["config"][()]
             state = _read_tree(f["state"])
+            output = None
+            if "output" in f:
+                series: dict[str, np.ndarray] = {}
+                f["output/timeseries"].visititems(lambda name, obj: series.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+                output = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["output"].attrs.items()}, "timeseries": series}
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the checkpoint ({exc}); start the run again with --overwrite") from exc
-    return Checkpoint(attrs, config.decode() if isinstance(config, bytes) else str(config), state)
+    return Checkpoint(attrs, config.decode() if isinstance(config, bytes) else str(config), state, output)

@@ -30,6 +30,7 @@ import carabm
 from carabm.engine.lattice import COMPARTMENTS, Lattice
 from carabm.errors import InputFileError
 from carabm.io.config import CELL_TYPES
+from carabm.io.crash import crash_point
 
 #: the conventions the file follows (root attribute ``Conventions``)
 CONVENTIONS = "CF-1.10"
@@ -209,11 +210,29 @@ class RunWriter:
                 f"or resume it with carabm {version}"
             )
         self._rows = int(self.file["timeseries/time_h"].shape[0]) if "timeseries/time_h" in self.file else 0
+        # every row written, in memory too: a checkpoint carries them (see :meth:`output_state`)
+        self._history: dict[str, list[np.ndarray]] = {}
+        if "timeseries" in self.file:
+            self.file["timeseries"].visititems(
+                lambda name, obj: self._history.__setitem__(name, [obj[: self._rows]]) if isinstance(obj, h5py.Dataset) else None
+            )
 
     @property
     def rows(self) -> int:
         """Time-series rows written so far."""
         return self._rows
+
+    def output_state(self) -> dict[str, Any]:
+        """Root attributes and every time-series row: what rebuilds this file up to now (kept in checkpoints)."""
+        series = {}
+        for name, parts in self._history.items():
+            values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+            self._history[name] = [values]
+            series[name] = values
+        snaps = self.file.get("snapshots")
+        steps = snaps["step"][: snaps["time_h"].shape[0]] if snaps is not None and "time_h" in snaps else []
+        return {"attrs": {k: _decode(v) for k, v in self.file.attrs.items()}, "timeseries": series,
+                "snapshots": [f"{int(step):06d}" for step in steps]}  # fmt: skip
 
     @property
     def run_id(self) -> str:
@@ -290,8 +309,13 @@ class RunWriter:
             raise ValueError(f"time-series rows of unequal length: {lengths}")
         (n_new,) = lengths
         order = [name for name in rows if name != "time_h"] + (["time_h"] if "time_h" in rows else [])
-        for name in order:
+        for i, name in enumerate(order):
+            if i == len(order) // 2:
+                crash_point("timeseries")
             values = np.atleast_1d(np.asarray(rows[name]))
+            if name not in self._history:  # a column new in this row (a drug given for the first time): zeros before
+                self._history[name] = [np.zeros(self._rows, dtype=np.float64 if values.dtype.kind == "f" else values.dtype)]
+            self._history[name].append(values)
             ds = self._series(name, values.dtype)
             ds.resize((self._rows + n_new,))
             ds[self._rows :] = values
@@ -313,6 +337,7 @@ class RunWriter:
         if snaps is not None and "time_h" in snaps:
             keep = int(np.count_nonzero(snaps["time_h"][()] <= time_h + 1e-9))
             self._cut_snapshots(keep)
+        self._history = {name: [np.concatenate(parts)[: self._rows]] for name, parts in self._history.items()}
         self.file.flush()
 
     def copy_timeseries_from(self, source: h5py.File, rows: int) -> None:
@@ -409,6 +434,7 @@ class RunWriter:
             ds = self._field(group, name, tuple(shape))
             _resize(ds, slot + 1)
             ds[slot] = np.asarray(data, dtype=np.float32)
+        crash_point("snapshot")
         if agents:
             agents = dict(agents)
             if voxel_um is not None and "position" in agents:

@@ -163,10 +163,13 @@ def xdmf_text(f: h5py.File, h5_name: str) -> str:
     return "\n".join(out)
 
 
-def write_xdmf(h5: str | Path | h5py.File, xmf: str | Path | None = None) -> Path:
-    """Write (atomically) the XDMF sidecar of a run file, open or by path; returns its path."""
+def write_xdmf(h5: str | Path | h5py.File, xmf: str | Path | None = None, *, h5_path: str | Path | None = None) -> Path:
+    """Write (atomically) the XDMF sidecar of a run file, open or by path; returns its path.
+
+    ``h5_path``: where the open file ``h5`` lives now, when it was renamed after opening.
+    """
     if isinstance(h5, h5py.File):
-        h5_path = Path(h5.filename)
+        h5_path = Path(h5_path if h5_path is not None else h5.filename)
         text = xdmf_text(h5, h5_path.name)
     else:
         h5_path = Path(h5)
@@ -176,6 +179,10 @@ def write_xdmf(h5: str | Path | h5py.File, xmf: str | Path | None = None) -> Pat
     if xmf.parent.resolve() != h5_path.parent.resolve():
         text = text.replace(f">{h5_path.name}:/", f">{os.path.relpath(h5_path.resolve(), xmf.parent.resolve())}:/")
     tmp = xmf.with_name(xmf.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, xmf)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, xmf)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return xmf

@@ -201,7 +201,7 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, capsys):
     assert a.step_index == b.step_index == 120
     _assert_same_group(checkpoint_path(killed), checkpoint_path(whole), "state")
     again = main(capsys, "run", "--resume", killed)
-    assert again.returncode == 0 and "already complete" in again.stdout
+    assert again.returncode == 0 and "already complete" in again.stdout, again.stderr
 
 
 def test_resume_branch_and_its_errors(tmp_path, capsys):
