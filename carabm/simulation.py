@@ -379,7 +379,8 @@ def _resume(
             writer.append_timeseries(history)
             if sim.model.therapy.events:
                 writer.write_events(sim.model.therapy.events)
-            lost.extend(_copy_snapshots(parent, writer, sim))
+            expected = ckpt.output["snapshots"] if ckpt.output is not None else []
+            lost.extend(_copy_snapshots(parent, writer, sim, expected))
             text = str(attrs.get("resume_history", "")) + "\n" + line + (f" (snapshots lost to damage: {', '.join(lost)})" if lost else "")
             writer.set_status("running", **{k: v for k, v in attrs.items() if k not in ("status", "resume_history")}, resume_history=text.strip())
 
@@ -420,8 +421,8 @@ def _root_attrs(path: Path) -> dict[str, Any]:
         return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
 
 
-def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation) -> list[str]:
-    """Copy the parent's snapshots up to the checkpoint into ``writer``; returns the steps (``NNNNNN``) that could not be read.
+def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation, expected: list[str]) -> list[str]:
+    """Copy the parent's snapshots up to the checkpoint into ``writer``; returns those of ``expected`` it could not read.
 
     Each snapshot is read in full before it is written again (a kill can leave one damaged).
     The snapshot at the checkpoint's own step, if the run had written one, is written
@@ -430,7 +431,7 @@ def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation) -> list[st
     from carabm.errors import CarabmError  # noqa: PLC0415
     from carabm.io.hdf5 import Snapshots  # noqa: PLC0415
 
-    lost: list[str] = []
+    copied: set[str] = set()
     step = sim.step_index
     try:
         snaps = Snapshots(parent)
@@ -440,13 +441,18 @@ def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation) -> list[st
             try:
                 snap = snaps[i]
             except (OSError, KeyError, RuntimeError, ValueError, IndexError):
-                lost.append(f"{int(at):06d}")
                 continue
             agents = {k: v for k, v in snap["agents"].items() if k != "xyz_um"}  # (recomputed from the positions)
             voxel_um = sim.lattice.voxel_um if "xyz_um" in snap["agents"] else None
             writer.write_snapshot(snap["step"], snap["time_h"], snap["fields"], snap["bbb_integrity"], agents, voxel_um=voxel_um)
+            copied.add(f"{int(at):06d}")
     except (CarabmError, OSError, KeyError, RuntimeError, ValueError):
         pass  # the file (or its snapshot index) cannot be read at all
+    lost = [n for n in expected if int(n) <= step and n not in copied]
+    own = f"{step:06d}"
+    if own in lost:
+        writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
+        lost = [n for n in lost if n != own]
     return lost
 
 

@@ -328,6 +328,7 @@ def write_checkpoint(
                 series = group.create_group("timeseries")
                 for name, values in output["timeseries"].items():
                     series.create_dataset(name, data=np.asarray(values)[:timeseries_rows], compression="gzip", compression_opts=1)
+                group.create_dataset("snapshots", data=np.array(output.get("snapshots", []), dtype=object), dtype=h5py.string_dtype())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         crash_point("checkpoint_replace")
@@ -380,7 +381,8 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             if "output" in f:
                 series: dict[str, np.ndarray] = {}
                 f["output/timeseries"].visititems(lambda name, obj: series.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
-                output = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["output"].attrs.items()}, "timeseries": series}
+                output = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["output"].attrs.items()}, "timeseries": series,
+                          "snapshots": [n.decode() if isinstance(n, bytes) else str(n) for n in f["output/snapshots"][()]]}  # fmt: skip
     except OSError as exc:
         raise InputFileError(f"{path}: cannot read the checkpoint ({exc}); start the run again with --overwrite") from exc
     return Checkpoint(attrs, config.decode() if isinstance(config, bytes) else str(config), state, output)

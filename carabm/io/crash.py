@@ -27,3 +27,15 @@ def crash_point(name: str) -> None:
     _seen[name] += 1
     if _seen[name] == int(count or 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def run_and_crash(crash_at: str, argv: list[str]) -> None:
+    """Run ``carabm ARGV`` with ``CARABM_CRASH_AT=crash_at``, output silenced (a target for a test's child process)."""
+    os.environ["CARABM_CRASH_AT"] = crash_at
+    _seen.clear()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    from carabm.cli import main  # noqa: PLC0415
+
+    main(argv)
