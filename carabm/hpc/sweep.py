@@ -615,16 +615,22 @@ def prepare(sweep: Sweep, out: str | Path, indices: Iterable[int] | None = None)
 
 
 def output_status(path: Path) -> str:
-    """``missing``, ``complete``, ``running`` (incomplete) or ``damaged`` for a member's output file."""
+    """``missing``, ``complete``, ``running`` (incomplete, resumable) or ``damaged`` for a member's output file.
+
+    A file a kill left unreadable counts as ``running`` when its checkpoint exists
+    (``--resume`` rebuilds the file from it), else as ``damaged``.
+    """
+    from carabm.io.checkpoint import checkpoint_path  # noqa: PLC0415
+
     if not path.exists():
-        return "missing"
+        return "running" if checkpoint_path(path).exists() else "missing"
     import h5py  # noqa: PLC0415
 
     try:
-        with h5py.File(path, "r") as f:
+        with h5py.File(path, "r", locking=False) as f:
             status = f.attrs.get("status", "")
     except OSError:
-        return "damaged"
+        return "running" if checkpoint_path(path).exists() else "damaged"
     status = status.decode() if isinstance(status, bytes) else str(status)
     return "complete" if status == "complete" else "running"
 
@@ -677,7 +683,7 @@ def _run_member(member: Member, folder: Path, backend: str | None, progress: boo
     if status in ("complete", "running"):
         try:
             stored = config_from_text(read_config_text(out))
-        except CarabmError:
+        except (CarabmError, OSError, KeyError):  # unreadable: a resume rebuilds it from the checkpoint
             stored = None
         if stored is not None:
             changed = config_differences(stored, member.config)

@@ -657,7 +657,7 @@ def derived_problems(config: Config) -> list[str]:
 
 def lattice_problems(config: Config) -> list[str]:
     """The lattice of ``config`` can be built (layout fits the shape, mask file matches) and holds the configured cells."""
-    from carabm.engine.lattice import COMPARTMENTS, default_layout, load_mask  # noqa: PLC0415
+    from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_mask  # noqa: PLC0415
 
     lat = config.lattice
     try:
@@ -670,9 +670,10 @@ def lattice_problems(config: Config) -> list[str]:
         return exc.problems
     if tuple(labels.shape) != tuple(lat.shape):
         return [f"lattice.layout.file: mask shape {list(labels.shape)} differs from lattice.shape {list(lat.shape)}"]
-    if labels.dtype.kind not in "ui" or labels.size and (labels.min() < 0 or labels.max() > max(COMPARTMENTS.values())):
-        allowed = ", ".join(f"{code}={name}" for name, code in COMPARTMENTS.items())
-        return [f"lattice.layout.file: labels must be integers {allowed}"]
+    try:
+        labels = Lattice(labels, lat.voxel_um).labels
+    except ValueError as exc:
+        return [f"lattice.layout.file: {exc}"]
     problems: list[str] = []
     wanted: dict[str, list[str]] = {}
     for name, home in HOME.items():

@@ -83,8 +83,8 @@ AGENT_COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 #: snapshots: rows of the [time_h, z, y, x] field arrays in one chunk is 1; largest chunk, bytes (whole [y, x] slabs)
 FIELD_CHUNK_BYTES = 1 << 20
-#: time-series rows kept in one HDF5 chunk
-TIMESERIES_CHUNK = 1024
+#: time-series rows kept in one HDF5 chunk (the last one is rewritten at every flush)
+TIMESERIES_CHUNK = 128
 #: agent rows kept in one HDF5 chunk (agents of all snapshots, one after another)
 AGENT_CHUNK = 16384
 #: snapshot rows (time_h, step, agent count) in one HDF5 chunk
@@ -200,7 +200,11 @@ class RunWriter:
 
     def __init__(self, path: str | Path, mode: str = "x"):
         self.path = Path(path)
-        self.file = h5py.File(self.path, mode, locking=False)  # readers may look while the run writes
+        # fs_strategy "none": space freed in the file (a rewritten compressed chunk) is never reused while the file is
+        # open, so a kill in the middle of a write cannot leave metadata pointing at overwritten data; the file
+        # stays readable up to its last flush (at the cost of some unused bytes, fewer with small time-series chunks)
+        creating = mode in ("x", "w", "w-")
+        self.file = h5py.File(self.path, mode, locking=False, **({"fs_strategy": "none"} if creating else {}))
         if mode == "r+" and int(self.file.attrs.get("schema_version", carabm.SCHEMA_VERSION)) < carabm.SCHEMA_VERSION:
             schema, version = int(self.file.attrs["schema_version"]), _decode(self.file.attrs.get("carabm_version", "?"))
             self.file.close()

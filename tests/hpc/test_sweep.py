@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from carabm.cli import main
+from carabm.engine.backend import gpu_code_available
 from carabm.errors import CarabmError, ConfigError
 from carabm.hpc import sweep as sw
 from carabm.hpc.collect import collect, read_members, wilson_interval
@@ -185,12 +186,13 @@ def test_interrupted_member_resumes_to_the_same_result(sweep_file: Path, by_inde
     _same_series(out / "0001" / "run.h5", by_index / "0001" / "run.h5")
 
 
+@pytest.mark.skipif(gpu_code_available(), reason="needs a machine where the CuPy backend fails")
 def test_failing_member_is_recorded_and_the_others_complete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    np.save(tmp_path / "bad.npy", np.zeros((2, 2), dtype=np.float32))  # passes validation, fails at build time
+    # a valid config that fails when the member runs: the CuPy backend on a machine without a GPU
+    # (a bad mask file, used here before, is now found when the sweep is validated)
     base = {**TINY, "run": {**TINY["run"], "duration_h": 0.5}}
     _write(tmp_path, "tiny.yaml", base)
-    spec = _write(tmp_path, "sweep.yaml", {"base": "tiny.yaml", "axes": {"list": {
-        "lattice.layout": [{"kind": "default"}, {"kind": "mask", "file": str(tmp_path / "bad.npy")}, {"kind": "default"}]}}})  # fmt: skip
+    spec = _write(tmp_path, "sweep.yaml", {"base": "tiny.yaml", "axes": {"list": {"run.backend": ["numpy", "cupy", "numpy"]}}})
     out = tmp_path / "out"
     assert main(["sweep", str(spec), "--out", str(out), "--workers", "1"]) == 1
     printed = capsys.readouterr().out
@@ -389,9 +391,8 @@ def test_sigkilled_member_resumes(tmp_path: Path) -> None:
     if not killed:
         pytest.skip("the member finished before it could be killed")
     assert sw.output_status(out / "0000" / "run.h5") == "running"
-    # resumed from the checkpoint; or, when the kill left the HDF5 file itself damaged (a
-    # compressed chunk half written), run again from the start: either way it completes
-    assert sw.run_member(spec, out, 0).outcome in ("resumed", "done")
+    # resumed from the checkpoint, whatever the moment of the kill (the checkpoint can rebuild the file)
+    assert sw.run_member(spec, out, 0).outcome == "resumed"
     reference = tmp_path / "reference"
     assert sw.run_member(spec, reference, 0).outcome == "done"
     _same_series(out / "0000" / "run.h5", reference / "0000" / "run.h5")
