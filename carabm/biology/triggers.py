@@ -8,22 +8,27 @@ Grammar::
                 | serum.<CYTOKINE> | cns.<CYTOKINE>     # pg/mL
     OP         := >= | > | <= | < | == | !=
 
-Examples: ``crs_grade >= 2``, ``serum.IL6 > 500 and time_h >= 24``.
+Examples: ``crs_grade >= 2``, ``serum.IL6 > 500 and time_h >= 24``. Thresholds are finite
+numbers (``nan`` and ``inf`` are refused). A parsed trigger is evaluated by the shared safe
+evaluator :mod:`carabm.io.expressions` (as sweep ``derived:`` expressions are); a readout
+that is NaN stops the run with an error instead of silently comparing false.
 """
 
 from __future__ import annotations
 
-import operator
+import ast
+import math
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from carabm.errors import CarabmError
+from carabm.io import expressions
 
 CYTOKINE_NAMES = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
 SCALARS = ("crs_grade", "icans_grade", "time_h", "tumor_burden")
 QUANTITIES = SCALARS + tuple(f"{where}.{c}" for where in ("serum", "cns") for c in CYTOKINE_NAMES)
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    ">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq, "!=": operator.ne,
-}  # fmt: skip
+_OPS = (">=", ">", "<=", "<", "==", "!=")
 _TOKEN = re.compile(r"\s*(?:(>=|<=|==|!=|>|<)|([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)|([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))")
 
 
@@ -41,7 +46,7 @@ class Clause:
 
     def holds(self, values: Mapping[str, float]) -> bool:
         """Evaluate against current readouts."""
-        return _OPS[self.op](float(values[self.quantity]), self.threshold)
+        return Trigger(self.quantity, ((self,),)).holds(values)
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,20 @@ class Trigger:
 
     text: str
     any_of: tuple[tuple[Clause, ...], ...]
+    tree: ast.Expression | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def expression(self) -> str:
+        """The trigger in the shared evaluator's language (``and`` binds tighter than ``or``)."""
+        return " or ".join(" and ".join(f"{c.quantity} {c.op} {c.threshold!r}" for c in group) for group in self.any_of)
 
     def holds(self, values: Mapping[str, float]) -> bool:
         """True when the condition holds for these readouts."""
-        return any(all(c.holds(values) for c in group) for group in self.any_of)
+        tree = self.tree if self.tree is not None else expressions.parse(self.expression, functions={}, comparisons=True)
+        try:
+            return bool(expressions.evaluate(tree, lambda name: float(values[name]), functions={}, comparisons=True))
+        except expressions.ExpressionError as exc:
+            raise CarabmError(f"trigger {self.text!r}: {exc}") from None
 
 
 def _tokens(text: str) -> list[str]:
@@ -89,6 +104,8 @@ def parse_trigger(text: str) -> Trigger:
             threshold = float(number)
         except ValueError:
             raise TriggerSyntaxError(f"expected a number after {name} {op}, got {number!r}") from None
+        if not math.isfinite(threshold):
+            raise TriggerSyntaxError(f"expected a finite number after {name} {op}, got {number!r}")
         groups[-1].append(Clause(name, op, threshold))
         i += 3
         if i == len(tokens):
@@ -99,7 +116,8 @@ def parse_trigger(text: str) -> Trigger:
         elif joiner != "and":
             raise TriggerSyntaxError(f"expected 'and' or 'or', got {tokens[i]!r}")
         i += 1
-    return Trigger(text, tuple(tuple(g) for g in groups))
+    trigger = Trigger(text, tuple(tuple(g) for g in groups))
+    return Trigger(text, trigger.any_of, expressions.parse(trigger.expression, functions={}, comparisons=True))
 
 
 def trigger_problems(text: str) -> list[str]:

@@ -19,17 +19,15 @@ Layout of a sweep folder::
 
 from __future__ import annotations
 
-import ast
 import csv
 import io
 import itertools
 import json
 import logging
 import math
-import operator
 import os
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from carabm.errors import CarabmError, ConfigError, InputFileError
+from carabm.io import expressions
 from carabm.io.config import Config, parent_of, read_yaml, validate_config
 
 log = logging.getLogger("carabm")
@@ -358,58 +357,26 @@ def _blocks(axes: Any) -> list[tuple[str, Any]]:
 
 # --------------------------------------------------------------------------- derived values
 
-_OPS: dict[type, Callable[..., Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos,
-}  # fmt: skip
-_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "round": round, "int": int, "float": float, "exp": math.exp,
-                                         "log": math.log, "sqrt": math.sqrt}  # fmt: skip
-
-
 def evaluate(expression: str, data: dict[str, Any], where: str) -> Any:
     """Evaluate an arithmetic expression over a member's config (``2e6 * patient.weight_kg``).
 
     Names are dotted config keys; numbers, ``+ - * / **``, parentheses and
-    ``min max round int float exp log sqrt`` are allowed, nothing else.
+    ``min max round int float exp log sqrt`` are allowed, nothing else (the shared safe
+    evaluator :mod:`carabm.io.expressions`, with its limits: ``9**9**9`` fails at once).
     """
 
-    def dotted(node: ast.AST) -> str | None:
-        if isinstance(node, ast.Name):
-            return node.id
-        if isinstance(node, ast.Attribute):
-            head = dotted(node.value)
-            return f"{head}.{node.attr}" if head else None
-        return None
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.Expression):
-            return ev(node.body)
-        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return node.value
-        if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](ev(node.left), ev(node.right))
-        if isinstance(node, ast.UnaryOp) and type(node.op) in _OPS:
-            return _OPS[type(node.op)](ev(node.operand))
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCS and not node.keywords:
-            return _FUNCS[node.func.id](*[ev(a) for a in node.args])
-        key = dotted(node)
-        if key is not None:
-            value = _get_path(data, key)
-            if value is None:
-                raise ConfigError(f"{where}: {key!r} is not set in the member's config")
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where}: {key!r} is not a number ({value!r})")
-            return value
-        raise ConfigError(f"{where}: unsupported expression {ast.unparse(node)!r} in {expression!r}")
+    def lookup(key: str) -> Any:
+        value = _get_path(data, key)
+        if value is None:
+            raise ConfigError(f"{where}: {key!r} is not set in the member's config")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key!r} is not a number ({value!r})")
+        return value
 
     try:
-        tree = ast.parse(str(expression), mode="eval")
-    except SyntaxError:
-        raise ConfigError(f"{where}: not an arithmetic expression: {expression!r}") from None
-    try:
-        return ev(tree)
-    except (ArithmeticError, ValueError) as exc:
-        raise ConfigError(f"{where}: {expression!r} failed ({exc})") from None
+        return expressions.evaluate(str(expression), lookup)
+    except expressions.ExpressionError as exc:
+        raise ConfigError(f"{where}: {expression!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- expansion

@@ -1,12 +1,14 @@
 """Therapies: PK against closed forms, Emax PD, schedules, triggers and their guard rails."""
 
 import math
+import re
 
 import pytest
 
 from carabm.biology.drugs import DRUGS
 from carabm.biology.therapies import Effects, Plasma, TherapyState, dose_mg, occupancy
 from carabm.biology.triggers import TriggerSyntaxError, parse_trigger
+from carabm.errors import CarabmError, ConfigError
 from carabm.io.config import load_config
 
 
@@ -112,3 +114,27 @@ def test_cns_exposure_is_the_csf_ratio_through_an_intact_bbb_and_the_plasma_leve
     assert pk.cns_ug_ml(1.0) == pytest.approx(160.0 * drug.csf_fraction)
     assert pk.cns_ug_ml(0.0) == pytest.approx(160.0)
     assert pk.cns_ug_ml(0.5) == pytest.approx(160.0 * (drug.csf_fraction + (1 - drug.csf_fraction) * 0.5))
+
+
+@pytest.mark.parametrize("bad", ["crs_grade >= nan", "serum.IL6 > inf", "crs_grade >= 1e400", "time_h > inf or crs_grade >= 2"])
+def test_non_finite_thresholds_are_rejected(bad):
+    with pytest.raises(TriggerSyntaxError, match="expected a finite number"):
+        parse_trigger(bad)
+
+
+def test_a_nan_readout_is_an_error_not_a_silent_false():
+    with pytest.raises(CarabmError, match=r"trigger 'serum.IL6 > 500': serum.IL6 is nan"):
+        parse_trigger("serum.IL6 > 500").holds({"serum.IL6": float("nan")})
+
+
+def test_triggers_and_sweep_derived_share_one_evaluator_with_limits():
+    from carabm.hpc.sweep import evaluate
+
+    # refused before it is computed (it used to run for ever)
+    with pytest.raises(ConfigError, match=r"derived.x: '9\*\*9\*\*9': 9 \*\* 387420489 is too large"):
+        evaluate("9**9**9", {}, "derived.x")
+    for bad, why in (("patient.__class__", "'patient.__class__' is not set"), ("(-8) ** 0.5", "not a real number"),
+                     ("1e308 * 10", "not a finite number"), ("open('x')", "unsupported expression")):  # fmt: skip
+        with pytest.raises(ConfigError, match=re.escape(why)):
+            evaluate(bad, {"patient": {"weight_kg": 70.0}}, "derived.x")
+    assert evaluate("2e6 * patient.weight_kg", {"patient": {"weight_kg": 70.0}}, "derived.x") == 1.4e8
