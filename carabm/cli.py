@@ -87,7 +87,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     result = render(args.file, args.out, size=parse_size(args.size), fps=args.fps, cytokine=args.cytokine,
                     backend=args.backend, cytokine_mode=args.mode, color_by=args.color_by, camera=args.camera,
-                    progress=not args.no_progress)  # fmt: skip
+                    progress=not args.no_progress, overwrite=args.overwrite)  # fmt: skip
     print(f"carabm: wrote {result.out} — {result.frames} frames with {result.backend}, {result.seconds_per_frame:.2f} s per frame")
     return 0
 
@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--backend", choices=["auto", "egl", "osmesa", "matplotlib"], default="auto",
                      help="drawing backend (auto: EGL, then OSMesa, then matplotlib 2D)")
     ren.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ren.add_argument("--overwrite", action="store_true", help="replace an existing movie, or the frames in an existing folder")
     ren.set_defaults(func=_cmd_render)
 
     val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")

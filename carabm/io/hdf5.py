@@ -549,14 +549,20 @@ def open_read(path: str | Path) -> h5py.File:
 
     If this process already holds the file open with locking (xarray/h5netcdf does by
     default), HDF5 refuses a second open with other locking flags; it is then opened
-    with the default flags.
+    with the default flags; failing that, :class:`InputFileError` says so.
     """
     try:
         return h5py.File(path, "r", locking=False)
     except OSError as exc:
-        if "locking flag values don't match" not in str(exc):
+        if "locking flag" not in str(exc) and "already open" not in str(exc):
             raise
+    try:
         return h5py.File(path, "r")
+    except OSError as exc:
+        raise InputFileError(
+            f"{path}: is already open in this Python session (h5py) in a way that keeps it from being read again; "
+            "close it first (f.close())"
+        ) from exc
 
 
 def schema_of(f: h5py.File) -> int:

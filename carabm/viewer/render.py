@@ -8,6 +8,7 @@ produces frames and says which backend drew them.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -172,9 +173,40 @@ def parse_size(text: str) -> tuple[int, int]:
     return width - width % 2, height - height % 2
 
 
+#: frames per second an MP4 may have
+MAX_FPS = 240.0
+
+
+def check_output(out: str | Path, fps: float, overwrite: bool) -> None:
+    """Refuse ``--out``/``--fps`` before any work: one line naming what is wrong and what is allowed."""
+    out = Path(out)
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InputFileError(f"--fps must be a number of frames per second above 0 and at most {MAX_FPS:g}; got {fps!r}")
+    if out.suffix.lower() == ".mp4":
+        if out.is_dir():
+            raise InputFileError(f"{out}: is a folder; name the movie something else, or drop .mp4 to write PNG frames into a folder")
+        if out.exists() and not overwrite:
+            raise InputFileError(f"{out}: exists; pass --overwrite to replace it, or choose another --out")
+        folder = out.parent
+        while not folder.exists():
+            folder = folder.parent
+    else:
+        if out.exists() and not out.is_dir():
+            raise InputFileError(f"{out}: is a file; --out is a movie (.mp4) or a folder for PNG frames")
+        if out.suffix and not out.exists():
+            raise InputFileError(f"{out}: unknown movie format {out.suffix!r}; allowed: a .mp4 file, or a folder (no suffix) for PNG frames")
+        if out.is_dir() and any(out.glob("frame_*.png")) and not overwrite:
+            raise InputFileError(f"{out}: holds frames already; pass --overwrite to replace them, or choose another --out")
+        folder = out if out.exists() else out.parent
+        while not folder.exists():
+            folder = folder.parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputFileError(f"{folder}: not writable; choose another --out")
+
+
 def render(path: str | Path, out: str | Path, *, size: tuple[int, int] = (960, 720), fps: float = 4.0, cytokine: str = "IL6",
            backend: str = "auto", cytokine_mode: str = "volume", color_by: str = "type", camera: str = "whole",
-           progress: bool = True) -> RenderResult:  # fmt: skip
+           progress: bool = True, overwrite: bool = False) -> RenderResult:  # fmt: skip
     """Render every snapshot of the run ``path`` to ``out``: an ``.mp4`` file, else a folder of PNGs.
 
     ``backend`` is ``auto`` (EGL, then OSMesa, then matplotlib 2D), or one of them by name;
@@ -187,6 +219,7 @@ def render(path: str | Path, out: str | Path, *, size: tuple[int, int] = (960, 7
     if camera not in CAMERA_PRESETS:
         raise InputFileError(f"--camera must be one of {', '.join(CAMERA_PRESETS)}; got {camera!r}")
     run = RunScene(path, cytokine=cytokine)
+    check_output(out, fps, overwrite)  # (before the slow part: probing GL, drawing)
     out = Path(out)
     chosen = choose_backend(backend)
     log.info("render backend: %s; %d frames of %dx%d px, %s", {"egl": "vispy on EGL (offscreen)", "osmesa": "vispy on OSMesa",
@@ -197,11 +230,13 @@ def render(path: str | Path, out: str | Path, *, size: tuple[int, int] = (960, 7
         frames = _vispy_frames(run, size, chosen, cytokine_mode, color_by, camera)
     as_movie = out.suffix.lower() == ".mp4"
     writer = None
-    if as_movie:
+    final = out
+    if as_movie:  # written under a temporary name, renamed when complete: a failed render leaves an old movie as it was
         out.parent.mkdir(parents=True, exist_ok=True)
+        out = out.with_name(out.stem + ".partial.mp4")
         writer = _open_mp4(out, fps)
         if writer is None:
-            out = out.with_suffix("")
+            out = final = final.with_suffix("")
             log.info("imageio-ffmpeg not installed: writing PNGs to %s/ instead of an MP4", out)
             as_movie = False
     if not as_movie:
@@ -218,10 +253,19 @@ def render(path: str | Path, out: str | Path, *, size: tuple[int, int] = (960, 7
                 name = out / f"frame_{i:05d}.png"
                 _write_png(name, image)
                 files.append(name)
-    finally:
+    except BaseException:
         if writer is not None:
             writer.close()
+            out.unlink(missing_ok=True)
+        raise
     if writer is not None:
+        writer.close()
+        os.replace(out, final)
+        out = final
         files = [out]
+    else:  # frames of an earlier, longer render (replaced with --overwrite) would mix with these
+        for stale in out.glob("frame_*.png"):
+            if stale not in files:
+                stale.unlink()
     elapsed = time.perf_counter() - start
     return RenderResult(out=out, files=files, backend=chosen, frames=len(run), seconds_per_frame=elapsed / max(len(run), 1))

@@ -184,3 +184,43 @@ def test_render_shows_a_bbb_breach_in_red_and_rings_cells_in_the_cns(breached_ru
     first, last = (_read_png(result.files[i]) for i in (0, -1))
     assert _red(last) > 3 * _red(first) + 20, (_red(first), _red(last))
     assert _rings(last) > _rings(first), (_rings(first), _rings(last))
+
+
+def test_render_output_rules(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Bad --out/--fps: one line, exit 2, before any drawing; existing movies and frames replaced only with --overwrite."""
+    base = ["render", str(tiny_run), "--size", "160x120", "--backend", "matplotlib", "--no-progress"]
+    existing = tmp_path / "notes.txt"
+    existing.write_text("keep me")
+    for args, expected in (
+        (["--out", str(tmp_path / "m.mp4"), "--fps", "nan"], "--fps must be a number of frames per second above 0"),
+        (["--out", str(tmp_path / "m.mp4"), "--fps", "0"], "--fps must be a number"),
+        (["--out", str(tmp_path / "m.mp4"), "--fps", "-1"], "--fps must be a number"),
+        (["--out", str(tmp_path / "movie.gif")], "unknown movie format '.gif'; allowed: a .mp4 file, or a folder"),
+        (["--out", str(existing)], "is a file; --out is a movie (.mp4) or a folder for PNG frames"),
+    ):
+        capsys.readouterr()
+        assert main(base + args) == 2, args
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and expected in err, err
+    assert existing.read_text() == "keep me" and not (tmp_path / "movie.gif").exists()
+
+    frames = tmp_path / "frames"
+    assert main(base + ["--out", str(frames)]) == 0
+    (frames / "frame_00099.png").write_bytes(b"an older, longer render")
+    before = {p.name: p.read_bytes() for p in frames.iterdir()}
+    assert main(base + ["--out", str(frames)]) == 2
+    assert "holds frames already; pass --overwrite" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in frames.iterdir()} == before
+    assert main(base + ["--out", str(frames), "--overwrite"]) == 0
+    assert sorted(p.name for p in frames.iterdir()) == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
+
+
+def test_render_mp4_is_replaced_only_with_overwrite(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("imageio_ffmpeg")
+    movie = tmp_path / "movie.mp4"
+    movie.write_bytes(b"an old movie")
+    base = ["render", str(tiny_run), "--out", str(movie), "--size", "160x120", "--backend", "matplotlib", "--no-progress"]
+    assert main(base) == 2 and "exists; pass --overwrite" in capsys.readouterr().err
+    assert movie.read_bytes() == b"an old movie"
+    assert main(base + ["--overwrite"]) == 0
+    assert movie.read_bytes()[4:8] == b"ftyp" and sorted(p.name for p in tmp_path.iterdir()) == ["movie.mp4"]
