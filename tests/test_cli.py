@@ -1,7 +1,10 @@
 """The command line as users see it: exit codes, one-line errors, no tracebacks."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -113,3 +116,101 @@ def test_report_and_view_refuse_bad_files(tmp_path):
         result = carabm_cli(command, foreign)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         assert result.stderr.strip() == f"carabm {command}: error: {foreign}: an HDF5 file, but not a carabm run output (no carabm_version attribute)"
+
+
+def _files(folder):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_a_failed_overwrite_leaves_the_old_run_as_it_was(tmp_path):
+    old = tmp_path / "old.h5"
+    assert carabm_cli("run", QUICK, "--out", old, "--backend", "numpy", *TINY).returncode == 0
+    before = _files(tmp_path)
+    assert sorted(before) == ["old.h5", "old.h5.ckpt", "old.xmf"]
+    too_many = carabm_cli("run", QUICK, "--out", old, "--overwrite", *TINY, "--set", "cells.bcell.initial_count=100000")
+    assert too_many.returncode == 2 and "do not fit in the" in too_many.stderr and "Traceback" not in too_many.stderr
+    nx1 = carabm_cli("run", QUICK, "--out", old, "--overwrite", *TINY, "--set", "lattice.shape=[6, 12, 1]")
+    assert nx1.returncode == 2 and "nx = 1 is too small" in nx1.stderr
+    assert _files(tmp_path) == before  # nothing replaced, nothing deleted, nothing left behind
+    assert carabm_cli("run", "--resume", old).returncode == 0  # and the old run can still be resumed
+
+
+def test_out_cannot_be_the_input_config(tmp_path):
+    config = tmp_path / "x.yaml"
+    config.write_text(QUICK.read_text())
+    result = carabm_cli("run", config, "--out", config, "--overwrite", *TINY)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "--out is the HDF5 output; name it FILE.h5" in result.stderr or "is an input of this run" in result.stderr
+    assert config.read_text() == QUICK.read_text()
+    odd = tmp_path / "config.h5"  # an input with an output-like name
+    odd.write_text(QUICK.read_text())
+    result = carabm_cli("run", odd, "--out", odd, "--overwrite", *TINY)
+    assert result.returncode == 2 and "is an input of this run" in result.stderr
+    assert odd.read_text() == QUICK.read_text()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_read_only_output_folder_is_one_line_before_any_work(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        result = carabm_cli("run", QUICK, "--out", folder / "run.h5", *TINY)
+    finally:
+        folder.chmod(0o755)
+    assert result.returncode == 2 and "output folder is not writable" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unexpected_errors_are_one_line_and_v_shows_the_traceback(monkeypatch, capsys):
+    from carabm import cli
+
+    def broken(args):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(cli, "_cmd_info", broken)
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [
+        "carabm info: error: unexpected ZeroDivisionError: division by zero (a bug in carabm; run again with -v for the traceback and report it)"
+    ]
+    assert cli.main(["-v", "info"]) == 1
+    assert "Traceback (most recent call last)" in capsys.readouterr().err
+
+
+def test_os_errors_on_user_paths_are_one_line(monkeypatch, capsys):
+    from carabm import cli
+
+    def denied(args):
+        raise PermissionError(13, "Permission denied", "/data/out")
+
+    monkeypatch.setattr(cli, "_cmd_info", denied)
+    assert cli.main(["info"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "carabm info: error: /data/out: Permission denied; check the permissions of that file or folder, or choose another location"
+    )
+
+
+def test_report_into_a_closed_pipe_is_quiet(tmp_path):
+    run = tmp_path / "run.h5"
+    assert carabm_cli("run", QUICK, "--out", run, "--backend", "numpy", *TINY).returncode == 0
+    # like `carabm report RUN.h5 | head`: the reader is gone before the report is printed
+    proc = subprocess.Popen([sys.executable, "-m", "carabm", "report", str(run), "--out", str(tmp_path / "rep")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait() == 0 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_ctrl_c_leaves_no_temp_file_and_says_how_to_continue(tmp_path):
+    out = tmp_path / "run.h5"
+    long = [*TINY, "--set", "run.duration_h=500", "--set", "run.checkpoint_every_h=0.1", "--backend", "numpy"]
+    proc = subprocess.Popen([sys.executable, "-m", "carabm", "run", str(QUICK), "--out", str(out), *long],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    ckpt = tmp_path / "run.h5.ckpt"
+    while not ckpt.exists() and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)  # at some moment after the first checkpoint (often inside a checkpoint write)
+    _, err = proc.communicate()
+    assert proc.returncode == 130, err
+    assert err.strip().splitlines()[-1] == f"carabm run: interrupted; continue it with: carabm run --resume {out}"
+    assert not list(tmp_path.glob("*.tmp")), sorted(p.name for p in tmp_path.iterdir())
