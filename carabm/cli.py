@@ -305,7 +305,7 @@ def _os_error_line(exc: OSError) -> str:
         FileNotFoundError: "check the path",
         IsADirectoryError: "give a file, not a folder",
     }.get(type(exc), "")
-    if getattr(exc, "errno", None) == 28:  # ENOSPC
+    if getattr(exc, "errno", None) == 28 or "No space left" in str(exc):  # ENOSPC (h5py may not set errno)
         hint = "free some disk space (a run can then continue with --resume)"
     text = f"{where}: {what}" if where else what
     return f"{text}; {hint}" if hint else text
