@@ -35,7 +35,8 @@ def synthetic_run(path, cleared=True, events=True):
     if events:
         rows["drug/tocilizumab"] = np.where(t >= 96.0, 160.0 * 0.5 ** ((t - 96.0) / 72.0), 0.0)  # 560 mg into 3.5 L
         rows["drug_cns/tocilizumab"] = rows["drug/tocilizumab"] * 0.01
-    config = load_config(ROOT / "configs" / "quickstart.yaml", ["lattice.shape=[6, 12, 24]"])
+    config = load_config(ROOT / "configs" / "quickstart.yaml", ["lattice.shape=[6, 12, 24]", "cells.bcell.initial_count=50",
+                                                                "cells.macrophage.initial_count=10", "cells.monocyte.initial_count=2"])
     with RunWriter(path) as writer:
         writer.write_header(config.to_yaml(), 1, "numpy", build_lattice(config))
         writer.append_timeseries(rows)
