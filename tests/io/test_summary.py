@@ -49,7 +49,7 @@ def synthetic_run(path):
     rows["crs_grade"] = np.select([t >= 4 * DAY, t >= 2 * DAY], [2, 1], 0).astype(np.int64)
     rows["icans_grade"] = np.zeros(t.size, dtype=np.int64)
     rows["tumor_burden"] = np.where(t >= 8 * DAY, 0, 400).astype(np.int64)
-    config = load_config(QUICK, ["lattice.shape=[6, 12, 24]", "run.duration_h=240"])
+    config = load_config(QUICK, [*TINY, "run.duration_h=240"])  # (cells that fit the small lattice)
     with RunWriter(path) as writer:
         writer.write_header(config.to_yaml(), 1, "numpy", build_lattice(config))
         writer.append_timeseries(rows)
