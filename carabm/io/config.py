@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from carabm.errors import ConfigError
+from carabm.io.dotted import parent_of
 
 CYTOKINES: tuple[str, ...] = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
 CELL_TYPES: tuple[str, ...] = ("cart", "bcell", "macrophage", "monocyte", "microglia")
@@ -571,19 +572,6 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({str(exc).splitlines()[0]})") from exc
     return parts, value
-
-
-def parent_of(data: dict[str, Any], parts: list[str]) -> dict[str, Any]:
-    """The mapping that holds dotted key ``parts`` in ``data``, creating missing levels."""
-    node = data
-    for i, part in enumerate(parts[:-1]):
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        if not isinstance(child, dict):
-            raise ConfigError(f"{'.'.join(parts[: i + 1])}: is a value, cannot set {'.'.join(parts)}")
-        node = child
-    return node
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
