@@ -45,3 +45,9 @@ class KernelError(CarabmError):
     """A CUDA kernel failed to compile or was launched with bad arguments."""
 
     exit_code = 3
+
+
+class CheckpointError(CarabmError):
+    """State that cannot be saved, or saved state that does not fit the run it is restored into."""
+
+    exit_code = 2

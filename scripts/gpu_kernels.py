@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import kernels, rng_cpu, scatter
+from carabm.engine import kernels, rng_compiled, scatter
 from carabm.engine.agents import AgentStore, KindSpec
 from carabm.engine.blood_pool import blood_sums_kernels, blood_update_kernels
 from carabm.engine.circulation import BloodCirculation
@@ -97,7 +97,7 @@ def drive(xp: Any, launch: kernels.Launcher, size: str = "small", backend: str =
     voxels = store.flat_index()
     scatter.add_weights(fields[0].reshape(-1), voxels, xp.ones(store.n, dtype=np.float64), 1e-3, launcher=recording)
     scatter.gather(fields.reshape(n_fields, -1), voxels, launcher=recording)
-    rng_cpu.random_bits_kernel(xp, 5, 1, store.id, "driver", launcher=recording)
+    rng_compiled.random_bits_kernel(xp, 5, 1, store.id, "driver", launcher=recording)
     recording("rng", "spin", (1,), (1,), (1000,))  # 1 µs: the tests' busy-wait kernel
     return launched
 

@@ -135,7 +135,7 @@ def test_compile_notice_only_with_a_cold_numba_cache(tmp_path):
     assert cold.stdout.split() == ["True", "False"], cold.stderr
     assert "carabm: compiling the CPU kernels, once, ~30 s (numba caches them in " + str(tmp_path / "numba") in cold.stderr
 
-    from carabm.engine import rng_cpu
+    from carabm.engine import rng_compiled
     from carabm.engine.fields import FieldSolver
     from carabm.engine.jit_cache import cpu_kernels_cached
     from carabm.simulation import announce_compile
@@ -143,6 +143,6 @@ def test_compile_notice_only_with_a_cold_numba_cache(tmp_path):
     solver = FieldSolver((4, 5, 6), 20.0, [10.0], [1e-3], cpu_impl="numba", conductance=np.ones((4, 5, 6), np.float32))
     solver.step(np.ones((1, 4, 5, 6), np.float32), 60.0)  # compiles once, or loads from numba's cache
     FieldSolver((4, 5, 6), 20.0, [10.0], [1e-3], cpu_impl="numba").step(np.ones((1, 4, 5, 6), np.float32), 60.0)
-    rng_cpu.random_bits(np, 1, 0, np.arange(10), "test")
+    rng_compiled.random_bits(np, 1, 0, np.arange(10), "test")
     assert cpu_kernels_cached() is True
     assert announce_compile("numpy") is False

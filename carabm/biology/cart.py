@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from carabm.biology import bcell, rules
+from carabm.engine.rng import stochastic_round
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
@@ -96,8 +97,7 @@ def pool_step(model: CrsModel) -> None:
     rates = {RESTING: p.death_resting_per_day, ACTIVATED: p.death_contraction_per_day, EXHAUSTED: p.death_exhausted_per_day}
     for state, per_day in rates.items():
         expected = pool[k, state] * rules.probability(per_day / 24.0, model.dt_h)
-        whole = int(expected)
-        whole += int(model.uniform_scalar(f"cart:pool_death:{state}") < expected - whole)
+        whole = stochastic_round(expected, model.uniform_scalar(f"cart:pool_death:{state}"))
         pool[k, state] = max(0, pool[k, state] - whole)
 
 

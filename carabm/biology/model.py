@@ -28,14 +28,15 @@ import numpy as np
 from carabm.biology import bcell, cart, clinical, endothelium, macrophage, monocyte, myeloid, rules
 from carabm.biology.cytokines import INDEX, Secretion, transport
 from carabm.biology.therapies import Effects, TherapyState
-from carabm.engine import rng_cpu
+from carabm.engine import rng_compiled
 from carabm.engine.agents import AgentStore, KindSpec
-from carabm.engine.backend import Backend
+from carabm.engine.backend import Backend, on_device
 from carabm.engine.blood_pool import BloodPool
 from carabm.engine.circulation import UL_PER_ML, BloodCirculation
 from carabm.engine.fields import FieldSolver
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement
+from carabm.engine.rng import stochastic_round
 from carabm.errors import ConfigError
 from carabm.io.config import CELL_TYPES, CYTOKINES, Config
 from carabm.io.config import HOME as CONFIG_HOME
@@ -97,7 +98,7 @@ def kind_specs(config: Config) -> list[KindSpec]:
 
 def _first_beyond(xp: Any, flags: Any, pick: Any) -> Any:
     """Per column of ``flags`` (bool ``[r, m]``), the row of its ``pick``-th True (0-based; ``r`` when fewer)."""
-    if xp is np and flags.shape[0] < 256:  # NumPy's cumsum along axis 0 is slow: r - 1 row adds in uint8
+    if not on_device(xp) and flags.shape[0] < 256:  # NumPy's cumsum along axis 0 is slow: r - 1 row adds in uint8
         running = flags.astype(np.uint8)
         for i in range(1, flags.shape[0]):
             np.add(running[i], running[i - 1], out=running[i])
@@ -228,13 +229,13 @@ class CrsModel:
 
         Keyed by id, so an agent gets the same number whichever other agents are drawn with it.
         """
-        word = rng_cpu.random_bits(self.xp, self.seed, self.step_index, self.store.id, purpose)[0]
-        return rng_cpu.to_unit(word, self.xp)
+        word = rng_compiled.random_bits(self.xp, self.seed, self.step_index, self.store.id, purpose)[0]
+        return rng_compiled.to_unit(word, self.xp)
 
     def uniform_scalar(self, purpose: str) -> float:
         """One uniform number for this step and purpose (not tied to an agent; host)."""
-        word = rng_cpu.random_bits(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0]
-        return float(rng_cpu.to_unit(word, np)[0])
+        word = rng_compiled.random_bits(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0]
+        return float(rng_compiled.to_unit(word, np)[0])
 
     def neighbours(self) -> Any:
         """``1 + slot`` of the agent in each of the 26 neighbour voxels of every agent, ``int64 [26, m]`` (0: none).
@@ -272,8 +273,8 @@ class CrsModel:
         m = int(nb.shape[1])
         is_kind = self.neighbour_flags(self.mask_of(kind))
         count = is_kind.sum(axis=0, dtype=xp.uint8).astype(xp.int64)
-        word = rng_cpu.random_bits(xp, self.seed, self.step_index, self.store.id[:m], purpose)[0]
-        pick = (rng_cpu.to_unit(word, xp) * count).astype(xp.int64)  # < count
+        word = rng_compiled.random_bits(xp, self.seed, self.step_index, self.store.id[:m], purpose)[0]
+        pick = (rng_compiled.to_unit(word, xp) * count).astype(xp.int64)  # < count
         direction = xp.minimum(_first_beyond(xp, is_kind, pick), nb.shape[0] - 1)
         has = count > 0
         slot = xp.where(has, xp.take_along_axis(nb, direction[None, :], axis=0)[0] - 1, -1)
@@ -382,8 +383,8 @@ class CrsModel:
             k = self.store.kind_id(name)
             if self.circulation.circulating[k]:
                 expected = self.circulation.pool[k] * p
-                removed = np.floor(expected + rng_cpu.to_unit(rng_cpu.random_bits(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")[0], np))
-                self.circulation.pool[k] = np.maximum(self.circulation.pool[k] - removed.astype(np.int64), 0)
+                u = rng_compiled.to_unit(rng_compiled.random_bits(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")[0], np)
+                self.circulation.pool[k] = np.maximum(self.circulation.pool[k] - stochastic_round(expected, u), 0)
 
     def _integrity_mean_device(self) -> Any:
         """Mean integrity over BBB voxels as a 0-d device array (float32)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from carabm.biology import myeloid, rules
 from carabm.engine.lattice import BLOOD
+from carabm.engine.rng import stochastic_round
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
@@ -61,8 +62,7 @@ def renew_pool(model: CrsModel) -> None:
     gmcsf = float(model.serum[model.index["GMCSF"]]) * model.effects.free["periphery"]["GMCSF"]
     target = model.baseline_monocytes * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
     change = (target - current) * fraction * model.effects.monocyte_supply
-    whole = int(change // 1)
-    whole += int(model.uniform_scalar("monocyte:pool") < change - whole)
+    whole = stochastic_round(change, model.uniform_scalar("monocyte:pool"))
     if whole >= 0:
         pool[k, myeloid.RESTING] += whole
     else:

@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import rng_cpu
-from carabm.engine.backend import Backend, get_backend
+from carabm.engine import rng_compiled
+from carabm.engine.backend import Backend, get_backend, launcher_for, on_device
 from carabm.engine.lattice import BBB, BLOOD, COMPARTMENTS, neighbour_offsets
+from carabm.errors import CheckpointError
 
 #: columns every store has; declared variables may not reuse these names
 CORE_COLUMNS = ("position", "kind", "state", "id")
@@ -129,11 +130,7 @@ class AgentStore:
         self._occupancy = self.xp.full(self._padded_shape, -1, dtype=self.xp.int32)
         #: kernel launcher of the CUDA paths (``kernels.launch`` on a GPU, ``None`` on the CPU);
         #: tests set a host emulation here to run the kernels on NumPy arrays
-        self.launcher: Any = None
-        if self.backend.is_gpu:
-            from carabm.engine import kernels  # noqa: PLC0415
-
-            self.launcher = kernels.launch
+        self.launcher: Any = launcher_for(self.backend)
 
     # ----------------------------------------------------------------- columns
     @property
@@ -477,6 +474,37 @@ class AgentStore:
         return self.add(kind, position, state=state, **values)
 
     # ------------------------------------------------------------ checking
+    # ----------------------------------------------------------------- state (docs/state.md)
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The live rows of every column (host NumPy, in row order), ``n`` and ``next_id``.
+
+        The occupancy grid and the cached voxel index are not state: :meth:`restore_checkpoint_state`
+        rebuilds them from the positions.
+        """
+        columns = {name: self.backend.to_host(column[: self.n], "checkpoint").copy()
+                   for name, column in self._columns.items() if not name.startswith("_")}  # fmt: skip
+        return {"n": int(self.n), "next_id": int(self.next_id), "columns": columns}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Take the rows of :meth:`checkpoint_state` (same kinds and variables); rebuilds the occupancy."""
+        xp = self.xp
+        n = int(state["n"])
+        columns = state["columns"]
+        expected = {name for name in self._columns if not name.startswith("_")}
+        if set(columns) != expected:
+            raise CheckpointError(f"saved agent columns {sorted(columns)} differ from this model's {sorted(expected)}; "
+                                  "the cell rules changed since the state was saved")  # fmt: skip
+        self._grow(n)
+        self.n = n
+        for name, values in columns.items():
+            column = self._columns[name]
+            column[:n] = xp.asarray(np.asarray(values), dtype=column.dtype)
+        self.next_id = int(state["next_id"])
+        self._columns[_PADDED_INDEX][:n] = self.padded_flat(self.position)
+        self._occupancy[...] = -1
+        self._occupancy.ravel()[self.padded_flat()] = xp.arange(n, dtype=xp.int32)
+        self.check()
+
     def check(self) -> None:
         """Raise ``AssertionError`` naming the first broken invariant of store and occupancy."""
         xp = self.xp
@@ -517,12 +545,12 @@ def choose_free_voxels(
         count = min(int(count), int(n_free))
         if count <= 0:
             return xp.zeros(0, dtype=xp.int64)
-        priority = xp.where(occupied, xp.uint64(2**64 - 1), rng_cpu.priorities(xp, seed, step, candidates, purpose))
+        priority = xp.where(occupied, xp.uint64(2**64 - 1), rng_compiled.priorities(xp, seed, step, candidates, purpose))
         return candidates[xp.argsort(priority)[:count]]
     free = candidates[~occupied]
     count = min(int(count), int(free.size))
     if count <= 0:
         return xp.zeros(0, dtype=xp.int64)
-    priority = rng_cpu.priorities(xp, seed, step, free, purpose)
-    order = xp.argsort(priority, kind="stable") if xp is np else xp.argsort(priority)
+    priority = rng_compiled.priorities(xp, seed, step, free, purpose)
+    order = xp.argsort(priority) if on_device(xp) else xp.argsort(priority, kind="stable")
     return free[order[:count]]

@@ -77,8 +77,8 @@ class Backend:
 
     @property
     def is_gpu(self) -> bool:
-        """True when arrays live on a GPU."""
-        return self.name == "cupy"
+        """True when arrays live on a GPU (:func:`on_device`)."""
+        return on_device(self)
 
     def asnumpy(self, array: Any) -> np.ndarray:
         """Copy an array (or scalar) of this backend to a NumPy array on the host."""
@@ -173,6 +173,38 @@ def array_backend(array: Any) -> Backend:
     if module.startswith("cupy"):
         return _cupy_backend()
     raise TypeError(f"not a NumPy or CuPy array: {type(array).__name__}")
+
+
+def on_device(data: Any) -> bool:
+    """True for data on a GPU: a CuPy array, the ``cupy`` module, a GPU :class:`Backend`."""
+    if isinstance(data, Backend):
+        return data.name == "cupy"
+    if isinstance(data, ModuleType):
+        return data is not np
+    return hasattr(data, "__cuda_array_interface__")
+
+
+def launcher_for(data: Any, launcher: Any = None) -> Any:
+    """The one NumPy/CuPy dispatch: the CUDA kernel launcher for ``data``, or None for the NumPy path.
+
+    ``data`` is an array, an array module (``xp``) or a :class:`Backend`. A ``launcher``
+    given (the store's, or a host emulation of the kernels in tests) wins; data on a GPU
+    gets :func:`carabm.engine.kernels.launch`; host data without one takes the NumPy path.
+    Every engine path that has a CUDA twin asks this (see docs/gpu.md, "One dispatch")::
+
+        launch = launcher_for(row, launcher)
+        if launch is None:
+            ...  # NumPy
+        else:
+            launch("scatter", "scatter_counts", grid, block, args)
+    """
+    if launcher is not None:
+        return launcher
+    if on_device(data):
+        from carabm.engine.kernels import launch  # noqa: PLC0415
+
+        return launch
+    return None
 
 
 def available_memory_bytes(backend: Backend) -> int:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from carabm.engine.backend import launcher_for
 from carabm.engine.fields import FieldSolver
 
 #: blood turnover by the circulation, 1/s (cardiac output ~5 L/min over ~5 L of blood)
@@ -163,6 +164,14 @@ class BloodPool:
     def serum_pg_ml(self, values: Sequence[float]) -> None:
         self._serum = self.solver.backend.xp.asarray(np.asarray(values, dtype=np.float64).reshape(self.solver.n_fields))
 
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The serum concentrations [pg/mL] (host float64)."""
+        return {"serum_pg_ml": np.asarray(self.serum_pg_ml, dtype=np.float64)}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Take the serum of :meth:`checkpoint_state`."""
+        self.serum_pg_ml = state["serum_pg_ml"]
+
     def total_mass_pg(self, fields: Any) -> np.ndarray:
         """Mass per field in pg: lattice (all voxels, fields in pg/mL) plus pool."""
         return self.solver.total(fields) * self.voxel_volume_ml + self.serum_pg_ml * self.pool_volume_ml
@@ -191,10 +200,8 @@ class BloodPool:
         if self.n_blood == 0:
             self._serum = inflow / (1.0 + b)
             return fields
-        use_kernels = self.solver.backend.is_gpu and fields.dtype == np.float32
-        if use_kernels:
-            from carabm.engine.kernels import launch  # noqa: PLC0415
-
+        launch = launcher_for(fields) if fields.dtype == np.float32 else None
+        if launch is not None:
             if self._blood_index_i32 is None:
                 self._blood_index_i32 = xp.asarray(self.blood_index, dtype=np.int32)
             blood_sum = blood_sums_kernels(fields, self._blood_index_i32, launch)
@@ -205,7 +212,7 @@ class BloodPool:
         self._serum = serum
         add = (a * serum).astype(fields.dtype)
         q_cast = q.astype(fields.dtype)
-        if use_kernels:
+        if launch is not None:
             blood_update_kernels(fields, self._blood_index_i32, add, q_cast, launch)
         else:
             flat[:, self.blood_index] = (blood + add[:, None]) / q_cast[:, None]

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import rng, rng_cpu, scatter
+from carabm.engine import rng, rng_compiled, scatter
 from carabm.engine.agents import AgentStore, choose_free_voxels
 from carabm.engine.lattice import BLOOD, Lattice
+from carabm.errors import CheckpointError
 
 #: states are uint8 codes
 N_STATES = 256
@@ -85,9 +86,20 @@ class BloodCirculation:
         expected = float(count) * self.scale
         key = np.array([k * N_STATES + int(state)], dtype=np.int64)
         u = float(rng.uniform(np, self.seed, step, key, "infuse")[0])
-        added = int(math.floor(expected)) + int(u < expected - math.floor(expected))
+        added = rng.stochastic_round(expected, u)
         self.pool[k, int(state)] += added
         return added
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The systemic pool: cells per (kind, state) outside the lattice."""
+        return {"pool": self.pool.copy()}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Take the pool of :meth:`checkpoint_state` (the same cell types)."""
+        pool = np.asarray(state["pool"])
+        if pool.shape != self.pool.shape:
+            raise CheckpointError(f"saved circulation pool has shape {list(pool.shape)}, expected {list(self.pool.shape)}")
+        self.pool = pool.astype(self.pool.dtype)
 
     def in_lattice_blood(self) -> Any:
         """Mask ``[n]`` of agents in lattice blood voxels."""
@@ -134,7 +146,7 @@ class BloodCirculation:
         n_free = None
         if store.n:
             circulating = xp.asarray(self.circulating)[store.kind] & self.in_lattice_blood()
-            u = rng_cpu.to_unit(rng_cpu.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
+            u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
             leaving = circulating & (u < xp.float32(self.exchange_probability))
             if store.launcher is not None:
                 out, n_free = self._leaving_counts(leaving)
@@ -170,9 +182,9 @@ class BloodCirculation:
         codes = np.flatnonzero(self.pool)
         counts = np.zeros(self.pool.size, dtype=np.int64)
         if codes.size:
-            u = rng_cpu.uniform(np, self.seed, step, codes, "circulate_in").astype(np.float64)
+            u = rng_compiled.uniform(np, self.seed, step, codes, "circulate_in").astype(np.float64)
             lam = expected.ravel()[codes]
-            counts[codes] = np.floor(lam).astype(np.int64) + (u < lam - np.floor(lam))
+            counts[codes] = rng.stochastic_round(lam, u)
         return np.minimum(counts.reshape(self.pool.shape), self.pool)
 
     def _place(self, inflow: np.ndarray, step: int, n_free: int | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine.backend import Backend, get_backend
+from carabm.engine.backend import Backend, get_backend, launcher_for, on_device
 
 CPU_IMPLS = ("auto", "numpy", "numba")
 
@@ -283,16 +283,14 @@ def _lod_step_kernels(solver: FieldSolver, c: Any, dt_s: float, sources: Any, up
     return c
 
 
-def _lod_step_cuda(solver: FieldSolver, c: Any, dt_s: float, sources: Any, uptake: Any) -> Any:
-    if solver.dtype != np.float32:  # the kernels are float32; float64 (tests) takes the array path
-        return _lod_step_xp(solver, c, dt_s, sources, uptake)
-    from carabm.engine.kernels import launch  # noqa: PLC0415
-
-    return _lod_step_kernels(solver, c, dt_s, sources, uptake, launch)
-
-
-#: one LOD step, per implementation
-LOD_STEP: dict[str, Callable[..., Any]] = {"numpy": _lod_step_xp, "numba": _lod_step_numba, "cupy": _lod_step_cuda}
+def _lod_step(solver: FieldSolver, c: Any, dt_s: float, sources: Any, uptake: Any) -> Any:
+    """One LOD step by the CUDA kernels (float32 on a GPU), numba (``impl == "numba"``) or array code."""
+    launch = launcher_for(c) if solver.dtype == np.float32 else None  # the kernels are float32; float64 takes the array path
+    if launch is not None:
+        return _lod_step_kernels(solver, c, dt_s, sources, uptake, launch)
+    if solver.impl == "numba":
+        return _lod_step_numba(solver, c, dt_s, sources, uptake)
+    return _lod_step_xp(solver, c, dt_s, sources, uptake)
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,7 +361,7 @@ class FieldSolver:
         self.backend = get_backend(backend)
         if cpu_impl not in CPU_IMPLS:
             raise ValueError(f"cpu_impl: one of {', '.join(CPU_IMPLS)}, got {cpu_impl!r}")
-        if self.backend.is_gpu:
+        if on_device(self.backend):
             self.impl = "cupy"
         elif cpu_impl == "auto":
             self.impl = "numba" if numba_available() else "numpy"
@@ -450,7 +448,7 @@ class FieldSolver:
             sources = xp.ascontiguousarray(self._check_array(sources, "sources"), dtype=self.dtype)
         if uptake is not None:
             uptake = xp.ascontiguousarray(self._check_array(uptake, "uptake"), dtype=self.dtype)
-        return LOD_STEP[self.impl](self, fields, float(dt_s), sources, uptake)
+        return _lod_step(self, fields, float(dt_s), sources, uptake)
 
     def total(self, fields: Any) -> np.ndarray:
         """Sum of each field over the lattice (concentration x voxels), float64 on the host."""

@@ -1,6 +1,6 @@
 """Whether numba's on-disk cache already holds the compiled CPU kernels (so a run can say it compiles).
 
-The CPU kernels (``_fields_numba``, ``rng_cpu``) are compiled by numba on first use, about
+The CPU kernels (``_fields_numba``, ``rng_compiled``) are compiled by numba on first use, about
 30 s once, then loaded from numba's cache. The cache is found through each function's own
 cache locator, so ``NUMBA_CACHE_DIR`` and numba's defaults are honoured.
 """
@@ -17,25 +17,25 @@ def _cached(dispatcher: Any) -> bool:
 
 
 def _rng_kernel(parallel: bool) -> Any:
-    from carabm.engine import rng_cpu  # noqa: PLC0415
+    from carabm.engine import rng_compiled  # noqa: PLC0415
 
-    if parallel not in rng_cpu._kernels:  # building the dispatcher is cheap; compiling waits for the first call
-        rng_cpu._kernels[parallel] = rng_cpu._build_kernel(parallel)
-    return rng_cpu._kernels[parallel]
+    if parallel not in rng_compiled._kernels:  # building the dispatcher is cheap; compiling waits for the first call
+        rng_compiled._kernels[parallel] = rng_compiled._build_kernel(parallel)
+    return rng_compiled._kernels[parallel]
 
 
 def cpu_kernels_cached() -> bool | None:
     """True when numba's cache holds the CPU kernels a run compiles, False when one must be compiled, None when unknown.
 
     The field sweeps run in every CPU run; the random-number kernel in its serial or its
-    parallel build (above ``rng_cpu.PARALLEL_MIN_IDS`` ids), so either one counts. None:
+    parallel build (above ``rng_compiled.PARALLEL_MIN_IDS`` ids), so either one counts. None:
     numba is not importable, or its cache cannot be inspected (a numba release that
     changed its internals); callers then say nothing.
     """
     try:
-        from carabm.engine import _fields_numba, rng_cpu  # noqa: PLC0415
+        from carabm.engine import _fields_numba, rng_compiled  # noqa: PLC0415
 
-        if rng_cpu.numba is None:
+        if rng_compiled.numba is None:
             return None
         fields = all(_cached(d) for d in (_fields_numba.react_sweep_z, _fields_numba.sweep_yx))
         return fields and (_cached(_rng_kernel(False)) or _cached(_rng_kernel(True)))

@@ -357,9 +357,10 @@ def check_launch_shape(
 
 def array_module(array: Any) -> Any:
     """NumPy for a NumPy array (kernels emulated on the host in tests), else CuPy."""
-    if isinstance(array, np.ndarray):
+    from carabm.engine.backend import cupy_module, on_device  # noqa: PLC0415
+
+    if not on_device(array):
         return np
-    from carabm.engine.backend import cupy_module  # noqa: PLC0415
 
     return cupy_module()
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.engine import movement_kernels, rng_cpu
+from carabm.engine import movement_kernels, rng_compiled
 from carabm.engine.agents import AgentStore
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice, neighbour_offsets
 
@@ -193,8 +193,8 @@ class Movement:
         if store.n == 0:
             return 0
         ids = store.id
-        w_move, w_dir, w_hi, _ = rng_cpu.random_bits(xp, self.seed, step, ids, "move")
-        moving = rng_cpu.to_unit(w_move, xp) < self.move_probability(speed_scale)
+        w_move, w_dir, w_hi, _ = rng_compiled.random_bits(xp, self.seed, step, ids, "move")
+        moving = rng_compiled.to_unit(w_move, xp) < self.move_probability(speed_scale)
         movers = xp.nonzero(moving)[0]
         if movers.size == 0:
             return 0
@@ -232,7 +232,7 @@ class Movement:
             chi = self.chemotaxis_sensitivity[kind[sub]]
             weight = xp.exp(xp.clip(chi[:, None] * (there - here[:, None]), -30.0, 30.0))
             cumulative = xp.cumsum(weight, axis=1)
-            u = rng_cpu.to_unit(w_dir[movers[sub]], xp) * cumulative[:, -1]
+            u = rng_compiled.to_unit(w_dir[movers[sub]], xp) * cumulative[:, -1]
             choice = xp.minimum((cumulative <= u[:, None]).sum(axis=1), weight.shape[1] - 1)
             direction[sub] = choice
         return direction
@@ -247,7 +247,7 @@ class Movement:
             ok[at_bbb] = False
             return ok
         leak = bbb_crossing_probability(xp, xp.asarray(integrity).ravel()[self._unpad(target[at_bbb])], self.bbb_hill)
-        u = rng_cpu.to_unit(rng_cpu.random_bits(xp, self.seed, step, ids[at_bbb], "bbb_cross")[0], xp)
+        u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, ids[at_bbb], "bbb_cross")[0], xp)
         ok[at_bbb] = u < leak
         return ok
 
@@ -286,14 +286,14 @@ class Movement:
         cand = xp.nonzero(p > 0)[0]
         if cand.size == 0:
             return 0, 0
-        w0, w1, w_hi, _ = rng_cpu.random_bits(xp, self.seed, step, store.id[cand], "transmigrate")
-        go = rng_cpu.to_unit(w0, xp) < xp.minimum(p[cand], xp.float32(1.0))
+        w0, w1, w_hi, _ = rng_compiled.random_bits(xp, self.seed, step, store.id[cand], "transmigrate")
+        go = rng_compiled.to_unit(w0, xp) < xp.minimum(p[cand], xp.float32(1.0))
         cand, w1, w_hi = cand[go], w1[go], w_hi[go]
         source = store.padded_flat()[cand]
         neighbours = source[:, None] + self.padded_offsets[None, :]
         other = xp.where(label[cand] == BLOOD, TISSUE, BLOOD).astype(xp.uint8)
         valid = (self.labels.ravel()[neighbours] == other[:, None]) & (store.padded_occupancy.ravel()[neighbours] < 0)
-        choice, has = _choose_among(xp, valid, rng_cpu.to_unit(w1, xp))
+        choice, has = _choose_among(xp, valid, rng_compiled.to_unit(w1, xp))
         has &= self.wall_allowed[store.kind[cand], (other == BLOOD).astype(xp.int64)]
         request = xp.nonzero(has)[0]
         target = neighbours[request, choice[request]]
@@ -324,7 +324,7 @@ class Movement:
         if parents.size == 0:
             return empty, empty
         ids = store.id[parents]
-        _, w1, w_hi, _ = rng_cpu.random_bits(xp, self.seed, step, ids, purpose)
+        _, w1, w_hi, _ = rng_compiled.random_bits(xp, self.seed, step, ids, purpose)
         source = store.padded_flat()[parents]
         neighbours = source[:, None] + self.padded_offsets[None, :]
         kind = store.kind[parents]
@@ -332,7 +332,7 @@ class Movement:
         valid &= self.place_allowed[
             self._pair_index(kind[:, None], self.labels.ravel()[source][:, None], self.labels.ravel()[neighbours])
         ]
-        choice, has = _choose_among(xp, valid, rng_cpu.to_unit(w1, xp))
+        choice, has = _choose_among(xp, valid, rng_compiled.to_unit(w1, xp))
         request = xp.nonzero(has)[0]
         target = neighbours[request, choice[request]]
         priority = priority_from(xp, w_hi[request], ids[request])

@@ -92,3 +92,16 @@ def priorities(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> A
     """Random 64-bit tie-break priorities, unique with overwhelming probability, mixed with the id."""
     w0, w1, _, _ = random_bits(xp, seed, step, ids, purpose)
     return (w0.astype(xp.uint64) << 32) | w1.astype(xp.uint64)
+
+
+def stochastic_round(x: Any, u: Any) -> Any:
+    """``x`` rounded down or up at random, unbiased: ``floor(x) + (u < x - floor(x))``, ``u`` uniform in [0, 1).
+
+    The one stochastic rounding of the model (cells infused, entering, dying or made in a
+    step): a scalar ``x`` gives an ``int``, an array ``x`` an int64 array (``u`` the same shape).
+    """
+    whole = np.floor(x)
+    up = u < x - whole
+    if np.ndim(whole) == 0:
+        return int(whole) + int(up)
+    return whole.astype(np.int64) + up

@@ -15,12 +15,9 @@ from typing import Any
 import numpy as np
 
 from carabm.engine import kernels
+from carabm.engine.backend import launcher_for
 
 _BLOCK = 256
-
-
-def _is_numpy(array: Any) -> bool:
-    return isinstance(array, np.ndarray)
 
 
 def _blocks(n: int) -> tuple[int]:
@@ -37,13 +34,14 @@ def add_counts(row: Any, voxels: Any, mask: Any, amount: float, launcher: kernel
     n = int(voxels.shape[0])
     if n == 0 or amount == 0.0:
         return
-    if _is_numpy(row) and launcher is None:
+    launch = launcher_for(row, launcher)
+    if launch is None:
         counts = np.bincount(voxels, minlength=row.size) if mask is None else np.bincount(voxels, weights=mask, minlength=row.size)
         row += (counts * float(amount)).astype(np.float32)
         return
     xp = kernels.array_module(row)
     selected = xp.ones(n, dtype=xp.uint8) if mask is None else xp.ascontiguousarray(mask, dtype=xp.uint8)
-    (launcher or kernels.launch)(
+    launch(
         "scatter", "scatter_counts", _blocks(n), (_BLOCK,), (row, xp.ascontiguousarray(voxels, dtype=xp.int64), selected, float(amount), n)
     )
 
@@ -53,11 +51,12 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
     n = int(voxels.shape[0])
     if n == 0 or scale == 0.0:
         return
-    if _is_numpy(row) and launcher is None:
+    launch = launcher_for(row, launcher)
+    if launch is None:
         row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(np.float32)
         return
     xp = kernels.array_module(row)
-    (launcher or kernels.launch)(
+    launch(
         "scatter", "scatter_weights", _blocks(n), (_BLOCK,),
         (row, xp.ascontiguousarray(voxels, dtype=xp.int64), xp.ascontiguousarray(weights, dtype=xp.float64), float(scale), n),
     )  # fmt: skip
@@ -65,7 +64,8 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
 
 def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = None) -> Any:
     """Every field at every agent's voxel: ``fields_flat[:, voxels]`` as float32 ``[K, n]``."""
-    if _is_numpy(fields_flat) and launcher is None:
+    launch = launcher_for(fields_flat, launcher)
+    if launch is None:
         return fields_flat[:, voxels]
     xp = kernels.array_module(fields_flat)
     k, n_voxels = (int(s) for s in fields_flat.shape)
@@ -73,7 +73,7 @@ def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = No
     out = xp.empty((k, n), dtype=xp.float32)
     if n == 0:
         return out
-    (launcher or kernels.launch)(
+    launch(
         "scatter", "gather_fields", _blocks(n), (_BLOCK,),
         (xp.ascontiguousarray(fields_flat, dtype=xp.float32), xp.ascontiguousarray(voxels, dtype=xp.int64), out, k, n_voxels, n),
     )  # fmt: skip

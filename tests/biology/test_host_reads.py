@@ -25,7 +25,7 @@ import pytest
 
 from carabm.biology import model as model_module
 from carabm.biology.model import CrsModel
-from carabm.engine import rng_cpu, scatter
+from carabm.engine import rng_compiled, scatter
 from carabm.engine.agents import AgentStore
 from carabm.engine.backend import Backend, count_host_reads, get_backend
 from carabm.engine.blood_pool import BloodPool
@@ -276,7 +276,7 @@ def trapped(monkeypatch):
         for name, value in list(vars(cls).items()):
             if callable(value) and not name.startswith("__") and not isinstance(value, (staticmethod, classmethod, type)):
                 monkeypatch.setattr(cls, name, _disarmed(value, ref))
-    for module, name in ((scatter, "add_counts"), (scatter, "add_weights"), (scatter, "gather"), (rng_cpu, "random_bits")):
+    for module, name in ((scatter, "add_counts"), (scatter, "add_weights"), (scatter, "gather"), (rng_compiled, "random_bits")):
         monkeypatch.setattr(module, name, _disarmed(getattr(module, name), ref))
     monkeypatch.setattr(Backend, "to_host", _disarmed(Backend.to_host, [], host_result=True))
     model.xp = model.secretion.xp = DeviceModule()  # arrays biology allocates with xp are device arrays too

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carabm.engine import rng, rng_cpu, scatter
+from carabm.engine import rng, rng_compiled, scatter
 from carabm.engine.agents import AgentStore, KindSpec
 from carabm.engine.backend import count_host_reads
 from carabm.engine.circulation import BloodCirculation
@@ -65,7 +65,7 @@ def test_philox_kernel_matches_the_reference_words(emulator) -> None:
     ids = np.random.default_rng(0).integers(0, 2**40, 3000)
     for seed, step, purpose in [(0, 0, "move"), (2**40 + 7, 2**33 + 5, "divide"), (123, 9, 77)]:
         expected = rng.random_bits(np, seed, step, ids, purpose)
-        got = rng_cpu.random_bits_kernel(np, seed, step, ids, purpose, launcher=emulator)
+        got = rng_compiled.random_bits_kernel(np, seed, step, ids, purpose, launcher=emulator)
         for e, g in zip(expected, got):
             np.testing.assert_array_equal(g, e)
 

@@ -24,7 +24,7 @@ import pytest
 from test_agent_kernels import assert_same_world, fields_and_integrity, kinds
 
 from carabm.engine import backend as backend_module
-from carabm.engine import kernels, rng, rng_cpu, scatter
+from carabm.engine import kernels, rng, rng_compiled, scatter
 from carabm.engine.backend import get_backend
 
 pytestmark = pytest.mark.gpu
@@ -71,7 +71,7 @@ def test_philox_kernel_matches_numpy() -> None:
     cupy = get_backend("cupy").xp
     ids = np.random.default_rng(0).integers(0, 2**40, 100_000)
     for seed, step, purpose in [(0, 0, "move"), (2**40 + 7, 2**33 + 5, "divide")]:
-        got = rng_cpu.random_bits(cupy, seed, step, cupy.asarray(ids), purpose)
+        got = rng_compiled.random_bits(cupy, seed, step, cupy.asarray(ids), purpose)
         for g, e in zip(got, rng.random_bits(np, seed, step, ids, purpose)):
             np.testing.assert_array_equal(cupy.asnumpy(g), e)
 

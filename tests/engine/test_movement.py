@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from carabm.engine import rng, rng_cpu
+from carabm.engine import rng, rng_compiled
 from carabm.engine.agents import AgentStore, KindSpec
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice, default_layout
 from carabm.engine.movement import (
@@ -37,9 +37,9 @@ def test_compiled_random_bits_match_reference():
     ids = np.random.default_rng(0).integers(0, 2**40, 5000)
     for seed, step, purpose in [(0, 0, "move"), (2**40 + 7, 2**33 + 5, "divide"), (123, 9, 77)]:
         ref = rng.random_bits(np, seed, step, ids, purpose)
-        fast = rng_cpu.random_bits(np, seed, step, ids, purpose)
+        fast = rng_compiled.random_bits(np, seed, step, ids, purpose)
         assert all(np.array_equal(a, b) for a, b in zip(ref, fast))
-    assert np.array_equal(rng.uniform(np, 3, 4, ids, "u"), rng_cpu.to_unit(rng_cpu.random_bits(np, 3, 4, ids, "u")[0], np))
+    assert np.array_equal(rng.uniform(np, 3, 4, ids, "u"), rng_compiled.to_unit(rng_compiled.random_bits(np, 3, 4, ids, "u")[0], np))
 
 
 def test_move_probability_and_diffusion_formulas():

@@ -11,8 +11,8 @@ PACKAGE = Path(carabm.__file__).parent
 COMPILE = """
 import os, sys
 import numpy as np
-from carabm.engine import rng_cpu
-rng_cpu._build_kernel(False)(np.arange(4, dtype=np.int64), 2, 3, 4, 5, np.empty((4, 4), np.uint32))
+from carabm.engine import rng_compiled
+rng_compiled._build_kernel(False)(np.arange(4, dtype=np.int64), 2, 3, 4, 5, np.empty((4, 4), np.uint32))
 from carabm.engine import _fields_numba
 print(os.environ.get("NUMBA_CACHE_DIR", "unset"))
 """

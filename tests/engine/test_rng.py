@@ -77,8 +77,21 @@ def test_integers_and_normal(xp):
 
 
 def test_compiled_cpu_twins_draw_the_same_numbers():
-    from carabm.engine import rng_cpu
+    from carabm.engine import rng_compiled
 
     ids = np.arange(5000, dtype=np.int64)
-    assert np.array_equal(rng.priorities(np, 9, 4, ids, "place"), rng_cpu.priorities(np, 9, 4, ids, "place"))
-    assert np.array_equal(rng.uniform(np, 9, 4, ids, "move"), rng_cpu.uniform(np, 9, 4, ids, "move"))
+    assert np.array_equal(rng.priorities(np, 9, 4, ids, "place"), rng_compiled.priorities(np, 9, 4, ids, "place"))
+    assert np.array_equal(rng.uniform(np, 9, 4, ids, "move"), rng_compiled.uniform(np, 9, 4, ids, "move"))
+
+
+def test_stochastic_round_is_unbiased_and_keeps_whole_numbers() -> None:
+    from carabm.engine.rng import stochastic_round, uniform
+
+    assert stochastic_round(3.0, 0.0) == 3 and isinstance(stochastic_round(3.0, 0.0), int)  # a whole number never rounds up
+    assert stochastic_round(2.25, 0.2) == 3 and stochastic_round(2.25, 0.3) == 2
+    assert stochastic_round(-1.5, 0.4) == -1 and stochastic_round(-1.5, 0.6) == -2  # floor, not truncation
+    u = uniform(np, 1, 0, np.arange(200_000), "round").astype(np.float64)
+    x = np.full(u.size, 0.3)
+    got = stochastic_round(x, u)
+    assert got.dtype == np.int64 and set(np.unique(got)) == {0, 1}
+    assert abs(got.mean() - 0.3) < 0.005

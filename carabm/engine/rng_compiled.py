@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from carabm.engine import rng
+from carabm.engine.backend import launcher_for
 from carabm.engine.numba_cache import CACHE
 
 try:  # numba is an install requirement, but keep the engine importable without it
@@ -60,21 +61,20 @@ def _build_kernel(parallel: bool) -> Any:
 
 def random_bits_kernel(xp: Any, seed: int, step: int, ids: Any, purpose: str | int, launcher: Any = None) -> tuple[Any, ...]:
     """:func:`carabm.engine.rng.random_bits` by the CUDA kernel ``philox_ids`` (one launch, no host sync)."""
-    from carabm.engine import kernels  # noqa: PLC0415
-
     ids = xp.ascontiguousarray(xp.asarray(ids, dtype=xp.int64).ravel())
     out = xp.empty((4, ids.size), dtype=xp.uint32)
     if ids.size:
         k0, k1 = rng._seed_key(seed)
         args = (ids, out, int(ids.size), k0, k1, int(step) & rng._MASK32, rng.purpose_id(purpose))
-        (launcher or kernels.launch)("rng", "philox_ids", ((ids.size + 255) // 256,), (256,), args)
+        launcher_for(xp, launcher)("rng", "philox_ids", ((ids.size + 255) // 256,), (256,), args)
     return out[0], out[1], out[2], out[3]
 
 
 def random_bits(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> tuple[Any, ...]:
     """Same result as :func:`carabm.engine.rng.random_bits`; compiled for NumPy (numba) and CuPy (CUDA)."""
-    if xp is not np:
-        return random_bits_kernel(xp, seed, step, ids, purpose)
+    launch = launcher_for(xp)
+    if launch is not None:
+        return random_bits_kernel(xp, seed, step, ids, purpose, launch)
     if numba is None:
         return rng.random_bits(xp, seed, step, ids, purpose)
     ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
