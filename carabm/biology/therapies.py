@@ -11,6 +11,7 @@ intact brain, and a breached BBB lets drugs in.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from carabm.biology import rules
 from carabm.biology.drugs import DRUGS, Drug
 from carabm.biology.triggers import Trigger, parse_trigger
 from carabm.engine.lattice import CNS
+from carabm.errors import CheckpointError
 from carabm.io.config import CYTOKINES, Config, Therapy
 
 NEUTRALISED = {"IL6": "IL6", "IL1": "IL1b", "GMCSF": "GMCSF", "IFNg": "IFNg", "IL6R": "IL6"}
@@ -127,6 +129,19 @@ class Effects:
         # free (unbound, unblocked) fraction of each cytokine's signalling, periphery and CNS
         self.free = {"periphery": dict.fromkeys(CYTOKINES, 1.0), "cns": dict.fromkeys(CYTOKINES, 1.0)}
         self.il6r_free = {"periphery": 1.0, "cns": 1.0}
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Every multiplier (numbers and mappings of numbers; docs/state.md)."""
+        return copy.deepcopy(vars(self))
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Take the multipliers of :meth:`checkpoint_state`."""
+        self._reset()
+        unknown = set(state) - set(vars(self))
+        if unknown:
+            raise CheckpointError(f"saved therapy effects {sorted(unknown)} are not effects of this model")
+        for name, value in copy.deepcopy(state).items():
+            setattr(self, name, value)
 
     def update(self, plasma: dict[str, Plasma], bbb_integrity: float) -> None:
         """Recompute every multiplier from the drugs' plasma levels and the BBB."""
