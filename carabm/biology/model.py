@@ -37,7 +37,7 @@ from carabm.engine.fields import FieldSolver
 from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement
 from carabm.engine.rng import stochastic_round
-from carabm.errors import ConfigError
+from carabm.errors import CheckpointError, ConfigError
 from carabm.io.config import CELL_TYPES, CYTOKINES, Config
 from carabm.io.config import HOME as CONFIG_HOME
 
@@ -314,6 +314,46 @@ class CrsModel:
             self.store.remove(dies)  # the engine reads how many die (a documented population change)
             self._dies = None
         self._agents_moved()
+
+    # ------------------------------------------------------------------ state (docs/state.md)
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The run's dynamic state as plain data (a copy): step, fields, BBB, leak, counters and each part's own state."""
+        if self._dies is not None:
+            raise CheckpointError("model: deaths pending (state is saved only between steps)")
+        b = self.backend
+        return {
+            "step_index": int(self.step_index),
+            "fields": b.to_host(self.fields, "checkpoint").copy(),
+            "integrity": b.to_host(self.integrity, "checkpoint").copy(),
+            "leak": float(self.leak),
+            "counters": dict(self.counters),
+            "store": self.store.checkpoint_state(),
+            "blood": self.blood.checkpoint_state(),
+            "circulation": self.circulation.checkpoint_state(),
+            "effects": self.effects.checkpoint_state(),
+            "therapy": self.therapy.checkpoint_state(),
+        }
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`checkpoint_state` in this freshly built model (same lattice; the config may be a branch's)."""
+        xp = self.xp
+        fields = np.asarray(state["fields"])
+        if fields.shape != tuple(self.fields.shape):
+            raise CheckpointError(f"saved fields have shape {list(fields.shape)} but this run's are {list(self.fields.shape)}; "
+                                  "lattice.shape and the cytokine list cannot change when resuming or branching")  # fmt: skip
+        self.step_index = int(state["step_index"])
+        self.fields = xp.array(fields, dtype=self.fields.dtype, order="C")  # copies: the state stays the caller's
+        self.integrity = xp.array(state["integrity"], dtype=self.integrity.dtype, order="C")
+        self.leak = float(state["leak"])
+        self.counters = Counter(state["counters"])
+        self.store.restore_checkpoint_state(state["store"])
+        self.blood.restore_checkpoint_state(state["blood"])
+        self.circulation.restore_checkpoint_state(state["circulation"])
+        self.effects.restore_checkpoint_state(state["effects"])
+        self.therapy.restore_checkpoint_state(state["therapy"])
+        self._dies = None
+        self._agents_moved()
+        self.refresh_conductance()
 
     def refresh_conductance(self, check: bool = True) -> None:
         """Face conductance per field: 1 off the BBB; on it ``p + (1 - p)(1 - integrity)^h``.

@@ -166,7 +166,7 @@ class BloodPool:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The serum concentrations [pg/mL] (host float64)."""
-        return {"serum_pg_ml": np.asarray(self.serum_pg_ml, dtype=np.float64)}
+        return {"serum_pg_ml": np.array(self.serum_pg_ml, dtype=np.float64)}
 
     def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
         """Take the serum of :meth:`checkpoint_state`."""

@@ -1,28 +1,18 @@
 """Checkpoints: the complete state of a run in one HDF5 file beside its output, written atomically.
 
-Owns :func:`model_state` / :func:`restore_model_state` (what of a ``CrsModel`` is state),
-:func:`write_checkpoint` (temp file + ``os.replace``) and :func:`read_checkpoint`.
-
-What is stored (all arrays as host NumPy, so a checkpoint moves between backends):
-fields, BBB integrity, serum (blood pool), the agent store's live rows (every column,
-ids in order) with ``n`` and ``next_id``, the circulation pool, systemic leak, counters,
-the step index, and therapy state (``model.effects``, ``model.therapy`` and any of
-:data:`EXTRA_STATE` present). Randomness is counter-based, so seed + step index suffice.
-The occupancy grid and the solver's conductance are rebuilt from positions and integrity.
-
-Extension: an object that holds state may define ``checkpoint_state() -> dict`` and
-``restore_checkpoint_state(state: dict)``; otherwise its ``__dict__`` is stored
-recursively (numbers, bools, strings, None, NumPy/CuPy arrays, lists, tuples, dicts and
-nested plain objects). References to the config, backend, lattice, modules and functions
-are not state and are skipped; anything else raises a :class:`CheckpointError` naming it.
+This module only handles the file. What is state is decided by the objects that own it:
+each saves and restores its own part through ``checkpoint_state()`` /
+``restore_checkpoint_state(state)`` (docs/state.md), and :func:`model_state` /
+:func:`restore_model_state` hand the model's (a dict of plain data: host NumPy arrays and
+scalars, numbers, bools, strings, None, lists, tuples and dicts) to and from the file.
+:func:`write_checkpoint` writes it atomically (temp file + ``os.replace``);
+:func:`read_checkpoint` reads it back. All arrays are host NumPy, so a checkpoint moves
+between backends.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
-import types
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +20,13 @@ import h5py
 import numpy as np
 
 import carabm
-from carabm.errors import CarabmError, InputFileError
+from carabm.errors import CheckpointError, InputFileError
 from carabm.io.crash import crash_point
 
-#: model attributes holding therapy (or other biology) state, stored when present
-EXTRA_STATE = ("effects", "therapy", "therapies_state", "pk")
 #: checkpoint format version (independent of the output file's schema)
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 #: suffix of the checkpoint file beside an output ``FILE.h5`` -> ``FILE.h5.ckpt``
 SUFFIX = ".ckpt"
-
-
-class CheckpointError(CarabmError):
-    """State that cannot be checkpointed, or a checkpoint that does not fit the run."""
-
-    exit_code = 2
 
 
 def checkpoint_path(out: str | Path) -> Path:
@@ -53,29 +35,11 @@ def checkpoint_path(out: str | Path) -> Path:
     return out.with_name(out.name + SUFFIX)
 
 
-# --------------------------------------------------------------------------- generic state tree
+# --------------------------------------------------------------------------- plain data <-> HDF5 groups
 
 
-def _is_device_array(value: Any) -> bool:
-    return hasattr(value, "__cuda_array_interface__") and hasattr(value, "get")
-
-
-def _skippable(value: Any) -> bool:
-    """References that are configuration or machinery, not state."""
-    from pydantic import BaseModel  # noqa: PLC0415
-
-    from carabm.engine.backend import Backend  # noqa: PLC0415
-    from carabm.engine.lattice import Lattice  # noqa: PLC0415
-
-    return isinstance(
-        value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, types.MethodType, BaseModel, Backend, Lattice, type)
-    )
-
-
-def to_tree(value: Any, where: str) -> Any:
-    """A value as a tree of dicts/lists and host NumPy leaves with type tags (see :func:`from_tree`)."""
-    if hasattr(value, "checkpoint_state") and callable(value.checkpoint_state):
-        return {"__kind__": "custom", "__class__": _class_name(value), "state": to_tree(value.checkpoint_state(), where)}
+def to_tree(value: Any, where: str) -> dict[str, Any]:
+    """Plain data as a tree of type-tagged nodes (see :func:`from_tree`); anything else is a :class:`CheckpointError`."""
     if value is None:
         return {"__kind__": "none"}
     if isinstance(value, bool):
@@ -90,10 +54,6 @@ def to_tree(value: Any, where: str) -> Any:
         return {"__kind__": "npscalar", "value": value}
     if isinstance(value, np.ndarray):
         return {"__kind__": "ndarray", "value": value}
-    if _is_device_array(value):
-        return {"__kind__": "device", "value": value.get()}
-    if isinstance(value, Counter):
-        return {"__kind__": "counter", "items": {str(k): to_tree(v, f"{where}[{k!r}]") for k, v in value.items()}}
     if isinstance(value, dict):
         bad = [k for k in value if not isinstance(k, str)]
         if bad:
@@ -102,40 +62,13 @@ def to_tree(value: Any, where: str) -> Any:
     if isinstance(value, (list, tuple)):
         kind = "list" if isinstance(value, list) else "tuple"
         return {"__kind__": kind, "items": {f"{i:06d}": to_tree(v, f"{where}[{i}]") for i, v in enumerate(value)}}
-    if _skippable(value):
-        return {"__kind__": "skip"}
-    if hasattr(value, "__dict__"):
-        items = {k: to_tree(v, f"{where}.{k}") for k, v in vars(value).items()}
-        return {"__kind__": "object", "__class__": _class_name(value), "items": items}
-    raise CheckpointError(
-        f"{where}: cannot checkpoint a {type(value).__name__}; give its class checkpoint_state() and restore_checkpoint_state()"
-    )
+    raise CheckpointError(f"{where}: cannot checkpoint a {type(value).__name__}; "
+                          "checkpoint_state() returns plain data only (arrays, numbers, strings, lists, dicts; docs/state.md)")  # fmt: skip
 
 
-def _class_name(value: Any) -> str:
-    cls = type(value)
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def _new_object(class_name: str, where: str) -> Any:
-    module, _, qualname = class_name.partition(":")
-    if not module.startswith("carabm"):
-        raise CheckpointError(f"{where}: refusing to rebuild a {class_name} (only carabm classes are rebuilt)")
-    obj: Any = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj.__new__(obj)
-
-
-def from_tree(tree: dict[str, Any], current: Any, xp: Any, where: str) -> Any:
-    """Rebuild a value from :func:`to_tree`'s output, into ``current`` where it is an object.
-
-    Arrays that were on a device (or whose current value is a device array) go to ``xp``;
-    skipped references keep their ``current`` value.
-    """
+def from_tree(tree: dict[str, Any], where: str = "state") -> Any:
+    """The plain data of a :func:`to_tree` tree."""
     kind = tree["__kind__"]
-    if kind == "skip":
-        return current
     if kind == "none":
         return None
     if kind in ("bool", "int", "float"):
@@ -147,34 +80,16 @@ def from_tree(tree: dict[str, Any], current: Any, xp: Any, where: str) -> Any:
         return tree["value"]
     if kind == "ndarray":
         return np.array(tree["value"])
-    if kind == "device":
-        return xp.asarray(tree["value"])
-    if kind in ("dict", "counter"):
-        old = current if isinstance(current, dict) else {}
-        items = {k: from_tree(v, old.get(k), xp, f"{where}[{k!r}]") for k, v in tree["items"].items()}
-        return Counter(items) if kind == "counter" else items
+    if kind == "dict":
+        return {k: from_tree(v, f"{where}[{k!r}]") for k, v in tree["items"].items()}
     if kind in ("list", "tuple"):
-        old = list(current) if isinstance(current, (list, tuple)) else []
-        keys = sorted(tree["items"])
-        items = [from_tree(tree["items"][k], old[i] if i < len(old) else None, xp, f"{where}[{i}]") for i, k in enumerate(keys)]
+        items = [from_tree(tree["items"][k], f"{where}[{i}]") for i, k in enumerate(sorted(tree["items"]))]
         return items if kind == "list" else tuple(items)
-    if kind == "custom":
-        obj = current if current is not None and _class_name(current) == tree["__class__"] else _new_object(tree["__class__"], where)
-        obj.restore_checkpoint_state(from_tree(tree["state"], None, xp, where))
-        return obj
-    if kind == "object":
-        obj = current if current is not None and _class_name(current) == tree["__class__"] else _new_object(tree["__class__"], where)
-        for key, sub in tree["items"].items():
-            old = getattr(obj, key, None)
-            object.__setattr__(obj, key, from_tree(sub, old, xp, f"{where}.{key}"))
-        return obj
-    raise CheckpointError(f"{where}: unknown entry kind {kind!r} in checkpoint (written by a newer carabm?)")
+    raise CheckpointError(f"{where}: unknown entry kind {kind!r} in checkpoint (written by another carabm version?)")
 
 
 def _write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
     group.attrs["__kind__"] = tree["__kind__"]
-    if "__class__" in tree:
-        group.attrs["__class__"] = tree["__class__"]
     if "value" in tree:
         value = tree["value"]
         if isinstance(value, str):
@@ -183,27 +98,21 @@ def _write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
             array = np.asarray(value)
             big = array.size > 4096
             group.create_dataset("value", data=array, compression="gzip" if big else None, shuffle=big, compression_opts=1 if big else None)
-    if "state" in tree:
-        _write_tree(group.create_group("state"), tree["state"])
     for key, sub in tree.get("items", {}).items():
         _write_tree(group.require_group("items").create_group(key), sub)
 
 
 def _read_tree(group: h5py.Group) -> dict[str, Any]:
     tree: dict[str, Any] = {"__kind__": str(group.attrs["__kind__"])}
-    if "__class__" in group.attrs:
-        tree["__class__"] = str(group.attrs["__class__"])
     if "value" in group:
         ds = group["value"]
         value = ds[()]
         if tree["__kind__"] == "npscalar":
             value = ds.dtype.type(value)
-        elif tree["__kind__"] in ("ndarray", "device"):
+        elif tree["__kind__"] == "ndarray":
             value = np.asarray(value)
         tree["value"] = value
-    if "state" in group:
-        tree["state"] = _read_tree(group["state"])
-    if tree["__kind__"] in ("dict", "counter", "list", "tuple", "object"):
+    if tree["__kind__"] in ("dict", "list", "tuple"):
         tree["items"] = {k: _read_tree(v) for k, v in group["items"].items()} if "items" in group else {}
     return tree
 
@@ -212,78 +121,13 @@ def _read_tree(group: h5py.Group) -> dict[str, Any]:
 
 
 def model_state(model: Any) -> dict[str, Any]:
-    """The complete dynamic state of a ``CrsModel`` as a state tree (host NumPy leaves).
-
-    The occupancy grid, the solver's conductance and per-step caches are not state: they
-    are rebuilt by :func:`restore_model_state`.
-    """
-    if getattr(model, "_dies", None) is not None:
-        raise CheckpointError("model: deaths pending (checkpoint only between steps)")
-    b, store = model.backend, model.store
-    columns = {name: b.to_host(column[: store.n], "checkpoint").copy() for name, column in store._columns.items() if not name.startswith("_")}
-    state: dict[str, Any] = {
-        "step_index": int(model.step_index),
-        "fields": b.to_host(model.fields, "checkpoint"),
-        "integrity": b.to_host(model.integrity, "checkpoint"),
-        "serum_pg_ml": np.asarray(model.blood.serum_pg_ml, dtype=np.float64),
-        "leak": model.leak,
-        "counters": Counter(model.counters),
-        "circulation_pool": np.array(model.circulation.pool),
-        "store": {"n": int(store.n), "next_id": int(store.next_id), "columns": columns},
-    }
-    extras = {name: to_tree(getattr(model, name), f"model.{name}") for name in EXTRA_STATE if hasattr(model, name)}
-    return {"__kind__": "dict", "items": {"core": to_tree(state, "model"), "extras": {"__kind__": "dict", "items": extras}}}
+    """The model's state (``model.checkpoint_state()``) as a tree for the file."""
+    return to_tree(model.checkpoint_state(), "model")
 
 
 def restore_model_state(model: Any, tree: dict[str, Any]) -> None:
-    """Put a state tree from :func:`model_state` into a freshly built ``CrsModel`` (same lattice)."""
-    xp = model.xp
-    state = from_tree(tree["items"]["core"], None, np, "model")
-    fields = np.asarray(state["fields"])
-    if fields.shape != tuple(model.fields.shape):
-        raise CheckpointError(
-            f"checkpoint fields have shape {list(fields.shape)} but this run's are {list(model.fields.shape)}; "
-            "lattice.shape and the cytokine list cannot change when resuming or branching"
-        )
-    model.step_index = int(state["step_index"])
-    model.fields = xp.ascontiguousarray(xp.asarray(fields, dtype=model.fields.dtype))
-    model.integrity = xp.ascontiguousarray(xp.asarray(state["integrity"], dtype=model.integrity.dtype))
-    model.blood.serum_pg_ml = state["serum_pg_ml"]
-    model.leak = state["leak"]
-    model.counters = Counter(state["counters"])
-    pool = np.asarray(state["circulation_pool"])
-    if pool.shape != model.circulation.pool.shape:
-        raise CheckpointError(f"checkpoint circulation pool has shape {list(pool.shape)}, expected {list(model.circulation.pool.shape)}")
-    model.circulation.pool = pool.astype(model.circulation.pool.dtype)
-    _restore_store(model.store, state["store"])
-    extras = tree["items"]["extras"]["items"]
-    for name, sub in extras.items():
-        setattr(model, name, from_tree(sub, getattr(model, name, None), xp, f"model.{name}"))
-    model._dies = None
-    model._agents_moved()
-    model.refresh_conductance()
-
-
-def _restore_store(store: Any, saved: dict[str, Any]) -> None:
-    xp = store.xp
-    n = int(saved["n"])
-    columns = saved["columns"]
-    expected = {name for name in store._columns if not name.startswith("_")}
-    if set(columns) != expected:
-        raise CheckpointError(
-            f"checkpoint agent columns {sorted(columns)} differ from this model's {sorted(expected)}; "
-            "the cell rules changed since the checkpoint was written"
-        )
-    store._grow(n)
-    store.n = n
-    for name, values in columns.items():
-        column = store._columns[name]
-        column[:n] = xp.asarray(np.asarray(values), dtype=column.dtype)
-    store.next_id = int(saved["next_id"])
-    store._columns["_padded_index"][:n] = store.padded_flat(store.position)
-    store._occupancy[...] = -1
-    store._occupancy.ravel()[store.padded_flat()] = xp.arange(n, dtype=xp.int32)
-    store.check()
+    """Hand a tree from :func:`model_state` to a freshly built model (``model.restore_checkpoint_state``)."""
+    model.restore_checkpoint_state(from_tree(tree, "model"))
 
 
 # --------------------------------------------------------------------------- files
@@ -374,6 +218,11 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             version = int(f.attrs["carabm_checkpoint"])
             if version > CHECKPOINT_VERSION:
                 raise InputFileError(f"{path}: checkpoint format {version} is newer than this carabm ({carabm.__version__}); upgrade carabm")
+            if version < CHECKPOINT_VERSION:
+                written = f.attrs.get("carabm_version", "?")
+                written = written.decode() if isinstance(written, bytes) else written
+                raise InputFileError(f"{path}: checkpoint format {version} (carabm {written}) cannot be read by this carabm ({carabm.__version__}, "
+                                     f"format {CHECKPOINT_VERSION}); finish that run with carabm {written}, or start it again with --overwrite")  # fmt: skip
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             config = f["config"][()]
             state = _read_tree(f["state"])

@@ -78,32 +78,38 @@ def test_restore_then_step_is_bit_identical(tmp_path):
     assert_same_state(reference.model, resumed.model)
 
 
-class _Schedule:
-    """Stands in for a therapy object with its own checkpoint hooks."""
-
-    def __init__(self):
-        self.doses = [1.0]
-
-    def checkpoint_state(self):
-        return {"doses": np.asarray(self.doses)}
-
-    def restore_checkpoint_state(self, state):
-        self.doses = list(state["doses"])
-
-
-def test_therapy_objects_and_unsupported_state(tmp_path):
-    config = small_config()
+def test_each_part_restores_its_own_state(tmp_path):
+    """The model's state is its parts' own (store, blood, circulation, effects, therapy), restorable without a file."""
+    config = small_config("therapies=[{drug: anakinra, start_h: 0}]")
     sim = Simulation(config)
-    sim.model.therapy = _Schedule()
-    sim.model.therapy.doses.append(2.5)
-    write_checkpoint(tmp_path / "t.ckpt", sim.model, run_id="r", timeseries_rows=1, config_yaml="", backend="numpy")
+    for _ in range(4):
+        sim.step()
+    state = sim.model.checkpoint_state()
     other = Simulation(config)
-    other.model.therapy = _Schedule()
-    restore_model_state(other.model, read_checkpoint(tmp_path / "t.ckpt").state)
-    assert other.model.therapy.doses == [1.0, 2.5]
-    sim.model.therapy = object()  # no __dict__, no hooks: must fail loudly, not be skipped
-    with pytest.raises(CheckpointError, match="model.therapy: cannot checkpoint"):
+    other.model.restore_checkpoint_state(state)
+    assert_same_state(sim.model, other.model)
+    other.model.store.check()
+    assert other.model.therapy.events == sim.model.therapy.events and other.model.therapy.plasma["anakinra"].conc_ug_ml > 0
+    sim.step()
+    other.step()
+    assert sim.readouts() == other.readouts()
+
+
+def test_state_must_be_plain_data(monkeypatch):
+    sim = Simulation(small_config())
+    monkeypatch.setattr(sim.model.effects, "checkpoint_state", lambda: {"drug": object()})  # not data: fails loudly, named
+    with pytest.raises(CheckpointError, match=r"model\['effects'\]\['drug'\]: cannot checkpoint a object"):
         model_state(sim.model)
+
+
+def test_old_checkpoint_format_is_refused_in_one_line(tmp_path):
+    sim = Simulation(small_config())
+    path = write_checkpoint(tmp_path / "old.ckpt", sim.model, run_id="r", timeseries_rows=1, config_yaml="", backend="numpy")
+    with h5py.File(path, "a") as f:
+        f.attrs["carabm_checkpoint"] = 1  # the layout before each part saved its own state
+    with pytest.raises(InputFileError, match="checkpoint format 1 .* cannot be read by this carabm") as err:
+        read_checkpoint(path)
+    assert "\n" not in str(err.value) and "--overwrite" in str(err.value)
 
 
 def test_checkpoint_rejects_another_lattice(tmp_path):
