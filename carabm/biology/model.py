@@ -327,6 +327,7 @@ class CrsModel:
             "integrity": b.to_host(self.integrity, "checkpoint").copy(),
             "leak": float(self.leak),
             "counters": dict(self.counters),
+            "last_readouts": dict(self.last_readouts),  # what the next step's triggers see
             "store": self.store.checkpoint_state(),
             "blood": self.blood.checkpoint_state(),
             "circulation": self.circulation.checkpoint_state(),
@@ -346,6 +347,7 @@ class CrsModel:
         self.integrity = xp.array(state["integrity"], dtype=self.integrity.dtype, order="C")
         self.leak = float(state["leak"])
         self.counters = Counter(state["counters"])
+        self.last_readouts = dict(state["last_readouts"])
         self.store.restore_checkpoint_state(state["store"])
         self.blood.restore_checkpoint_state(state["blood"])
         self.circulation.restore_checkpoint_state(state["circulation"])

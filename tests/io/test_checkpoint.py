@@ -287,3 +287,17 @@ def test_branches_apply_their_own_therapies(tmp_path):
         assert added["timeseries/drug/macrophage_depletion"][-1] > 0
         assert not np.array_equal(added["timeseries/counts/macrophage"][()], same["timeseries/counts/macrophage"][()])
         assert added.attrs["branch_changes"] == "run.duration_h, therapies"
+
+
+def test_triggers_see_the_readouts_of_the_step_before_a_restore():
+    """A triggered therapy due at the first step after a restore is given then, as in an uninterrupted run."""
+    config = small_config("run.dt_min=6", "therapies=[{drug: tocilizumab, when: 'time_h >= 0.5'}]")
+    reference = Simulation(config)
+    for _ in range(5):  # the readouts of step 5 say time_h = 0.5: the dose is due at step 6 (which starts at 0.5 h)
+        reference.step()
+    resumed = Simulation(config)
+    resumed.model.restore_checkpoint_state(reference.model.checkpoint_state())
+    reference.step()
+    resumed.step()
+    assert [e[:2] for e in reference.model.therapy.events] == [(0.5, "tocilizumab")]
+    assert resumed.model.therapy.events == reference.model.therapy.events
