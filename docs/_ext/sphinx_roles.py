@@ -4,7 +4,8 @@ The docstrings use Sphinx cross-reference roles (:func:`get_backend`, :class:`~x
 :mod:`carabm.io.hdf5`), which Markdown would show verbatim. Each role becomes code that links
 to the object's API entry when the target resolves inside carabm and is documented on the
 site (an *optional* autorefs link, so a target that is not on the site is plain code, never a
-broken link); other targets become plain code.
+broken link); other targets become plain code. reStructuredText's ``::`` literal-block markers
+become a colon.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any
 import griffe
 
 ROLE = re.compile(r":(?:py:)?(?:func|meth|class|mod|attr|data|obj|exc|const):`(?P<target>[^`]+)`")
+#: reStructuredText's literal-block marker: "Grammar::" before an indented block (Markdown shows
+#: the indented block as code already) reads "Grammar:"; a "::" alone on its line goes.
+LITERAL_AFTER_TEXT = re.compile(r"(?<=\S)::$", re.M)
+LITERAL_ALONE = re.compile(r"^[ \t]*::$", re.M)
 
 
 def _lookup(scope: Any, path: str) -> str | None:
@@ -64,6 +69,7 @@ def replace_roles(text: str, obj: Any, package: Any) -> str:
             return f"`{shown}`"
         return f'<code><autoref identifier="{path}" optional>{shown}</autoref></code>'
 
+    text = LITERAL_ALONE.sub("", LITERAL_AFTER_TEXT.sub(":", text))
     return ROLE.sub(one, text)
 
 
