@@ -21,7 +21,9 @@ RUN apt-get update \
 RUN python3 -m venv /opt/venv
 WORKDIR /opt/carabm
 COPY pyproject.toml setup.cfg README.md LICENSE ./
+# carabm/kernels (and carabm/configs where present) are symlinks to these folders: package data.
 COPY kernels ./kernels
+COPY configs ./configs
 COPY carabm ./carabm
 # gpu: CuPy for CUDA 12; render: vispy, PyOpenGL, imageio-ffmpeg (headless, no Qt).
 RUN /opt/venv/bin/pip install ".[gpu,render]"
