@@ -1,7 +1,7 @@
 # carabm on a CUDA 12 runtime: CuPy for the GPU backend, NumPy/numba on the CPU, and headless
 # rendering (carabm render) on the GPU through EGL.
 #   docker build -t carabm .
-#   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD":/work carabm run /opt/carabm/configs/quickstart.yaml --out q.h5
+#   docker run --rm --gpus all --user "$(id -u):$(id -g)" -v "$PWD":/work carabm run quickstart --out q.h5
 # --user makes the files written in the bind mount yours; any uid works (HOME and the caches
 # are writable by everyone). Without --gpus all the image runs on the CPU.
 # Build argument MESA=1 adds Mesa's software EGL, so `carabm render` draws in 3D without a GPU too
