@@ -14,6 +14,7 @@ def load_config(path, overrides=()):  # noqa: ANN001, ANN201
 
     ``path`` may also be the name of a shipped config (``"quickstart"``; ``carabm config list``).
     """
+    import carabm.biology  # noqa: F401, PLC0415  (registers the built-in model in the catalog)
     from carabm.io.config import load_config as _load  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
 

@@ -330,6 +330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     prefix = f"carabm {args.command}: error:"
     try:
+        import carabm.biology  # noqa: F401, PLC0415  (registers the built-in model in the catalog; slow, so not for --help)
+
         return int(args.func(args) or 0)
     except CarabmError as exc:
         if args.verbose:

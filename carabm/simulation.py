@@ -1,6 +1,6 @@
 """The simulation: build the world from a config, advance it step by step, write outputs.
 
-``Simulation.step`` is the one place where the order of DESIGN.md's layers is visible.
+The order of DESIGN.md's layers within a step is :data:`carabm.biology.model.STEP`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,15 @@ from typing import Any
 import h5py
 import numpy as np
 
+from carabm.biology.model import CrsModel
 from carabm.engine.backend import Backend, get_backend
-from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_mask
+from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout
 from carabm.errors import ConfigError, InputFileError
+from carabm.io.catalog import CATALOG
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
-from carabm.io.config import CYTOKINES, Config, config_from_text, load_config
+from carabm.io.config import Config, config_from_text, load_config
 from carabm.io.hdf5 import RunWriter, check_run_file, open_read
+from carabm.io.masks import load_mask
 from carabm.io.shipped import resolve_config
 from carabm.io.xdmf import write_xdmf
 from carabm.progress import RunProgress
@@ -31,10 +34,13 @@ def build_lattice(config: Config) -> Lattice:
     """The lattice of a config: default layout or a label mask from a file."""
     lat = config.lattice
     if lat.layout.kind == "default":
-        labels = default_layout(
-            lat.shape, lat.voxel_um, lat.layout.tissue_fraction, lat.layout.vessel_radius_um,
-            lat.layout.brain_vessel_width_um, lat.layout.bbb_thickness_um,
-        )  # fmt: skip
+        try:
+            labels = default_layout(
+                lat.shape, lat.voxel_um, lat.layout.tissue_fraction, lat.layout.vessel_radius_um,
+                lat.layout.brain_vessel_width_um, lat.layout.bbb_thickness_um,
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(f"lattice.shape: {exc}") from exc
     else:
         labels = load_mask(lat.layout.file, lat.layout.dataset)
         if tuple(labels.shape) != tuple(lat.shape):
@@ -45,12 +51,24 @@ def build_lattice(config: Config) -> Lattice:
         raise ConfigError(f"lattice.layout.file: {exc}") from exc
 
 
+def cell_states() -> dict[str, tuple[str, ...]]:
+    """The registered cell types and their state names, in ``type`` code order (for the run file's code attributes)."""
+    return {name: cell.states for name, cell in CATALOG.cell_types.items()}
+
+
+def variable_docs() -> dict[str, tuple[str, str, str]]:
+    """Units, long name and description of every cell type's per-agent variables (the first declaration of a shared name)."""
+    docs: dict[str, tuple[str, str, str]] = {}
+    for cell in CATALOG.cell_types.values():
+        for name, doc in cell.variable_docs.items():
+            docs.setdefault(name, doc)
+    return docs
+
+
 class Simulation:
     """One run: the backend, the lattice and the CRS/ICANS model advanced step by step."""
 
     def __init__(self, config: Config, backend: str | Backend | None = None):
-        from carabm.biology.model import CrsModel  # noqa: PLC0415
-
         self.config = config
         self.backend = get_backend(backend or config.run.backend, announce=True)
         self.xp = self.backend.xp
@@ -70,7 +88,7 @@ class Simulation:
         return self.step_index * self.dt_h
 
     def step(self) -> None:
-        """Advance one time step (the layers are listed in :meth:`CrsModel.step`)."""
+        """Advance one time step (the layers are listed in :data:`carabm.biology.model.STEP`)."""
         self.model.step()
 
     def readouts(self) -> dict[str, Any]:
@@ -79,8 +97,9 @@ class Simulation:
 
     def snapshot(self) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, np.ndarray]]:
         """Fields, BBB integrity and agents as host arrays (documented host reads, reason ``snapshot``)."""
-        wanted = self.config.output.snapshot_fields or CYTOKINES
-        fields = {name: self.backend.to_host(self.model.fields[CYTOKINES.index(name)], "snapshot") for name in wanted}
+        index = self.model.index
+        wanted = self.config.output.snapshot_fields or list(index)
+        fields = {name: self.backend.to_host(self.model.fields[index[name]], "snapshot") for name in wanted}
         agents = self.model.agents_snapshot() if self.config.output.snapshot_agents else {}
         return fields, self.backend.to_host(self.model.integrity, "snapshot"), agents
 
@@ -239,7 +258,7 @@ class _new_output:  # noqa: N801 - used as a context manager, like open()
 
     def __enter__(self) -> RunWriter:
         self.tmp.unlink(missing_ok=True)  # (carabm's own temporary name: a leftover of a killed start)
-        self.writer = RunWriter(self.tmp, "x")
+        self.writer = RunWriter(self.tmp, "x", cell_states=cell_states(), variable_docs=variable_docs())
         try:
             self.start(self.writer)
             self.writer.file.flush()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+import carabm.biology  # noqa: F401  (registers the built-in model in the catalog)
 from carabm.io.config import load_config
 from carabm.simulation import Simulation
 

@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from carabm.io.config import Config, CytokineMap
+import carabm.biology  # noqa: F401  (registers the built-in model, whose sections the table lists)
+from carabm.io.config import CytokineMap, schema
 
 ROOT = Path(__file__).parents[1]
 OUT = ROOT / "docs" / "parameters.md"
@@ -32,7 +33,7 @@ DEFAULT_OVERRIDES = {
 
 def _default_text(value: Any) -> str:
     if isinstance(value, CytokineMap):
-        return ", ".join(f"{k}: {v:g}" for k, v in value.model_dump().items() if v)
+        return ", ".join(f"{k}: {v:g}" for k, v in value.as_dict().items())
     if isinstance(value, tuple):
         return str(list(value))
     if isinstance(value, float):
@@ -59,17 +60,19 @@ def render() -> str:
     lines = [
         "# Parameters",
         "",
-        "Generated from `carabm/io/config.py` by `python scripts/make_parameter_table.py`; do not edit by hand.",
+        "Generated from the config schema (`carabm/io/config.py` and the sections of the biology modules) by",
+        "`python scripts/make_parameter_table.py`; do not edit by hand.",
         "Units are in brackets; \"assumed\" marks a value without a checked source, with the reasoning.",
         "Cytokine maps (e.g. `secretion_pg_cell_h`) list their non-zero defaults; unnamed cytokines are 0.",
         "",
         "| key | default | unit, source and meaning |",
         "|---|---|---|",
     ]
-    config = Config()
-    lines += [f"| `{path}` | {default} | {text} |" for path, default, text in rows(Config, config) if path != "therapies"]
+    model = schema()
+    lines += [f"| `{path}` | {default} | {text} |" for path, default, text in rows(model, model()) if path not in ("therapies", "plugins")]
     lines += ["", "`therapies`: a list of `{drug, start_h | when, dose_mg_kg | dose_mg, every_h, max_doses, min_interval_h}`;",
-              "see the drug table in `carabm/biology/drugs.py` for doses, half-lives and sources.", ""]  # fmt: skip
+              "see the drug table in `carabm/biology/drugs.py` for doses, half-lives and sources.",
+              "`plugins`: modules or `.py` files that add cell types, cytokines, drugs or rule layers (docs/extending.md).", ""]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -92,7 +95,7 @@ def _yaml_lines(model: BaseModel, indent: int) -> list[str]:
         value = getattr(model, name)
         note = (field.description or "").replace("\n", " ")
         if isinstance(value, CytokineMap):
-            entries = ", ".join(f"{k}: {_yaml_value(v)}" for k, v in value.model_dump().items() if v)
+            entries = ", ".join(f"{k}: {_yaml_value(v)}" for k, v in value.as_dict().items())
             lines.append(f"{pad}{name}: {{{entries}}}  # {note}")
         elif isinstance(value, BaseModel):
             lines.append(f"{pad}{name}:" + (f"  # {note}" if note else ""))
@@ -122,6 +125,8 @@ def render_default_yaml() -> str:
         if isinstance(value, BaseModel):
             body.append(f"{name}:")
             body += _yaml_lines(value, 1)
+        elif name == "plugins":
+            body.append(f"{name}: []  # modules or .py files adding cell types, cytokines, drugs (docs/extending.md)")
         else:
             body.append(f"{name}: []  # a list of drugs, e.g. {{drug: tocilizumab, when: 'crs_grade >= 2', max_doses: 4}}")
     return "\n".join(head + body) + "\n"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import carabm.biology  # noqa: F401  (registers the built-in model in the catalog, as the CLI and carabm.load_config do)
 from carabm.engine.backend import get_backend, gpu_code_available
 
 BACKENDS = ["numpy"] + (["cupy"] if gpu_code_available() else [])

@@ -8,17 +8,63 @@ secretion need it above zero (a cell re-entering from the blood pool starts at z
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from carabm.biology import bcell, rules
+from carabm.engine.agents import KindSpec
 from carabm.engine.rng import stochastic_round
+from carabm.io.catalog import CellType
+from carabm.io.config import CellSection, CytokineMap, cytokine_map
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
 
 NAME = "cart"
-RESTING, ACTIVATED, EXHAUSTED = 0, 1, 2
+STATES = ("resting", "activated", "exhausted")
+RESTING, ACTIVATED, EXHAUSTED = range(len(STATES))
+#: T cells leave tissue through lymph slowly (assumed 2 %/h)
+INTRAVASATION_PER_H = 0.02
+#: per-agent variables, and their units, long name and description
 VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32"}
+VARIABLE_DOCS = {
+    "kills": ("1", "kills", "CAR-T: B cells this cell has killed"),
+    "divisions": ("1", "divisions", "CAR-T: divisions counted along this cell's lineage"),
+    "stimulation_h": ("h", "stimulation time", "CAR-T: hours of antigen-stimulation memory left (counts down after each contact)"),
+}
+
+
+class CarT(CellSection):
+    """CAR-T cells: infused into the blood at t = 0, home to tissue, kill CD19+ B cells, expand, contract."""
+
+    dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells]; axi-cel label dose 2e6/kg x 70 kg")
+    speed_um_min: float = Field(18.0, ge=0, description="T-cell speed [um/min]; Textor et al., PNAS 2011 (lymph node)")
+    homing_per_h: float = Field(
+        6.0, ge=0, description="extravasation rate from blood at the vessel wall [1/h]; assumed: most infused cells home within 2 days"
+    )
+    activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
+    kill_rate_per_h: float = Field(
+        0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, one target per ~8 h of contact)"
+    )
+    max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
+    doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
+    max_divisions: int = Field(10, ge=0, description="divisions before exhaustion; assumed (2^10 = 1024-fold per clone, within 1e2-1e5-fold)")
+    stimulation_memory_h: float = Field(36.0, gt=0, description="proliferation/secretion continue this long after the last antigen contact [h]; assumed")
+    death_resting_per_day: float = Field(0.02, ge=0, description="death rate of resting CAR-T cells [1/day]; assumed")
+    death_contraction_per_day: float = Field(0.35, ge=0, description="death rate of activated cells after antigen loss (contraction) [1/day]; assumed")
+    death_exhausted_per_day: float = Field(0.6, ge=0, description="death rate of exhausted cells [1/day]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        cytokine_map(IFNg=2e-3, GMCSF=1e-3, TNFa=5e-4, IL2=1e-3),
+        description="secretion of an activated, stimulated CAR-T cell [pg/cell/h]; assumed: ng/mL per 1e5 cells per day in co-culture",
+    )
+
+
+def kind_spec(p: CarT, field_index: Mapping[str, int]) -> KindSpec:
+    """Engine kind: walks in tissue, blood and CNS, homes from blood, crosses the BBB."""
+    return KindSpec(NAME, p.speed_um_min, ("tissue", "blood", "cns"), extravasation_per_h=p.homing_per_h,
+                    intravasation_per_h=INTRAVASATION_PER_H, bbb_crossing=True, variables=VARIABLES)  # fmt: skip
 
 
 def step(model: CrsModel) -> None:
@@ -105,3 +151,17 @@ def engaged(model: CrsModel) -> Any:
     """Per agent: an activated CAR-T cell still stimulated by antigen (expresses CD40L)."""
     store = model.store
     return (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+
+
+def infuse(model: CrsModel) -> None:
+    """The dose enters the systemic blood pool at t = 0, resting."""
+    model.circulation.infuse(NAME, model.config.cells.cart.dose, RESTING, step=0)
+
+
+#: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)
+CELL_TYPE = CellType(
+    NAME, "CAR-T", home="blood", states=STATES, activated="activated", section=CarT, spec=kind_spec,
+    colour=(0.10, 0.90, 0.20),  # green: the engineered cells
+    variables=VARIABLES, variable_docs=VARIABLE_DOCS, layers={"decide": step, "blood_pool": pool_step, "secrete": secrete}, placed=False, setup=infuse,
+    tallies=("cart_kills",),
+)  # fmt: skip

@@ -13,10 +13,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pydantic import Field
+
 from carabm.biology import rules
-from carabm.io.config import Clinical
+from carabm.io.config import CytokineMap, Strict, cytokine_map
 
 FEVER_C = 38.0
+
+
+class Clinical(Strict):
+    """Model surrogates of the ASTCT CRS and ICANS grades (labelled as model outputs)."""
+
+    fever_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IL6=80.0, IL1b=20.0, TNFa=30.0), description="serum pyrogen level for half of the maximal fever [pg/mL]; assumed"
+    )
+    fever_max_c: float = Field(3.0, gt=0, description="maximal temperature rise [degC]; assumed (40 degC peak)")
+    hypotension_leak: list[float] = Field(
+        [0.25, 0.5, 0.75], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypotension; assumed"
+    )
+    hypoxia_leak: list[float] = Field([0.3, 0.55, 0.8], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypoxia; assumed")
+    ice_half_max: float = Field(1.0, gt=0, description="CNS inflammation index halving the ICE score; assumed")
+    ice_hill: float = Field(2.0, gt=0, description="Hill power of the ICE-score fall [1]; assumed")
+    cns_signal_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IL6=200.0, IL1b=60.0, TNFa=80.0, IFNg=100.0),
+        description="mean CNS level counting as one unit of the inflammation index, per cytokine [pg/mL]; assumed",
+    )
+    edema_integrity: float = Field(0.15, ge=0, le=1, description="mean BBB integrity below which cerebral edema (ICANS 4) is modelled; assumed")
 
 
 def temperature_c(serum: Mapping[str, float], p: Clinical) -> float:

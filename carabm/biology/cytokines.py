@@ -12,16 +12,38 @@ import math
 from typing import Any
 
 from carabm.engine import scatter
-from carabm.io.config import CYTOKINES, Config
+from carabm.io.catalog import CATALOG, Cytokine, register_cytokine
+from carabm.io.config import Config
 
-INDEX: dict[str, int] = {name: i for i, name in enumerate(CYTOKINES)}
 SECONDS_PER_HOUR = 3600.0
+
+# The built-in cytokine fields, in field order. Diffusion from protein size (Stokes-Einstein,
+# assumed); tissue half-life: Francis & Palsson 1997 (time constant 10-30 min); serum
+# half-lives: assumed, within the reported 0.5-2 h; intact-BBB conductance 0.0005, assumed
+# (CSF levels ~1-2 % of serum at rest).
+for _cytokine in (
+    Cytokine("IL6", "interleukin-6", 100.0, 0.25, 0.75),
+    Cytokine("IL1b", "interleukin-1 beta", 110.0, 0.25, 0.5),
+    Cytokine("IFNg", "interferon gamma", 80.0, 0.25, 1.0),
+    Cytokine("TNFa", "tumour necrosis factor alpha", 70.0, 0.25, 0.5),
+    Cytokine("GMCSF", "granulocyte-macrophage colony-stimulating factor", 100.0, 0.25, 1.0),
+    Cytokine("MCP1", "monocyte chemoattractant protein 1 (CCL2)", 130.0, 0.5, 1.0),
+    Cytokine("IL10", "interleukin-10", 80.0, 0.5, 2.0),
+    Cytokine("IL2", "interleukin-2", 110.0, 0.25, 0.5),
+    Cytokine("DAMP", "damage-associated molecular patterns (HMGB1-like surrogate)", 100.0, 0.5, 1.0),
+):
+    register_cytokine(_cytokine)
+
+
+def field_index() -> dict[str, int]:
+    """Field index of each registered cytokine (its row in the ``fields`` array)."""
+    return {name: i for i, name in enumerate(CATALOG.cytokines)}
 
 
 def transport(config: Config) -> tuple[list[float], list[float], list[float], list[float]]:
     """Per-field diffusion [um^2/s], tissue decay [1/s], serum clearance [1/s] and BBB permeability."""
     diffusion, decay, clearance, bbb = [], [], [], []
-    for name in CYTOKINES:
+    for name in CATALOG.cytokines:
         c = getattr(config.cytokines, name)
         diffusion.append(c.diffusion_um2_s)
         decay.append(math.log(2.0) / (c.half_life_h * SECONDS_PER_HOUR))
@@ -36,7 +58,8 @@ class Secretion:
     def __init__(self, xp: Any, n_voxels: int, voxel_volume_ml: float, secretion_scale: list[float]):
         self.xp = xp
         self.n_voxels = n_voxels
-        self.k = len(CYTOKINES)
+        self.index = field_index()
+        self.k = len(self.index)
         # pg/cell/h in one voxel -> pg/mL/s
         self.to_conc_rate = 1.0 / (voxel_volume_ml * SECONDS_PER_HOUR)
         self.scale = [float(s) for s in secretion_scale]
@@ -54,7 +77,7 @@ class Secretion:
         ``voxels``: flat voxel of every agent ``[n]``. No host read: the sum per voxel is a
         device scatter (:func:`carabm.engine.scatter.add_counts`).
         """
-        k = INDEX[cytokine]
+        k = self.index[cytokine]
         if self.scale[k] == 0.0:
             return
         factor = self.to_conc_rate * self.scale[k]
@@ -62,7 +85,7 @@ class Secretion:
 
     def add_each(self, cytokine: str, voxels: Any, pg_per_cell_h: Any) -> None:
         """Every agent secretes its own ``pg_per_cell_h`` (float ``[n]``, 0 for agents that secrete nothing)."""
-        k = INDEX[cytokine]
+        k = self.index[cytokine]
         if self.scale[k] == 0.0:
             return
         factor = self.to_conc_rate * self.scale[k]
@@ -79,7 +102,7 @@ class Secretion:
         agent equals the earlier per-voxel ``sum / 3600`` bit for bit).
         """
         xp = self.xp
-        k = INDEX[cytokine]
+        k = self.index[cytokine]
         per_s = xp.where(cells, xp.asarray(per_h, dtype=xp.float64) / SECONDS_PER_HOUR, 0.0)
         scatter.add_weights(self.uptake[k], voxels, per_s, 1.0)
 
@@ -87,4 +110,4 @@ class Secretion:
 def sense(fields_flat: Any, voxels: Any) -> dict[str, Any]:
     """Concentrations [pg/mL] at each agent's voxel, by cytokine name."""
     block = scatter.gather(fields_flat, voxels)  # one gather for all fields
-    return {name: block[i] for name, i in INDEX.items()}
+    return {name: block[i] for i, name in enumerate(CATALOG.cytokines)}

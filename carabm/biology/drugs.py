@@ -1,4 +1,4 @@
-"""The drug table: clinical default doses, PK half-lives, sizes, and mechanisms.
+"""The built-in drugs, registered in the catalog: clinical default doses, PK half-lives, sizes, and mechanisms.
 
 Every entry carries its source or is marked "assumed" with the reasoning. Concentrations
 are plasma µg/mL; ``ec50_ug_ml`` is the concentration for half the maximal effect (Emax law).
@@ -8,59 +8,35 @@ are plasma µg/mL; ``ec50_ug_ml`` is the concentration for half the maximal effe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from carabm.io.catalog import Drug, register_drug
 
-
-@dataclass(frozen=True)
-class Drug:
-    """One drug's default dose, PK and mechanism."""
-
-    name: str
-    mechanism: str  # what the effect acts on (see therapies.Effects)
-    dose_mg_kg: float | None  # clinical default per kg, or
-    dose_mg: float | None  # clinical default flat dose
-    max_dose_mg: float | None  # cap on a weight-based dose
-    route: str  # iv | sc | oral
-    half_life_h: float
-    volume_l_per_kg: float  # apparent volume of distribution
-    absorption_per_h: float | None  # first-order absorption (sc/oral); None for iv bolus
-    ec50_ug_ml: float
-    emax: float
-    csf_fraction: float  # CNS/plasma ratio with an intact BBB
-    depletion_fraction: float = 0.0  # depletion drugs: share removed over depletion_h
-    depletion_h: float = 0.0
-    source: str = ""
-
-
-DRUGS: dict[str, Drug] = {
-    d.name: d
-    for d in (
-        Drug("tocilizumab", "IL6R", 8.0, None, 800.0, "iv", 11 * 24.0, 0.1, None, 1.0, 1.0, 0.002,
-             source="dose 8 mg/kg (max 800 mg) and effective half-life up to 11-13 days: Actemra prescribing information; "
-                    "V ~0.1 L/kg (IgG, plasma volume); EC50 1 ug/mL assumed (trough levels far above); CSF ~0.2 % of IgG assumed"),
-        Drug("siltuximab", "IL6", 11.0, None, None, "iv", 20.6 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
-             source="dose 11 mg/kg and half-life ~20.6 days: Sylvant prescribing information; EC50 assumed"),
-        Drug("anakinra", "IL1", None, 100.0, None, "sc", 5.0, 0.2, 0.5, 0.5, 1.0, 0.03,
-             source="100 mg SC daily, half-life 4-6 h: Kineret prescribing information; small protein (17 kDa): "
-                    "CSF a few % of plasma, assumed; EC50 assumed"),
-        Drug("dexamethasone", "steroid", None, 10.0, None, "iv", 4.0, 0.8, None, 0.01, 0.9, 0.5,
-             source="10 mg IV every 6 h for ICANS (ASTCT/SITC practice); plasma half-life 3-5 h; crosses the BBB; "
-                    "EC50 and Emax assumed"),
-        Drug("methylprednisolone", "steroid", 1.0, None, None, "iv", 2.5, 1.2, None, 0.06, 0.9, 0.3,
-             source="1 mg/kg IV every 12 h (CRS management); half-life 2-3 h; 5x less potent than dexamethasone, "
-                    "EC50 scaled accordingly (assumed)"),
-        Drug("lenzilumab", "GMCSF", 10.0, None, None, "iv", 14 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
-             source="10 mg/kg as in Sterner, Blood 2019 (mice, daily x10); IgG1 half-life ~2 weeks assumed; EC50 assumed"),
-        Drug("emapalumab", "IFNg", 1.0, None, None, "iv", 22 * 24.0, 0.07, None, 0.5, 1.0, 0.002,
-             source="1 mg/kg starting dose and half-life ~22 days: Gamifant prescribing information; EC50 assumed"),
-        Drug("dasatinib", "CAR_signalling", None, 100.0, None, "oral", 4.0, 30.0, 1.0, 0.002, 0.95, 0.2,
-             source="100 mg oral daily, half-life 3-5 h: Sprycel prescribing information; IC50 for CAR-T signalling "
-                    "~nM assumed (Mestermann, Sci Transl Med 2019 reports reversible blockade)"),
-        Drug("monocyte_depletion", "deplete:monocyte", None, 1.0, None, "iv", 72.0, 1.0, None, 1.0, 1.0, 0.0,
-             depletion_fraction=0.9, depletion_h=24.0,
-             source="experimental (clodronate-like); removes 90 % of monocytes within a day, effect over ~3 days; assumed"),
-        Drug("macrophage_depletion", "deplete:macrophage", None, 1.0, None, "iv", 72.0, 1.0, None, 1.0, 1.0, 0.0,
-             depletion_fraction=0.9, depletion_h=24.0,
-             source="experimental (clodronate-like); removes 90 % of macrophages within a day; assumed"),
-    )  # fmt: skip
-}
+for _drug in (
+    Drug("tocilizumab", "IL6R", 8.0, None, 800.0, "iv", 11 * 24.0, 0.1, None, 1.0, 1.0, 0.002,
+         source="dose 8 mg/kg (max 800 mg) and effective half-life up to 11-13 days: Actemra prescribing information; "
+                "V ~0.1 L/kg (IgG, plasma volume); EC50 1 ug/mL assumed (trough levels far above); CSF ~0.2 % of IgG assumed"),
+    Drug("siltuximab", "IL6", 11.0, None, None, "iv", 20.6 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
+         source="dose 11 mg/kg and half-life ~20.6 days: Sylvant prescribing information; EC50 assumed"),
+    Drug("anakinra", "IL1", None, 100.0, None, "sc", 5.0, 0.2, 0.5, 0.5, 1.0, 0.03,
+         source="100 mg SC daily, half-life 4-6 h: Kineret prescribing information; small protein (17 kDa): "
+                "CSF a few % of plasma, assumed; EC50 assumed"),
+    Drug("dexamethasone", "steroid", None, 10.0, None, "iv", 4.0, 0.8, None, 0.01, 0.9, 0.5,
+         source="10 mg IV every 6 h for ICANS (ASTCT/SITC practice); plasma half-life 3-5 h; crosses the BBB; "
+                "EC50 and Emax assumed"),
+    Drug("methylprednisolone", "steroid", 1.0, None, None, "iv", 2.5, 1.2, None, 0.06, 0.9, 0.3,
+         source="1 mg/kg IV every 12 h (CRS management); half-life 2-3 h; 5x less potent than dexamethasone, "
+                "EC50 scaled accordingly (assumed)"),
+    Drug("lenzilumab", "GMCSF", 10.0, None, None, "iv", 14 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
+         source="10 mg/kg as in Sterner, Blood 2019 (mice, daily x10); IgG1 half-life ~2 weeks assumed; EC50 assumed"),
+    Drug("emapalumab", "IFNg", 1.0, None, None, "iv", 22 * 24.0, 0.07, None, 0.5, 1.0, 0.002,
+         source="1 mg/kg starting dose and half-life ~22 days: Gamifant prescribing information; EC50 assumed"),
+    Drug("dasatinib", "CAR_signalling", None, 100.0, None, "oral", 4.0, 30.0, 1.0, 0.002, 0.95, 0.2,
+         source="100 mg oral daily, half-life 3-5 h: Sprycel prescribing information; IC50 for CAR-T signalling "
+                "~nM assumed (Mestermann, Sci Transl Med 2019 reports reversible blockade)"),
+    Drug("monocyte_depletion", "deplete:monocyte", None, 1.0, None, "iv", 72.0, 1.0, None, 1.0, 1.0, 0.0,
+         depletion_fraction=0.9, depletion_h=24.0,
+         source="experimental (clodronate-like); removes 90 % of monocytes within a day, effect over ~3 days; assumed"),
+    Drug("macrophage_depletion", "deplete:macrophage", None, 1.0, None, "iv", 72.0, 1.0, None, 1.0, 1.0, 0.0,
+         depletion_fraction=0.9, depletion_h=24.0,
+         source="experimental (clodronate-like); removes 90 % of macrophages within a day; assumed"),
+):  # fmt: skip
+    register_drug(_drug)

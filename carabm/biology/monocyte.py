@@ -10,16 +10,54 @@ myeloid supply of the storm (Sterner, Blood 2019).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from carabm.biology import myeloid, rules
+from pydantic import Field
+
+from carabm.biology import macrophage, myeloid, rules
+from carabm.biology.myeloid import Myeloid
+from carabm.engine.agents import KindSpec
 from carabm.engine.lattice import BLOOD
 from carabm.engine.rng import stochastic_round
+from carabm.io.catalog import CellType
+from carabm.io.config import CytokineMap, cytokine_map
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
 
 NAME = "monocyte"
+
+
+class Monocyte(Myeloid):
+    """Circulating monocytes: recruited by MCP-1, main IL-1/IL-6 source, become macrophages."""
+
+    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
+    speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        cytokine_map(IL6=4e-2, IL1b=5e-3, TNFa=1e-3, IL10=5e-4),
+        description="secretion at full activation [pg/cell/h]; assumed 4-5x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source); no MCP-1, so recruited cells do not attract each other",
+    )
+    recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")
+    mcp1_recruitment_gain: float = Field(20.0, ge=0, description="fold rise of extravasation at saturating MCP-1; assumed")
+    mcp1_half_max_pg_ml: float = Field(50.0, gt=0, description="MCP-1 for half the rise [pg/mL]; assumed")
+    trigger_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IFNg=1000.0, GMCSF=100.0, DAMP=100.0),
+        description="half-maximal priming concentration [pg/mL]; assumed: monocytes respond to GM-CSF at lower levels than macrophages",
+    )
+    gmcsf_recruitment_gain: float = Field(5.0, ge=0, description="fold rise of extravasation at saturating GM-CSF [1]; assumed (GM-CSF drives myeloid recruitment; Sterner, Blood 2019)")
+    gmcsf_half_max_pg_ml: float = Field(20.0, gt=0, description="GM-CSF for half that rise and half the emergency marrow output [pg/mL]; assumed")
+    gmcsf_marrow_gain: float = Field(2.0, ge=0, description="fold rise of the circulating monocyte baseline at saturating serum GM-CSF [1]; assumed (emergency myelopoiesis)")
+    chemotaxis_sensitivity: float = Field(0.01, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
+    differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
+    blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
+
+
+def kind_spec(p: Monocyte, field_index: Mapping[str, int]) -> KindSpec:
+    """Engine kind: circulates, recruited at the vessel wall, follows MCP-1 up its gradient, crosses the BBB."""
+    return KindSpec(NAME, p.speed_um_min, ("tissue", "blood", "cns"), chemotaxis_field=field_index["MCP1"],
+                    chemotaxis_sensitivity=p.chemotaxis_sensitivity, extravasation_per_h=p.recruitment_per_h,
+                    bbb_crossing=True, variables=myeloid.VARIABLES)  # fmt: skip
 
 
 def recruitment_scale(model: CrsModel) -> Any:
@@ -35,16 +73,16 @@ def recruitment_scale(model: CrsModel) -> Any:
     return xp.where(model.mask_of(NAME), gain.astype(xp.float32), xp.float32(1.0))
 
 
-def step(model: CrsModel, sensed: myeloid.Inputs) -> None:
+def step(model: CrsModel) -> None:
     """Activation and differentiation into macrophages of monocytes that left the blood."""
     p = model.config.cells.monocyte
     xp, store = model.xp, model.store
     cells = model.mask_of(NAME)
-    myeloid.activate(model, cells, p, sensed)
+    myeloid.activate(model, cells, p)
     outside_blood = model.compartments() != BLOOD
     p_diff = rules.probability(1.0 / p.differentiation_h, model.dt_h)
     becomes = cells & outside_blood & (model.uniform_all("monocyte:differentiate") < p_diff)
-    store.kind[...] = xp.where(becomes, store.kind_id("macrophage"), store.kind).astype(store.kind.dtype)
+    store.kind[...] = xp.where(becomes, store.kind_id(macrophage.NAME), store.kind).astype(store.kind.dtype)
 
 
 def secrete(model: CrsModel) -> None:
@@ -60,10 +98,30 @@ def renew_pool(model: CrsModel) -> None:
     fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h), model.dt_h)
     current = int(pool[k].sum())
     gmcsf = float(model.serum[model.index["GMCSF"]]) * model.effects.free["periphery"]["GMCSF"]
-    target = model.baseline_monocytes * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
-    change = (target - current) * fraction * model.effects.monocyte_supply
+    target = baseline(model) * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
+    change = (target - current) * fraction * model.effects.supply.get(NAME, 1.0)
     whole = stochastic_round(change, model.uniform_scalar("monocyte:pool"))
     if whole >= 0:
         pool[k, myeloid.RESTING] += whole
     else:
         pool[k, myeloid.RESTING] = max(0, pool[k, myeloid.RESTING] + whole)
+
+
+def baseline(model: CrsModel) -> float:
+    """The patient's circulating monocytes, scaled to the lattice's blood pool [cells]."""
+    patient = model.config.patient
+    return patient.monocytes_per_ul * patient.blood_volume_ml * 1000.0 * model.scale
+
+
+def fill_pool(model: CrsModel) -> None:
+    """At t = 0 the systemic pool holds the patient's baseline monocytes, resting."""
+    model.circulation.pool[model.store.kind_id(NAME), myeloid.RESTING] += int(round(baseline(model)))
+
+
+#: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)
+CELL_TYPE = CellType(
+    NAME, "monocytes", home="tissue", states=myeloid.STATES, activated="activated", section=Monocyte, spec=kind_spec,
+    colour=(1.00, 0.50, 0.00),  # orange
+    variables=myeloid.VARIABLES, variable_docs=myeloid.VARIABLE_DOCS, layers={"decide": step, "blood_pool": renew_pool, "secrete": secrete},
+    setup=fill_pool, extravasation_scale=recruitment_scale,
+)  # fmt: skip

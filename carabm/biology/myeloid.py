@@ -16,16 +16,53 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pydantic import Field
+
 from carabm.biology import cart, rules
 from carabm.biology.cytokines import sense
+from carabm.io.config import CellSection, CytokineMap, cytokine_map
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
-    from carabm.io.config import Myeloid
 
-RESTING, ACTIVATED = 0, 1
+STATES = ("resting", "activated")
+RESTING, ACTIVATED = range(len(STATES))
+#: per-agent variables of the myeloid cell types, and their units, long name and description
 VARIABLES = {"activation": "float32", "active_h": "float32"}
+VARIABLE_DOCS = {"activation": ("1", "activation level", "myeloid cells: activation level 0-1"),
+                 "active_h": ("h", "time activated", "myeloid cells: hours activated without a break")}  # fmt: skip
 ACTIVE_THRESHOLD = 0.5
+
+
+class Myeloid(CellSection):
+    """Macrophage-like activation: signals raise an activation level that drives secretion."""
+
+    trigger_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IFNg=1000.0, GMCSF=500.0, DAMP=100.0),
+        description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed: ng/mL range as for IFN-g and GM-CSF priming of macrophages in vitro",
+    )
+    amplifier_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IL1b=200.0, IL6=1000.0, TNFa=100.0),
+        description="half-maximal concentration of each amplifying signal [pg/mL]; they raise activation only of primed cells; assumed",
+    )
+    amplification_gain: float = Field(3.0, ge=0, description="fold rise of the priming signal at saturating amplifiers [1]; assumed")
+    activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")
+    contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
+    activation_per_h: float = Field(0.4, ge=0, description="rate of activation at full signal [1/h]; assumed")
+    deactivation_per_h: float = Field(0.2, ge=0, description="rate of return to rest [1/h]; assumed (about 3.5 h half-life)")
+    il10_half_max_pg_ml: float = Field(300.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
+    il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
+    secretion_pg_cell_h: CytokineMap = Field(
+        cytokine_map(IL6=1e-2, IL1b=1e-3, MCP1=1e-3, TNFa=5e-4, IL10=1e-3),
+        description="secretion at full activation [pg/cell/h]; assumed: 10x the 1-10 ng/1e6 cells/day of LPS-stimulated myeloid cells in vitro, so that serum IL-6 reaches the levels of severe CRS",
+    )
+    basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
+    il6_needs_il1: float = Field(
+        0.8, ge=0, le=1, description="share of IL-6 production that needs IL-1 signalling [1]; assumed (IL-1 induces IL-6; Norelli, Nat Med 2018: IL-1 precedes IL-6)"
+    )
+    il1_for_il6_half_max_pg_ml: float = Field(1000.0, gt=0, description="IL-1b giving half of the IL-1-dependent IL-6 production [pg/mL]; assumed")
+    il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
+
 
 
 @dataclass(frozen=True)
@@ -43,7 +80,11 @@ class Inputs:
 
 
 def inputs(model: CrsModel) -> Inputs:
-    """Gather :class:`Inputs` for all agents (after the CAR-T rules of the step)."""
+    """:class:`Inputs` for all agents, gathered once per step at the first myeloid rule (after the CAR-T rules)."""
+    return model.once_per_step("myeloid:inputs", _gather)
+
+
+def _gather(model: CrsModel) -> Inputs:
     return Inputs(
         sense(model.fields_flat, model.voxels()),
         model.effects.signal_free_fraction(model.compartments()),
@@ -51,9 +92,10 @@ def inputs(model: CrsModel) -> Inputs:
     )
 
 
-def activate(model: CrsModel, cells: Any, params: Myeloid, sensed: Inputs) -> Any:
+def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set; returns it ``[n]``."""
     xp, store = model.xp, model.store
+    sensed = inputs(model)
     local, block, cd40l = sensed.local, sensed.block, sensed.cd40l
     power = params.activation_hill
     priming = rules.any_of(

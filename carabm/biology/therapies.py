@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carabm.biology import rules
-from carabm.biology.drugs import DRUGS, Drug
 from carabm.biology.triggers import Trigger, parse_trigger
 from carabm.engine.lattice import CNS
 from carabm.errors import CheckpointError
-from carabm.io.config import CYTOKINES, Config, Therapy
+from carabm.io.catalog import CATALOG, Drug
+from carabm.io.config import Config, Therapy
 
 NEUTRALISED = {"IL6": "IL6", "IL1": "IL1b", "GMCSF": "GMCSF", "IFNg": "IFNg", "IL6R": "IL6"}
 
@@ -123,11 +123,11 @@ class Effects:
         self.tcell_proliferation = 1.0  # steroids
         self.cytokine_production = 1.0  # steroids
         self.myeloid_activation = 1.0  # steroids
-        self.monocyte_supply = 1.0  # depletion
-        self.depletion_per_h = {"monocyte": 0.0, "macrophage": 0.0}
+        self.supply: dict[str, float] = {}  # depletion: marrow supply of a cell type's blood pool (1 = full; absent: 1)
+        self.depletion_per_h: dict[str, float] = {}  # depletion: removal rate per cell type [1/h]
         self.fever_masked = False  # anti-cytokine or steroid given (ASTCT: fever then not required)
         # free (unbound, unblocked) fraction of each cytokine's signalling, periphery and CNS
-        self.free = {"periphery": dict.fromkeys(CYTOKINES, 1.0), "cns": dict.fromkeys(CYTOKINES, 1.0)}
+        self.free = {"periphery": dict.fromkeys(CATALOG.cytokines, 1.0), "cns": dict.fromkeys(CATALOG.cytokines, 1.0)}
         self.il6r_free = {"periphery": 1.0, "cns": 1.0}
 
     def checkpoint_state(self) -> dict[str, Any]:
@@ -154,9 +154,9 @@ class Effects:
             if drug.mechanism.startswith("deplete:"):
                 exposure = pk.conc_ug_ml / pk.peak_ug_ml if pk.peak_ug_ml else 0.0
                 kind = drug.mechanism.split(":", 1)[1]
-                self.depletion_per_h[kind] += -math.log(1.0 - drug.depletion_fraction) / drug.depletion_h * exposure
-                if kind == "monocyte":
-                    self.monocyte_supply *= 1.0 - exposure
+                rate = -math.log(1.0 - drug.depletion_fraction) / drug.depletion_h * exposure
+                self.depletion_per_h[kind] = self.depletion_per_h.get(kind, 0.0) + rate
+                self.supply[kind] = self.supply.get(kind, 1.0) * (1.0 - exposure)
                 continue
             self.fever_masked |= drug.mechanism != "CAR_signalling"
             levels = {"periphery": pk.conc_ug_ml, "cns": pk.cns_ug_ml(bbb_integrity)}
@@ -179,7 +179,7 @@ class Effects:
         """Per cytokine, the signalling fraction at cells in ``compartment`` (labels array)."""
         in_cns = compartment == CNS
         out: dict[str, Any] = {}
-        for name in CYTOKINES:
+        for name in CATALOG.cytokines:
             a, b = self.free["periphery"][name], self.free["cns"][name]
             out[name] = a if a == b else (in_cns * b + (~in_cns) * a)
         return out
@@ -211,7 +211,7 @@ class TherapyState:
         for therapy in self.config.therapies:
             trigger = parse_trigger(therapy.when) if therapy.when else None
             self.schedules.append(Schedule(therapy, trigger))
-            drug = DRUGS[therapy.drug]
+            drug = CATALOG.drugs[therapy.drug]
             self.plasma.setdefault(drug.name, Plasma(drug, drug.volume_l_per_kg * weight))
 
     def administer(self, time_h: float, readouts: dict[str, float], dt_h: float) -> list[tuple[float, str, float, str]]:
@@ -221,7 +221,7 @@ class TherapyState:
             reason = schedule.due(time_h, readouts, dt_h)
             if reason is None:
                 continue
-            drug = DRUGS[schedule.therapy.drug]
+            drug = CATALOG.drugs[schedule.therapy.drug]
             mg = dose_mg(schedule.therapy, drug, self.config.patient.weight_kg)
             self.plasma[drug.name].dose(mg)
             schedule.doses_given += 1
@@ -260,7 +260,7 @@ class TherapyState:
             schedule.last_dose_h = None if match["last_dose_h"] is None else float(match["last_dose_h"])
             schedule.not_before_h = None if match["not_before_h"] is None else float(match["not_before_h"])
         for name, pk in state.get("plasma", {}).items():
-            self.plasma[name] = Plasma(DRUGS[name], float(pk["volume_l"]), float(pk["depot_mg"]), float(pk["conc_ug_ml"]),
+            self.plasma[name] = Plasma(CATALOG.drugs[name], float(pk["volume_l"]), float(pk["depot_mg"]), float(pk["conc_ug_ml"]),
                                        float(pk["peak_ug_ml"]))  # fmt: skip
         self.events = [(float(t), str(drug), float(mg), str(reason)) for t, drug, mg, reason in state.get("events", [])]
 

@@ -21,13 +21,20 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from carabm.errors import CarabmError
 from carabm.io import expressions
+from carabm.io.catalog import CATALOG, register_check
 
-CYTOKINE_NAMES = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
 SCALARS = ("crs_grade", "icans_grade", "time_h", "tumor_burden")
-QUANTITIES = SCALARS + tuple(f"{where}.{c}" for where in ("serum", "cns") for c in CYTOKINE_NAMES)
+
+
+def quantities() -> tuple[str, ...]:
+    """Every quantity a trigger may name (the cytokines are the catalog's, plug-ins' included)."""
+    return SCALARS + tuple(f"{where}.{c}" for where in ("serum", "cns") for c in CATALOG.cytokines)
+
+
 _OPS = (">=", ">", "<=", "<", "==", "!=")
 _TOKEN = re.compile(r"\s*(?:(>=|<=|==|!=|>|<)|([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)?)|([-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?))")
 
@@ -94,7 +101,7 @@ def parse_trigger(text: str) -> Trigger:
         if i + 3 > len(tokens):
             raise TriggerSyntaxError(f"incomplete clause {' '.join(tokens[i:])!r}; expected QUANTITY OP NUMBER")
         name, op, number = tokens[i : i + 3]
-        if name not in QUANTITIES:
+        if name not in quantities():
             raise TriggerSyntaxError(
                 f"unknown quantity {name!r}; allowed: {', '.join(SCALARS)}, serum.<cytokine>, cns.<cytokine>"
             )
@@ -127,3 +134,15 @@ def trigger_problems(text: str) -> list[str]:
     except TriggerSyntaxError as exc:
         return [f"malformed trigger {text!r}: {exc}"]
     return []
+
+
+def therapy_trigger_problems(config: Any) -> list[str]:
+    """The config check of every therapy's ``when`` (registered with the catalog, run by config validation)."""
+    problems: list[str] = []
+    for i, therapy in enumerate(config.therapies):
+        if therapy.when is not None:
+            problems += [f"therapies[{i}].when: {p}" for p in trigger_problems(therapy.when)]
+    return problems
+
+
+register_check(therapy_trigger_problems)

@@ -1,18 +1,15 @@
 """The 3D lattice: shape ``[nz, ny, nx]``, voxel size, and compartment labels.
 
 Compartments are engine-level geometry (TISSUE, BLOOD, BBB, CNS); which cells live
-where is the biology's business. Builders make the default layout or read a label mask.
+where is the biology's business. The builder makes the default layout (masks from files: carabm.io.masks).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from carabm.errors import ConfigError
 
 TISSUE, BLOOD, BBB, CNS = 0, 1, 2, 3
 COMPARTMENTS: dict[str, int] = {"tissue": TISSUE, "blood": BLOOD, "bbb": BBB, "cns": CNS}
@@ -144,8 +141,8 @@ def default_layout(
     nx_vessel = _voxels(brain_vessel_width_um, voxel_um)
     nx_bbb = _voxels(bbb_thickness_um, voxel_um)
     if nx_tissue < 3 or nx - nx_tissue - nx_vessel - nx_bbb < 1:
-        raise ConfigError(
-            f"lattice.shape: nx = {nx} is too small for the default layout "
+        raise ValueError(
+            f"nx = {nx} is too small for the default layout "
             f"(needs >= 3 tissue + {nx_vessel} vessel + {nx_bbb} BBB + 1 CNS voxels along x)"
         )
     y = (np.arange(ny) + 0.5) * voxel_um
@@ -158,24 +155,3 @@ def default_layout(
     labels[:, :, x0 + nx_vessel : x0 + nx_vessel + nx_bbb] = BBB
     labels[:, :, x0 + nx_vessel + nx_bbb :] = CNS
     return labels
-
-
-def load_mask(path: str | Path, dataset: str | None = None) -> np.ndarray:
-    """Read a label mask from ``.npy`` or HDF5 (``dataset`` names it; default ``lattice/compartment``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"lattice.layout.file: no such file {str(path)!r}")
-    try:
-        if path.suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        import h5py  # noqa: PLC0415
-
-        with h5py.File(path, "r") as f:
-            name = dataset or "lattice/compartment"
-            if name not in f:
-                raise ConfigError(f"lattice.layout.dataset: {name!r} not found in {str(path)!r}")
-            return f[name][()]
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"lattice.layout.file: cannot read {str(path)!r} as .npy or HDF5 ({exc})") from exc

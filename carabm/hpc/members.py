@@ -19,7 +19,7 @@ import numpy as np
 from carabm.errors import ConfigError
 from carabm.hpc.derived import evaluate
 from carabm.hpc.designs import axis_blocks, sample_axis
-from carabm.io.config import Config, read_yaml, validate_config
+from carabm.io.config import Config, read_yaml, schema, validate_config
 from carabm.io.dotted import flatten, get_path, set_path
 
 
@@ -127,7 +127,7 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
             raise ConfigError(f"{where}: {', '.join(sorted(repeated))} already varied by an earlier axis")
         rows = [{**a, **b} for a, b in itertools.product(rows, values)]
 
-    defaults = Config().model_dump(mode="json")
+    defaults = schema()().model_dump(mode="json")
     keys = list(rows[0]) + [k for k in derived if k not in rows[0]]
     members: list[Member] = []
     problems: list[str] = []

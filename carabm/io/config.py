@@ -10,23 +10,29 @@ import difflib
 import math
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    RootModel,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
+from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout
 from carabm.errors import ConfigError
+from carabm.io.catalog import CATALOG, cytokine_names, drug_names
+from carabm.io.catalog import Cytokine as CatalogCytokine
 from carabm.io.dotted import parent_of
+from carabm.io.masks import load_mask
+from carabm.io.plugins import load_plugins, resolve_plugin
 
-CYTOKINES: tuple[str, ...] = ("IL6", "IL1b", "IFNg", "TNFa", "GMCSF", "MCP1", "IL10", "IL2", "DAMP")
-CELL_TYPES: tuple[str, ...] = ("cart", "bcell", "macrophage", "monocyte", "microglia")
-DRUGS: tuple[str, ...] = (
-    "tocilizumab", "siltuximab", "anakinra", "dexamethasone", "methylprednisolone",
-    "lenzilumab", "emapalumab", "dasatinib", "monocyte_depletion", "macrophage_depletion",
-)  # fmt: skip
-
-#: the compartment where each cell type is placed at t = 0 (CAR-T cells are infused into the blood pool)
-HOME: dict[str, str] = {"cart": "blood", "bcell": "tissue", "macrophage": "tissue", "monocyte": "tissue", "microglia": "cns"}
 #: most time steps a run may have
 MAX_STEPS = 10**8
 #: most cells the model's blood pool can count exactly (float64 integers)
@@ -117,150 +123,67 @@ class LatticeConfig(Strict):
         return value
 
 
-class CellType(Strict):
-    """Parameters shared by every cell type."""
+class CellSection(Strict):
+    """Parameters shared by every cell type (the base of each ``cells.<name>`` section)."""
 
     initial_count: int = Field(0, ge=0, description="agents placed on the lattice at t = 0 [cells]")
     speed_um_min: float = Field(0.0, ge=0, description="random-walk speed [um/min]")
 
 
-def _cytokine_map(**values: float) -> dict[str, float]:
-    return {name: float(values.get(name, 0.0)) for name in CYTOKINES if name in values}
+def _known_cytokine(name: str) -> str:
+    names = cytokine_names()
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"unknown cytokine {name!r}{extra} (allowed: {', '.join(names)})")
+    return name
 
 
-class CytokineMap(Strict):
+def _known_drug(name: str) -> str:
+    names = drug_names()
+    if name not in names:
+        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        extra = f"; did you mean {hint[0]!r}?" if hint else ""
+        raise ValueError(f"unknown drug {name!r}{extra} (allowed: {', '.join(names)})")
+    return name
+
+
+#: a registered cytokine's name
+CytokineName = Annotated[str, AfterValidator(_known_cytokine)]
+#: a registered drug's name
+DrugName = Annotated[str, AfterValidator(_known_drug)]
+
+
+class CytokineMap(RootModel[dict[str, float]]):
     """A value per cytokine name (unknown names are errors); absent names mean 0."""
 
-    IL6: float = Field(0.0, ge=0)
-    IL1b: float = Field(0.0, ge=0)
-    IFNg: float = Field(0.0, ge=0)
-    TNFa: float = Field(0.0, ge=0)
-    GMCSF: float = Field(0.0, ge=0)
-    MCP1: float = Field(0.0, ge=0)
-    IL10: float = Field(0.0, ge=0)
-    IL2: float = Field(0.0, ge=0)
-    DAMP: float = Field(0.0, ge=0)
+    model_config = ConfigDict(strict=True, frozen=True)
+
+    @field_validator("root")
+    @classmethod
+    def _known(cls, value: dict[str, float]) -> dict[str, float]:
+        names = cytokine_names()
+        problems = []
+        for key, number in value.items():
+            try:
+                _known_cytokine(key)
+            except ValueError as exc:
+                problems.append(f"{key}: {exc}")
+                continue
+            if not math.isfinite(number) or number < 0:
+                problems.append(f"{key}: must be >= 0, got {number!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return {name: float(value[name]) for name in names if name in value}  # catalog order
 
     def as_dict(self) -> dict[str, float]:
-        """Non-zero entries."""
-        return {k: v for k, v in self.model_dump().items() if v > 0}
+        """Non-zero entries, in the catalog's cytokine order."""
+        return {k: self.root[k] for k in CATALOG.cytokines if self.root.get(k, 0.0) > 0}
 
 
-class CarT(CellType):
-    """CAR-T cells: infused into the blood at t = 0, home to tissue, kill CD19+ B cells, expand, contract."""
-
-    dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells]; axi-cel label dose 2e6/kg x 70 kg")
-    speed_um_min: float = Field(18.0, ge=0, description="T-cell speed [um/min]; Textor et al., PNAS 2011 (lymph node)")
-    homing_per_h: float = Field(
-        6.0, ge=0, description="extravasation rate from blood at the vessel wall [1/h]; assumed: most infused cells home within 2 days"
-    )
-    activation_per_h: float = Field(4.0, ge=0, description="activation rate on contact with a CD19+ B cell [1/h]; assumed (minutes to hours)")
-    kill_rate_per_h: float = Field(
-        0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, one target per ~8 h of contact)"
-    )
-    max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
-    doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
-    max_divisions: int = Field(10, ge=0, description="divisions before exhaustion; assumed (2^10 = 1024-fold per clone, within 1e2-1e5-fold)")
-    stimulation_memory_h: float = Field(36.0, gt=0, description="proliferation/secretion continue this long after the last antigen contact [h]; assumed")
-    death_resting_per_day: float = Field(0.02, ge=0, description="death rate of resting CAR-T cells [1/day]; assumed")
-    death_contraction_per_day: float = Field(0.35, ge=0, description="death rate of activated cells after antigen loss (contraction) [1/day]; assumed")
-    death_exhausted_per_day: float = Field(0.6, ge=0, description="death rate of exhausted cells [1/day]; assumed")
-    secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IFNg=2e-3, GMCSF=1e-3, TNFa=5e-4, IL2=1e-3),
-        description="secretion of an activated, stimulated CAR-T cell [pg/cell/h]; assumed: ng/mL per 1e5 cells per day in co-culture",
-    )
-
-
-class BCell(CellType):
-    """Malignant CD19+ B cells: grow, die when lysed, release DAMPs."""
-
-    initial_count: int = Field(2000, ge=0, description="tumour B cells on the lattice at t = 0 [cells]; sets the lattice scale")
-    speed_um_min: float = Field(0.5, ge=0, description="B-cell speed [um/min]; assumed: slow, tumour-bound")
-    doubling_time_h: float = Field(168.0, gt=0, description="tumour doubling time when space is free [h]; assumed (aggressive lymphoma, days)")
-    damp_release_pg: float = Field(2e-5, ge=0, description="DAMP released by one lysed cell [pg]; assumed (HMGB1-like surrogate)")
-
-
-class Myeloid(CellType):
-    """Macrophage-like activation: signals raise an activation level that drives secretion."""
-
-    trigger_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IFNg=1000.0, GMCSF=500.0, DAMP=100.0),
-        description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed: ng/mL range as for IFN-g and GM-CSF priming of macrophages in vitro",
-    )
-    amplifier_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL1b=200.0, IL6=1000.0, TNFa=100.0),
-        description="half-maximal concentration of each amplifying signal [pg/mL]; they raise activation only of primed cells; assumed",
-    )
-    amplification_gain: float = Field(3.0, ge=0, description="fold rise of the priming signal at saturating amplifiers [1]; assumed")
-    activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")
-    contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
-    activation_per_h: float = Field(0.4, ge=0, description="rate of activation at full signal [1/h]; assumed")
-    deactivation_per_h: float = Field(0.2, ge=0, description="rate of return to rest [1/h]; assumed (about 3.5 h half-life)")
-    il10_half_max_pg_ml: float = Field(300.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
-    il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
-    secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=1e-2, IL1b=1e-3, MCP1=1e-3, TNFa=5e-4, IL10=1e-3),
-        description="secretion at full activation [pg/cell/h]; assumed: 10x the 1-10 ng/1e6 cells/day of LPS-stimulated myeloid cells in vitro, so that serum IL-6 reaches the levels of severe CRS",
-    )
-    basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
-    il6_needs_il1: float = Field(
-        0.8, ge=0, le=1, description="share of IL-6 production that needs IL-1 signalling [1]; assumed (IL-1 induces IL-6; Norelli, Nat Med 2018: IL-1 precedes IL-6)"
-    )
-    il1_for_il6_half_max_pg_ml: float = Field(1000.0, gt=0, description="IL-1b giving half of the IL-1-dependent IL-6 production [pg/mL]; assumed")
-    il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
-
-
-class Macrophage(Myeloid):
-    """Tissue-resident and monocyte-derived macrophages."""
-
-    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0 [cells]")
-    speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min]; assumed")
-    death_per_day: float = Field(0.05, ge=0, description="turnover of tissue macrophages [1/day]; assumed (weeks-long lifespan)")
-
-
-class Monocyte(Myeloid):
-    """Circulating monocytes: recruited by MCP-1, main IL-1/IL-6 source, become macrophages."""
-
-    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
-    speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
-    secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=4e-2, IL1b=5e-3, TNFa=1e-3, IL10=5e-4),
-        description="secretion at full activation [pg/cell/h]; assumed 4-5x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source); no MCP-1, so recruited cells do not attract each other",
-    )
-    recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")
-    mcp1_recruitment_gain: float = Field(20.0, ge=0, description="fold rise of extravasation at saturating MCP-1; assumed")
-    mcp1_half_max_pg_ml: float = Field(50.0, gt=0, description="MCP-1 for half the rise [pg/mL]; assumed")
-    trigger_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IFNg=1000.0, GMCSF=100.0, DAMP=100.0),
-        description="half-maximal priming concentration [pg/mL]; assumed: monocytes respond to GM-CSF at lower levels than macrophages",
-    )
-    gmcsf_recruitment_gain: float = Field(5.0, ge=0, description="fold rise of extravasation at saturating GM-CSF [1]; assumed (GM-CSF drives myeloid recruitment; Sterner, Blood 2019)")
-    gmcsf_half_max_pg_ml: float = Field(20.0, gt=0, description="GM-CSF for half that rise and half the emergency marrow output [pg/mL]; assumed")
-    gmcsf_marrow_gain: float = Field(2.0, ge=0, description="fold rise of the circulating monocyte baseline at saturating serum GM-CSF [1]; assumed (emergency myelopoiesis)")
-    chemotaxis_sensitivity: float = Field(0.01, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
-    differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
-    blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
-
-
-class Microglia(Myeloid):
-    """CNS-resident macrophages: the local CNS feedback loop."""
-
-    initial_count: int = Field(150, ge=0, description="microglia in the CNS region at t = 0 [cells]")
-    secretion_pg_cell_h: CytokineMap = Field(
-        CytokineMap(IL6=1e-4, IL1b=5e-5, MCP1=2e-4, TNFa=5e-5, IL10=5e-5),
-        description="secretion at full activation [pg/cell/h]; assumed 5x below macrophages (microglia are weaker producers)",
-    )
-    speed_um_min: float = Field(0.2, ge=0, description="soma motility [um/min]; assumed (nearly sessile)")
-
-
-class Cells(Strict):
-    """One section per cell type."""
-
-    cart: CarT = CarT()
-    bcell: BCell = BCell()
-    macrophage: Macrophage = Macrophage()
-    monocyte: Monocyte = Monocyte()
-    microglia: Microglia = Microglia()
+def cytokine_map(**values: float) -> CytokineMap:
+    """A :class:`CytokineMap` default, e.g. ``cytokine_map(IL6=1e-2)`` (checked when a config is validated)."""
+    return CytokineMap.model_construct(values)
 
 
 class Cytokine(Strict):
@@ -273,67 +196,10 @@ class Cytokine(Strict):
     secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout) [1]")
 
 
-def _cyt(d: float, t_tissue: float, t_serum: float, bbb: float = 0.0005) -> Cytokine:
-    return Cytokine(diffusion_um2_s=d, half_life_h=t_tissue, serum_half_life_h=t_serum, bbb_permeability=bbb)
-
-
-class Cytokines(Strict):
-    """One section per cytokine field (pg/mL). Diffusion from protein size (Stokes-Einstein, assumed)."""
-
-    IL6: Cytokine = _cyt(100.0, 0.25, 0.75)
-    IL1b: Cytokine = _cyt(110.0, 0.25, 0.5)
-    IFNg: Cytokine = _cyt(80.0, 0.25, 1.0)
-    TNFa: Cytokine = _cyt(70.0, 0.25, 0.5)
-    GMCSF: Cytokine = _cyt(100.0, 0.25, 1.0)
-    MCP1: Cytokine = _cyt(130.0, 0.5, 1.0)
-    IL10: Cytokine = _cyt(80.0, 0.5, 2.0)
-    IL2: Cytokine = _cyt(110.0, 0.25, 0.5)
-    DAMP: Cytokine = _cyt(100.0, 0.5, 1.0)
-
-
-class Endothelium(Strict):
-    """Endothelial activation and BBB integrity."""
-
-    damage_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=1000.0, IL1b=300.0, TNFa=300.0, IFNg=300.0),
-        description="concentration at the BBB for half-maximal damage, per cytokine [pg/mL]; assumed",
-    )
-    damage_hill: float = Field(2.0, gt=0, description="Hill power of the damaging signals [1]; assumed")
-    damage_per_h: float = Field(0.08, ge=0, description="integrity loss rate at full activation [1/h]; assumed (foot-process loss over a day)")
-    recovery_per_h: float = Field(0.01, ge=0, description="recovery rate towards 1 [1/h]; assumed (days)")
-    crossing_hill: float = Field(2.0, gt=0, description="BBB opening (1 - integrity)^h scales cell crossing per try and cytokine conductance; assumed")
-    leak_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=300.0, IL1b=60.0, TNFa=60.0, IFNg=150.0),
-        description="serum level for half-maximal systemic capillary leak, per cytokine [pg/mL]; assumed",
-    )
-    leak_per_h: float = Field(0.15, ge=0, description="systemic leak rise rate at full activation [1/h]; assumed")
-    leak_recovery_per_h: float = Field(0.08, ge=0, description="systemic leak recovery rate [1/h]; assumed")
-
-
-class Clinical(Strict):
-    """Model surrogates of the ASTCT CRS and ICANS grades (labelled as model outputs)."""
-
-    fever_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=80.0, IL1b=20.0, TNFa=30.0), description="serum pyrogen level for half of the maximal fever [pg/mL]; assumed"
-    )
-    fever_max_c: float = Field(3.0, gt=0, description="maximal temperature rise [degC]; assumed (40 degC peak)")
-    hypotension_leak: list[float] = Field(
-        [0.25, 0.5, 0.75], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypotension; assumed"
-    )
-    hypoxia_leak: list[float] = Field([0.3, 0.55, 0.8], min_length=3, max_length=3, description="systemic leak (0..1) for grade-2, -3, -4 hypoxia; assumed")
-    ice_half_max: float = Field(1.0, gt=0, description="CNS inflammation index halving the ICE score; assumed")
-    ice_hill: float = Field(2.0, gt=0, description="Hill power of the ICE-score fall [1]; assumed")
-    cns_signal_half_max_pg_ml: CytokineMap = Field(
-        CytokineMap(IL6=200.0, IL1b=60.0, TNFa=80.0, IFNg=100.0),
-        description="mean CNS level counting as one unit of the inflammation index, per cytokine [pg/mL]; assumed",
-    )
-    edema_integrity: float = Field(0.15, ge=0, le=1, description="mean BBB integrity below which cerebral edema (ICANS 4) is modelled; assumed")
-
-
 class Therapy(Strict):
     """One drug: a dose given on a schedule (``start_h``) or by a clinical trigger (``when``)."""
 
-    drug: Literal[DRUGS] = Field(description="drug name")  # type: ignore[valid-type]
+    drug: DrugName = Field(description="drug name (see docs/therapies.md; plug-ins add more)")
     start_h: float | None = Field(None, ge=0, description="first dose [h after infusion]")
     when: str | None = Field(None, description="clinical trigger, e.g. 'crs_grade >= 2'")
     dose_mg_kg: float | None = Field(None, ge=0, description="dose [mg/kg] (default: the clinical dose)")
@@ -361,7 +227,7 @@ class SnapshotPhase(Strict):
 class Output(Strict):
     """What goes into the HDF5 file, and when snapshots are taken besides ``run.snapshot_every_h``."""
 
-    snapshot_fields: list[Literal[CYTOKINES]] | None = Field(  # type: ignore[valid-type]
+    snapshot_fields: list[CytokineName] | None = Field(
         None, description="cytokines stored in snapshots (default: all)"
     )
     snapshot_agents: bool = Field(True, description="store agents in snapshots")
@@ -392,21 +258,47 @@ class Output(Strict):
 
 
 class Config(Strict):
-    """A whole run."""
-
-    patient: Patient = Patient()
-    run: Run = Run()
-    lattice: LatticeConfig = LatticeConfig()
-    cells: Cells = Cells()
-    cytokines: Cytokines = Cytokines()
-    endothelium: Endothelium = Endothelium()
-    clinical: Clinical = Clinical()
-    therapies: list[Therapy] = Field(default_factory=list)
-    output: Output = Output()
+    """A whole run: the base of the schema :func:`schema` builds from the catalog (an instance is always of that)."""
 
     def to_yaml(self) -> str:
         """The resolved configuration as YAML text (every value, defaults included)."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+_SCHEMA: dict[int, type[Config]] = {}
+
+
+def schema() -> type[Config]:
+    """The run config's pydantic model, built from the catalog: ``cells``, ``cytokines`` and the biology's sections.
+
+    Rebuilt when the catalog changes (a plug-in registered something); the section order is
+    the YAML order: patient, run, lattice, cells, cytokines, biology sections, therapies, output, plugins.
+    """
+    if not CATALOG.cell_types:
+        raise ConfigError("no cell types are registered: import carabm.biology first (carabm.load_config does)")
+    if CATALOG.generation not in _SCHEMA:
+        cells = create_model("Cells", __base__=Strict, __doc__="One section per cell type.",
+                             **{name: (c.section, c.section()) for name, c in CATALOG.cell_types.items()})  # fmt: skip
+        cytokines = create_model(
+            "Cytokines", __base__=Strict, __doc__="One section per cytokine field (pg/mL).",
+            **{name: (Cytokine, _cytokine_section(c)) for name, c in CATALOG.cytokines.items()},
+        )  # fmt: skip
+        sections = {name: (model, model()) for name, model in CATALOG.sections.items()}
+        _SCHEMA.clear()
+        _SCHEMA[CATALOG.generation] = create_model(
+            "Config", __base__=Config,
+            patient=(Patient, Patient()), run=(Run, Run()), lattice=(LatticeConfig, LatticeConfig()),
+            cells=(cells, cells()), cytokines=(cytokines, cytokines()), **sections,
+            therapies=(list[Therapy], Field(default_factory=list)), output=(Output, Output()),
+            plugins=(list[str], Field(default_factory=list, description="plug-in modules or .py files that add cell types, "
+                                      "cytokines, drugs or rule layers (docs/extending.md); loaded before validation")),
+        )  # fmt: skip
+    return _SCHEMA[CATALOG.generation]
+
+
+def _cytokine_section(c: CatalogCytokine) -> Cytokine:
+    return Cytokine(diffusion_um2_s=c.diffusion_um2_s, half_life_h=c.half_life_h, serum_half_life_h=c.serum_half_life_h,
+                    bbb_permeability=c.bbb_permeability)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- errors
@@ -425,7 +317,7 @@ def _path(loc: tuple[Any, ...]) -> str:
 
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = Config
+    model: Any = schema()
     for part in loc:
         if isinstance(part, int):
             continue
@@ -463,12 +355,6 @@ def _message(err: dict[str, Any]) -> str:
         return text + (f" (allowed: {', '.join(allowed)})" if allowed else "")
     if kind == "literal_error":
         expected = ctx.get("expected", "")
-        if loc and loc[-1] == "drug" or "drug" in path:
-            hint = difflib.get_close_matches(str(value), DRUGS, n=1, cutoff=0.6)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            return f"{path}: unknown drug {_describe(value)}{extra} (allowed: {', '.join(DRUGS)})"
-        if "snapshot_fields" in path:
-            return f"{path}: unknown cytokine {_describe(value)} (allowed: {', '.join(CYTOKINES)})"
         return f"{path}: must be one of {expected}, got {_describe(value)}"
     bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
     if kind in bounds:
@@ -592,7 +478,7 @@ def check_resources(config: Config) -> list[str]:
     """Problems that depend on the machine: a lattice too large for the memory available."""
     nz, ny, nx = config.lattice.shape
     n_voxels = nz * ny * nx
-    needed = n_voxels * (len(CYTOKINES) * _BYTES_PER_VOXEL_PER_FIELD + _BYTES_PER_VOXEL_FIXED)
+    needed = n_voxels * (len(CATALOG.cytokines) * _BYTES_PER_VOXEL_PER_FIELD + _BYTES_PER_VOXEL_FIXED)
     from carabm.engine.backend import available_memory_bytes, get_backend  # noqa: PLC0415
 
     try:
@@ -628,15 +514,16 @@ def derived_problems(config: Config) -> list[str]:
     if not steps <= MAX_STEPS:
         problems.append(f"run.duration_h: {run.duration_h:g} h in steps of run.dt_min={run.dt_min:g} min is {steps:.3g} steps; "
                         f"at most {MAX_STEPS:.0e} steps are allowed")  # fmt: skip
-    scale = max(cells.bcell.initial_count, 1) / patient.tumor_burden_cells
-    why = "(scale = cells.bcell.initial_count / patient.tumor_burden_cells)"
+    tumour = [name for name, cell in CATALOG.cell_types.items() if cell.tumour]
+    scale = max(sum(getattr(cells, name).initial_count for name in tumour), 1) / patient.tumor_burden_cells
+    why = f"(scale = {' + '.join(f'cells.{name}.initial_count' for name in tumour)} / patient.tumor_burden_cells)"
     pool_ml = patient.blood_volume_ml * scale
     if not (math.isfinite(scale) and math.isfinite(pool_ml) and pool_ml > 0):
         problems.append(f"patient.tumor_burden_cells: {patient.tumor_burden_cells:g} gives a model scale of {scale:.3g} and a blood pool of "
                         f"{pool_ml:.3g} mL {why}; use a value near the patient's real tumour burden (e.g. 1e10)")  # fmt: skip
         return problems
-    for key, cells_in_body in (("cells.cart.dose", cells.cart.dose),
-                               ("patient.monocytes_per_ul", patient.monocytes_per_ul * patient.blood_volume_ml * 1000.0)):  # fmt: skip
+    infused = [(f"cells.{name}.dose", getattr(cells, name).dose) for name in CATALOG.cell_types if hasattr(getattr(cells, name), "dose")]
+    for key, cells_in_body in infused + [("patient.monocytes_per_ul", patient.monocytes_per_ul * patient.blood_volume_ml * 1000.0)]:
         in_model = cells_in_body * scale
         if not in_model <= MAX_POOL_CELLS:
             problems.append(f"{key}: gives {in_model:.3g} cells in the model's blood pool {why}; at most {MAX_POOL_CELLS:.3g}")
@@ -645,8 +532,6 @@ def derived_problems(config: Config) -> list[str]:
 
 def lattice_problems(config: Config) -> list[str]:
     """The lattice of ``config`` can be built (layout fits the shape, mask file matches) and holds the configured cells."""
-    from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout, load_mask  # noqa: PLC0415
-
     lat = config.lattice
     try:
         if lat.layout.kind == "default":
@@ -656,6 +541,8 @@ def lattice_problems(config: Config) -> list[str]:
             labels = load_mask(lat.layout.file, lat.layout.dataset)
     except ConfigError as exc:
         return exc.problems
+    except ValueError as exc:  # the default layout does not fit the shape
+        return [f"lattice.shape: {exc}"]
     if tuple(labels.shape) != tuple(lat.shape):
         return [f"lattice.layout.file: mask shape {list(labels.shape)} differs from lattice.shape {list(lat.shape)}"]
     try:
@@ -664,9 +551,9 @@ def lattice_problems(config: Config) -> list[str]:
         return [f"lattice.layout.file: {exc}"]
     problems: list[str] = []
     wanted: dict[str, list[str]] = {}
-    for name, home in HOME.items():
-        if name != "cart" and getattr(config.cells, name).initial_count > 0:
-            wanted.setdefault(home, []).append(name)
+    for name, cell in CATALOG.cell_types.items():
+        if cell.placed and getattr(config.cells, name).initial_count > 0:
+            wanted.setdefault(cell.home, []).append(name)
     for home, names in wanted.items():
         voxels = int((labels == COMPARTMENTS[home]).sum())
         total = sum(getattr(config.cells, n).initial_count for n in names)
@@ -681,13 +568,11 @@ def run_problems(config: Config, check_memory: bool = True) -> list[str]:
     """Every check a run makes before its first step, on a schema-valid config: one line per problem.
 
     Used by ``carabm validate`` and by :func:`carabm.simulation.run` (before any file is touched).
+    The catalog's checks (``register_check``: e.g. the therapies' triggers) come first.
     """
     problems: list[str] = []
-    from carabm.biology.triggers import trigger_problems  # noqa: PLC0415
-
-    for i, therapy in enumerate(config.therapies):
-        if therapy.when is not None:
-            problems += [f"therapies[{i}].when: {p}" for p in trigger_problems(therapy.when)]
+    for check in CATALOG.checks:
+        problems += check(config)
     problems += derived_problems(config)
     too_big = check_resources(config) if check_memory else []
     if config.lattice.layout.kind == "mask" and config.lattice.layout.file and not Path(config.lattice.layout.file).is_file():
@@ -700,12 +585,22 @@ def run_problems(config: Config, check_memory: bool = True) -> list[str]:
 def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
     """Validate a raw mapping into a :class:`Config`, reporting every problem at once.
 
-    The mapping is laid over the defaults, so a partial section (``secretion_pg_cell_h:
-    {IL6: 0.1}``) changes only the keys it names. After the schema, :func:`run_problems`
-    runs every check a run makes before its first step.
+    The plug-ins the mapping names are loaded first (they add to the schema). The mapping is
+    laid over the defaults, so a partial section (``secretion_pg_cell_h: {IL6: 0.1}``) changes
+    only the keys it names. After the schema, :func:`run_problems` runs every check a run
+    makes before its first step.
     """
+    plugins = data.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise ConfigError(f"plugins: must be a list of module names or .py files, got {_describe(plugins)}")
+    load_plugins(plugins)  # before validation: plug-ins add cell types, cytokines and drugs to the schema
+    others = [name for name in CATALOG.plugins if name not in plugins]
+    if others:  # their cell types would take part in this run too: a registration cannot be undone
+        raise ConfigError(f"plugins: this process has loaded {', '.join(map(repr, others))}, which this config does not name; "
+                          "run it in a new process (e.g. its own carabm command)")  # fmt: skip
+    model = schema()
     try:
-        config = Config.model_validate(_merge(Config().model_dump(mode="json"), data))
+        config = model.model_validate(_merge(model().model_dump(mode="json"), data))
     except ValidationError as exc:
         raise ConfigError(problems_from(exc)) from None
     problems = run_problems(config, check_memory)
@@ -722,6 +617,8 @@ def load_config(path: str | Path | None, overrides: list[str] | tuple[str, ...] 
         mask = Path(layout["file"])
         if not mask.is_absolute():
             layout["file"] = str((Path(path).parent / mask).resolve())
+    if path is not None and isinstance(data.get("plugins"), list):
+        data["plugins"] = [resolve_plugin(p, Path(path).parent) if isinstance(p, str) else p for p in data["plugins"]]
     data = apply_overrides(data, list(overrides))
     return validate_config(data, check_memory=check_memory)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ import numpy as np
 import carabm
 from carabm.engine.lattice import COMPARTMENTS, Lattice
 from carabm.errors import InputFileError
-from carabm.io.config import CELL_TYPES
 from carabm.io.crash import crash_point
 
 #: the conventions the file follows (root attribute ``Conventions``)
@@ -64,22 +63,13 @@ SERIES: dict[str, tuple[str, str, str]] = {
 }
 #: ``valid_range`` of the bounded clinical scores
 VALID_RANGE = {"crs_grade": (0, 4), "icans_grade": (0, 4), "ice_score": (0.0, 10.0), "bbb_integrity": (0.0, 1.0)}
-#: agent columns in snapshots: units, long name, description (other columns: :func:`agent_metadata`)
+#: the core agent columns in snapshots: units, long name, description (the cell types' variables: ``variable_docs``)
 AGENT_COLUMNS: dict[str, tuple[str, str, str]] = {
     "id": ("1", "agent id", "stable agent id, never reused"),
     "position": ("1", "voxel index (z, y, x)", "voxel indices in (z, y, x) order, like the fields"),
     "xyz_um": ("um", "voxel centre (x, y, z)", "voxel centre in um, (x, y, z) order, for ParaView/VisIt"),
     "type": ("1", "cell type", "cell type code (flag_values / flag_meanings)"),
     "state": ("1", "cell state", "state code of the agent, per cell type (attribute codes)"),
-    "kills": ("1", "kills", "CAR-T: B cells this cell has killed"),
-    "divisions": ("1", "divisions", "CAR-T: divisions counted along this cell's lineage"),
-    "stimulation_h": (
-        "h",
-        "stimulation time",
-        "CAR-T: hours of antigen-stimulation memory left (counts down after each contact)",
-    ),
-    "activation": ("1", "activation level", "myeloid cells: activation level 0-1"),
-    "active_h": ("h", "time activated", "myeloid cells: hours activated without a break"),
 }
 #: snapshots: rows of the [time_h, z, y, x] field arrays in one chunk is 1; largest chunk, bytes (whole [y, x] slabs)
 FIELD_CHUNK_BYTES = 1 << 20
@@ -114,28 +104,34 @@ def series_metadata(name: str) -> dict[str, Any]:
     return meta
 
 
-def agent_metadata(name: str) -> dict[str, Any]:
-    """``units``, ``long_name``, ``description`` of an agent column (a cell rule's variable when not listed)."""
+def agent_metadata(name: str, variable_docs: Mapping[str, tuple[str, str, str]] | None = None) -> dict[str, Any]:
+    """``units``, ``long_name``, ``description`` of an agent column: a core column, a documented variable, or a generic text."""
     default = ("h" if name.endswith("_h") else "1", name.replace("_", " "), f"per-agent variable {name!r} of the cell rules")
-    units, long_name, description = AGENT_COLUMNS.get(name, default)
+    units, long_name, description = AGENT_COLUMNS.get(name) or (variable_docs or {}).get(name, default)
     return {"units": units, "long_name": long_name, "description": description}
 
 
-def type_codes() -> dict[str, int]:
-    """Agent ``type`` codes: the index of each cell type in ``CELL_TYPES``."""
-    return {name: i for i, name in enumerate(CELL_TYPES)}
+def type_codes(cell_states: Mapping[str, Sequence[str]]) -> dict[str, int]:
+    """Agent ``type`` codes: the position of each cell type in ``cell_states``."""
+    return {name: i for i, name in enumerate(cell_states)}
 
 
-def state_codes() -> dict[str, dict[int, str]]:
-    """Agent ``state`` codes per cell type (read from the biology modules)."""
-    from carabm.biology import cart, myeloid  # noqa: PLC0415
+def state_codes(cell_states: Mapping[str, Sequence[str]]) -> dict[str, dict[int, str]]:
+    """Agent ``state`` codes per cell type: the position of each state name."""
+    return {cell: dict(enumerate(states)) for cell, states in cell_states.items()}
 
-    myeloid_codes = {myeloid.RESTING: "resting", myeloid.ACTIVATED: "activated"}
-    return {
-        "cart": {cart.RESTING: "resting", cart.ACTIVATED: "activated", cart.EXHAUSTED: "exhausted"},
-        "bcell": {0: "alive"},
-        "macrophage": myeloid_codes, "monocyte": myeloid_codes, "microglia": myeloid_codes,
-    }  # fmt: skip
+
+def read_state_codes(f: h5py.File) -> dict[str, dict[int, str]]:
+    """The ``state`` codes per cell type stored in a run file (attributes ``codes_<cell>``), in ``type`` code order."""
+    agents = f.get("snapshots/agents")
+    if agents is None or "type" not in agents or "state" not in agents:
+        return {}
+    types = {int(code): name.removeprefix("code_") for name, code in agents["type"].attrs.items() if name.startswith("code_")}
+    out = {}
+    for code in sorted(types):
+        text = _decode(agents["state"].attrs.get(f"codes_{types[code]}", ""))
+        out[types[code]] = {int(k): v for k, v in (part.split("=", 1) for part in text.split(", ") if "=" in part)}
+    return out
 
 
 def _codes_text(codes: Mapping[int, str]) -> str:
@@ -195,11 +191,19 @@ class RunWriter:
     """Writes one run's HDF5 file in place (no temporary name). Use as a context manager.
 
     ``mode``: ``"x"`` create (fail if present), ``"w"`` create or replace, ``"r+"`` append
-    to an existing run (resume; the file must have the current schema).
+    to an existing run (resume; the file must have the current schema). ``cell_states``:
+    the cell types (in ``type`` code order) and their state names, written as the code
+    attributes of the agents' ``type`` and ``state`` columns (io knows no cell type);
+    ``variable_docs``: the metadata of their per-agent variables.
     """
 
-    def __init__(self, path: str | Path, mode: str = "x"):
+    def __init__(self, path: str | Path, mode: str = "x", cell_states: Mapping[str, Sequence[str]] | None = None,
+                 variable_docs: Mapping[str, tuple[str, str, str]] | None = None):  # fmt: skip
         self.path = Path(path)
+        #: state names per cell type, in ``type`` code order (the code of a state is its position); from the caller
+        self.cell_states = dict(cell_states or {})
+        #: units, long name and description of the cell types' per-agent variables; from the caller
+        self.variable_docs = dict(variable_docs or {})
         # fs_strategy "none": space freed in the file (a rewritten compressed chunk) is never reused while the file is
         # open, so a kill in the middle of a write cannot leave metadata pointing at overwritten data; the file
         # stays readable up to its last flush (at the cost of some unused bytes, fewer with small time-series chunks)
@@ -475,8 +479,7 @@ class RunWriter:
             )
         return ds
 
-    @staticmethod
-    def _agents(group: h5py.Group, slot: int, columns: Mapping[str, np.ndarray]) -> None:
+    def _agents(self, group: h5py.Group, slot: int, columns: Mapping[str, np.ndarray]) -> None:
         """Append one snapshot's agents to the ragged array ``snapshots/agents/`` (rows after the earlier snapshots')."""
         agents = group.get("agents")
         if agents is None:
@@ -503,8 +506,8 @@ class RunWriter:
                         _dimension(agents, axis, data.shape[1], growing=False)
                     scales.append(agents[axis])
                 _attach(ds, *scales)
-                _set_attrs(ds, agent_metadata(name))
-                _agent_codes(ds, name)
+                _set_attrs(ds, agent_metadata(name, self.variable_docs))
+                _agent_codes(ds, name, self.cell_states)
             ds = agents[name]
             _resize(ds, stop)
             ds[start:stop] = data
@@ -523,17 +526,18 @@ class RunWriter:
         self.close()
 
 
-def _agent_codes(ds: h5py.Dataset, name: str) -> None:
+def _agent_codes(ds: h5py.Dataset, name: str, cell_states: Mapping[str, Sequence[str]]) -> None:
     """The code attributes of the ``type`` (CF flags) and ``state`` columns."""
+    types, states = type_codes(cell_states), state_codes(cell_states)
     if name == "type":
-        ds.attrs["flag_values"] = np.array(list(type_codes().values()), dtype=ds.dtype)
-        ds.attrs["flag_meanings"] = " ".join(type_codes())
-        ds.attrs["codes"] = _codes_text({code: n for n, code in type_codes().items()})
-        for cell, code in type_codes().items():
+        ds.attrs["flag_values"] = np.array(list(types.values()), dtype=ds.dtype)
+        ds.attrs["flag_meanings"] = " ".join(types)
+        ds.attrs["codes"] = _codes_text({code: n for n, code in types.items()})
+        for cell, code in types.items():
             ds.attrs[f"code_{cell}"] = code
     elif name == "state":
-        ds.attrs["codes"] = "; ".join(f"{cell}: {_codes_text(codes)}" for cell, codes in state_codes().items())
-        for cell, codes in state_codes().items():
+        ds.attrs["codes"] = "; ".join(f"{cell}: {_codes_text(codes)}" for cell, codes in states.items())
+        for cell, codes in states.items():
             ds.attrs[f"codes_{cell}"] = _codes_text(codes)
     elif name == "position":
         ds.attrs["order"] = "z, y, x (voxel indices, like the fields)"

@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 
 from carabm.errors import InputFileError
-from carabm.io.config import CELL_TYPES, CYTOKINES
+from carabm.io.catalog import CATALOG
 from carabm.io.hdf5 import check_run_file, open_read, read_events
 
 HOURS_PER_DAY = 24.0
@@ -96,7 +96,7 @@ def summarize(series: RunSeries) -> dict[str, Any]:
     t = series.time_h
     out: dict[str, Any] = {"run": series.label, "file": str(series.path), "status": series.status,
                            "simulated_days": float(t[-1] / HOURS_PER_DAY)}  # fmt: skip
-    for name in CYTOKINES:
+    for name in _parts([series], "serum"):
         values = series.get(f"serum/{name}")
         out[f"peak_serum_{name}_pg_ml"] = float(np.max(values)) if values is not None else None
     for grade in ("crs", "icans"):
@@ -119,9 +119,10 @@ def summarize(series: RunSeries) -> dict[str, Any]:
 
 
 #: how summary keys are shown in the table: (key, label)
-def _table_rows() -> list[tuple[str, str]]:
+def _table_rows(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
     rows = [("status", "status"), ("simulated_days", "simulated days")]
-    rows += [(f"peak_serum_{c}_pg_ml", f"peak serum {c} [pg/mL]") for c in CYTOKINES]
+    peaks = dict.fromkeys(k for s in summaries for k in s if k.startswith("peak_serum_") and k.endswith("_pg_ml"))
+    rows += [(k, f"peak serum {k.removeprefix('peak_serum_').removesuffix('_pg_ml')} [pg/mL]") for k in peaks]
     rows += [
         ("max_crs_grade", f"max CRS grade ({SURROGATE})"), ("crs_onset_day_grade_ge1", "CRS onset, grade >= 1 [day]"),
         ("crs_onset_day_grade_ge2", "CRS onset, grade >= 2 [day]"), ("max_icans_grade", f"max ICANS grade ({SURROGATE})"),
@@ -150,7 +151,7 @@ def markdown_table(summaries: list[dict[str, Any]]) -> str:
     """A Markdown table: one row per quantity, one column per run."""
     header = "| quantity | " + " | ".join(s["run"] for s in summaries) + " |"
     lines = [header, "|" + "---|" * (len(summaries) + 1)]
-    for key, label in _table_rows():
+    for key, label in _table_rows(summaries):
         lines.append(f"| {label} | " + " | ".join(_format(key, s.get(key)) for s in summaries) + " |")
     return "\n".join(lines)
 
@@ -167,11 +168,19 @@ def write_csv(path: Path, summaries: list[dict[str, Any]]) -> None:
 
 # --------------------------------------------------------------------------- plots
 
-#: how cell types are named in plot titles
-CELL_NAMES = {"cart": "CAR-T", "bcell": "B cells (tumour)", "macrophage": "macrophages", "monocyte": "monocytes",
-              "microglia": "microglia"}  # fmt: skip
-#: patient-scale blood counts of the time series: (column, panel title)
-BLOOD_PANELS = (("blood_per_ul/cart", "CAR-T in blood (cells/µL)"), ("blood_per_ul/monocyte", "monocytes in blood (cells/µL)"))
+def cell_name(name: str) -> str:
+    """How a cell type is named in plot titles: its catalog ``long_name`` (the name itself when not registered)."""
+    cell = CATALOG.cell_types.get(name)
+    return cell.long_name if cell is not None else name
+
+
+def _parts(runs: list[RunSeries], group: str) -> list[str]:
+    """The names after ``group/`` among the runs' time-series columns (``counts`` -> cell types), in catalog order
+    (cell types, cytokines), names the catalog does not know last."""
+    names = dict.fromkeys(k.split("/", 1)[1] for r in runs for k in r.columns if k.startswith(f"{group}/"))
+    known = list(CATALOG.cell_types) + list(CATALOG.cytokines)
+    return sorted(names, key=lambda name: known.index(name) if name in known else len(known))
+
 #: units of time-series groups when a file carries no ``units`` attribute
 DEFAULT_UNITS = {"drug": "µg/mL", "drug_cns": "µg/mL", "blood_per_ul": "cells/µL", "counts": "cells"}
 #: log axes show at most this many decades below the largest value (a cleared cytokine's tail would flatten the rest)
@@ -344,15 +353,15 @@ def _units(runs: list[RunSeries], column: str) -> str:
 
 def figure_counts(runs: list[RunSeries]) -> Any:
     """Simulated cells (agents: lattice + its blood pool) per type and patient-scale blood counts (cells/µL); log axes."""
-    names = [(f"counts/{c}", f"{CELL_NAMES.get(c, c)} (agents)", "agents: lattice + blood pool") for c in CELL_TYPES]
-    names += [(column, panel, "cells/µL of blood (patient)") for column, panel in BLOOD_PANELS if any(r.get(column) is not None for r in runs)]
+    names = [(f"counts/{c}", f"{cell_name(c)} (agents)", "agents: lattice + blood pool") for c in _parts(runs, "counts")]
+    names += [(f"blood_per_ul/{c}", f"{cell_name(c)} in blood (cells/µL)", "cells/µL of blood (patient)") for c in _parts(runs, "blood_per_ul")]
     return _panels(runs, names, "Cell counts: simulated agents (lattice + its blood pool) and patient-scale blood counts", log=True)
 
 
 def figure_cytokines(runs: list[RunSeries], where: str) -> Any:
     """Serum or CNS cytokines, one panel each (log axis)."""
     title = "Serum cytokines (patient blood)" if where == "serum" else "CNS cytokines (mean over the lattice's CNS voxels)"
-    return _panels(runs, [(f"{where}/{c}", c, "pg/mL") for c in CYTOKINES], title, log=True)
+    return _panels(runs, [(f"{where}/{c}", c, "pg/mL") for c in _parts(runs, where)], title, log=True)
 
 
 def figure_drugs(runs: list[RunSeries]) -> Any:

@@ -88,9 +88,9 @@ def resolve_config(config: str | Path, kind: str | None = None) -> Path:
 def config_schema() -> dict[str, Any]:
     """The JSON Schema of a run config (pydantic's ``model_json_schema``), for editors."""
     import carabm  # noqa: PLC0415
-    from carabm.io.config import Config  # noqa: PLC0415
+    from carabm.io.config import schema as config_schema_model  # noqa: PLC0415
 
-    schema = Config.model_json_schema()
+    schema = config_schema_model().model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "carabm run config"
     schema["description"] = f"A carabm {carabm.__version__} run configuration (YAML); every key: docs/parameters.md"

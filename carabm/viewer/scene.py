@@ -7,23 +7,40 @@ Both the headless renderer (:mod:`carabm.viewer.render`) and the interactive vie
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from carabm.errors import InputFileError
-from carabm.io.config import CELL_TYPES
-from carabm.io.hdf5 import Snapshots, open_read
+import carabm.biology  # noqa: F401  (registers the built-in cell types, whose colours the viewer shows)
+from carabm.errors import CarabmError, InputFileError
+from carabm.io.catalog import CATALOG
+from carabm.io.config import config_from_text
+from carabm.io.hdf5 import Snapshots, open_read, read_config_text, read_state_codes
 
-#: marker colour of each cell type (RGB 0..1); the legend repeats them
-CELL_COLORS: dict[str, tuple[float, float, float]] = {
-    "cart": (0.10, 0.90, 0.20),  # green: the engineered cells
-    "bcell": (1.00, 0.85, 0.10),  # yellow: tumour B cells
-    "macrophage": (1.00, 0.20, 0.80),  # magenta
-    "monocyte": (1.00, 0.50, 0.00),  # orange
-    "microglia": (0.20, 0.90, 1.00),  # cyan: CNS-resident macrophages
-}
+
+class _CatalogColours(Mapping[str, tuple[float, float, float]]):
+    """The marker colour of each registered cell type (its catalog ``colour``), plug-ins' included once loaded."""
+
+    def __getitem__(self, name: str) -> tuple[float, float, float]:
+        if name not in CATALOG.cell_types:
+            raise KeyError(name)
+        return CATALOG.cell_types[name].colour
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(CATALOG.cell_types))
+
+    def __len__(self) -> int:
+        return len(CATALOG.cell_types)
+
+
+log = logging.getLogger("carabm")
+#: marker colour of each cell type (RGB 0..1), from the catalog; the legend repeats them
+CELL_COLORS: Mapping[str, tuple[float, float, float]] = _CatalogColours()
+#: colour of a cell type the catalog does not know (a plug-in that is not available)
+UNKNOWN_CELL_COLOR = (0.55, 0.55, 0.55)
 #: BBB integrity colours: intact (1) -> the run's lowest integrity (see :meth:`RunScene.bbb_scale`)
 BBB_INTACT = (0.35, 0.45, 0.95)
 BBB_BREACHED = (0.95, 0.10, 0.10)
@@ -31,8 +48,6 @@ BBB_BREACHED = (0.95, 0.10, 0.10)
 BREACH_INTEGRITY = 0.9
 #: outline colour of the rings around cells that have crossed into the CNS
 CROSSED_COLOR = (1.00, 1.00, 1.00)
-#: cell types whose presence in the CNS means they crossed the BBB (microglia live there)
-CROSSING_TYPES = ("cart", "bcell", "macrophage", "monocyte")
 #: colour map of the cytokine field (log10 pg/mL)
 CYTOKINE_CMAP = "viridis"
 #: label of the compartment image (lattice/compartment)
@@ -117,20 +132,28 @@ class Breach:
         return f"BBB breach: integrity down to {self.lowest:.2f} on day {self.lowest_h / 24:.1f} (mean < {self.threshold:g} {span})"
 
 
-def state_name(cell_type: str, code: int) -> str:
-    """Name of agent state ``code`` of ``cell_type`` as a key of :data:`STATE_COLORS` (B cells' "alive" is "resting")."""
-    from carabm.io.hdf5 import state_codes  # noqa: PLC0415
+def crossed_into_cns(cell_type: str) -> bool:
+    """Whether cells of ``cell_type`` in the CNS crossed the BBB (all but the CNS-resident types, e.g. microglia)."""
+    cell = CATALOG.cell_types.get(cell_type)
+    return cell is None or cell.home != "cns"
 
-    name = state_codes().get(cell_type, {}).get(int(code), "resting")
+
+def state_name(cell_type: str, code: int, codes: Mapping[str, Mapping[int, str]] | None = None) -> str:
+    """Name of agent state ``code`` of ``cell_type`` as a key of :data:`STATE_COLORS` (B cells' "alive" is "resting").
+
+    ``codes``: the run file's state codes per cell type (default: the catalog's).
+    """
+    codes = CATALOG.state_codes() if codes is None else codes
+    name = codes.get(cell_type, {}).get(int(code), "resting")
     return name if name in STATE_COLORS else "resting"
 
 
-def state_colors(cell_type: str, states: np.ndarray) -> np.ndarray:
+def state_colors(cell_type: str, states: np.ndarray, codes: Mapping[str, Mapping[int, str]] | None = None) -> np.ndarray:
     """RGB colours ``[n, 3]`` of cells of ``cell_type`` with agent ``states`` (codes of the HDF5 ``agents/state``)."""
     states = np.asarray(states).astype(np.int64).ravel()
     rgb = np.empty((len(states), 3), np.float32)
     for code in np.unique(states):
-        rgb[states == code] = STATE_COLORS[state_name(cell_type, int(code))]
+        rgb[states == code] = STATE_COLORS[state_name(cell_type, int(code), codes)]
     return rgb
 
 
@@ -220,6 +243,10 @@ class RunScene:
         self.cytokine = cytokine
         with open_read(self.path) as f:
             self.compartment = f["lattice/compartment"][()] if "lattice/compartment" in f else None
+            #: the run's cell types (``type`` code order) and their state codes, as stored in the file
+            self.state_codes = read_state_codes(f) or CATALOG.state_codes()
+        self.cell_types = list(self.state_codes)
+        self._load_plugins()
         self.shape: tuple[int, int, int] = tuple(int(n) for n in first["fields"][cytokine].shape)  # type: ignore[assignment]
         self._series = self._read_series()
         self.clim = self._colour_range()
@@ -231,6 +258,15 @@ class RunScene:
 
     def __len__(self) -> int:
         return len(self.snapshots)
+
+    def _load_plugins(self) -> None:
+        """Load the run's plug-ins (their cell types' colours); a plug-in that is not available leaves its cells grey."""
+        if all(name in CATALOG.cell_types for name in self.cell_types):
+            return
+        try:
+            config_from_text(read_config_text(self.path))  # loads the plug-ins the stored config names
+        except CarabmError as exc:
+            log.warning("%s: %s; cells of unknown types are drawn grey", self.path, exc)
 
     @property
     def times_h(self) -> np.ndarray:
@@ -322,8 +358,8 @@ class RunScene:
         states = np.asarray(agents.get("state", np.zeros(len(types), np.uint8))).ravel()
         if len(states) != len(types):
             states = np.zeros(len(types), np.uint8)
-        cells = {name: positions[types == code] for code, name in enumerate(CELL_TYPES)}
-        cell_states = {name: states[types == code] for code, name in enumerate(CELL_TYPES)}
+        cells = {name: positions[types == code] for code, name in enumerate(self.cell_types)}
+        cell_states = {name: states[types == code] for code, name in enumerate(self.cell_types)}
         integrity = snap["bbb_integrity"]
         if self.compartment is not None:
             bbb_voxels = np.argwhere(self.compartment == BBB_LABEL).astype(np.int32)
@@ -334,7 +370,7 @@ class RunScene:
         else:
             bbb_values = np.ones(len(bbb_voxels), np.float32)
         readouts = self.readouts_at(snap["time_h"])
-        crossed = {name: self._in_cns(cells[name]) if name in CROSSING_TYPES else np.zeros(len(cells[name]), bool) for name in cells}
+        crossed = {name: self._in_cns(cells[name]) if crossed_into_cns(name) else np.zeros(len(cells[name]), bool) for name in cells}
         bbb_now = (float(bbb_values.mean()), float(bbb_values.min())) if len(bbb_values) else None
         overlay = self.overlay_text(snap["time_h"], readouts, bbb_now, int(sum(int(m.sum()) for m in crossed.values())))
         return Frame(index=i, time_h=snap["time_h"], cells=cells, states=cell_states, cytokine_log=log_field(snap["fields"][self.cytokine]),
@@ -350,10 +386,10 @@ class RunScene:
         """RGB ``[n, 3]`` of ``frame``'s cells of ``cell_type``: one colour by type, or one per agent state."""
         n = len(frame.cells.get(cell_type, ()))
         if color_by == "state":
-            return state_colors(cell_type, frame.states.get(cell_type, np.zeros(n, np.uint8)))
+            return state_colors(cell_type, frame.states.get(cell_type, np.zeros(n, np.uint8)), self.state_codes)
         if color_by != "type":
             raise ValueError(f"color_by must be one of {', '.join(COLOR_BY)}; got {color_by!r}")
-        return np.tile(np.asarray(CELL_COLORS[cell_type], np.float32), (n, 1))
+        return np.tile(np.asarray(CELL_COLORS.get(cell_type, UNKNOWN_CELL_COLOR), np.float32), (n, 1))
 
     def outline_boxes(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
         """Compartment outline boxes of this run (see :func:`compartment_boxes`), computed once."""
@@ -370,7 +406,7 @@ class RunScene:
         if color_by == "state":
             entries = [(f"{name} cells" if name != "resting" else "resting / B cell", rgb) for name, rgb in STATE_COLORS.items()]
         else:
-            entries = [(name, CELL_COLORS[name]) for name in CELL_TYPES]
+            entries = [(name, CELL_COLORS.get(name, UNKNOWN_CELL_COLOR)) for name in self.cell_types]
         entries.append(("BBB intact (1)", BBB_INTACT))
         entries.append((f"BBB at {self.bbb_low:.2f}", BBB_BREACHED))
         entries.append(("ring: crossed into CNS", CROSSED_COLOR))

@@ -70,7 +70,7 @@ def test_documented_reads_per_step(monkeypatch):
         for _ in range(steps):
             model.step()
     biology = {key: n for key, n in by_module.items() if key[0].startswith("carabm.biology")}
-    assert biology == {("carabm.biology.model", "readouts"): steps}
+    assert biology == {("carabm.biology.readouts", "readouts"): steps}
     assert reads["readouts"] == steps
     assert "snapshot" not in reads and "bbb_integrity" not in reads
     assert set(model_module.HOST_READS) >= {"readouts", "bbb_integrity", "snapshot"}
@@ -202,8 +202,9 @@ def _to_device_state(model: CrsModel) -> None:
     for name, column in store._columns.items():
         store._columns[name] = _as_device(column)
     store._occupancy = _as_device(store._occupancy)
-    for obj, names in ((model, ("fields", "labels", "bbb_voxels", "cns_voxels", "_conductance", "_tally", "_voxels",
-                                "_neighbours")),
+    for obj, names in ((model, ("fields", "labels", "bbb_voxels", "cns_voxels", "tallies")),
+                       (model.conductance, ("values", "permeability", "bbb_voxels")),
+                       (model.neighbourhood, ("_voxels", "_neighbours")),
                        (model.secretion, ("sources", "uptake")),
                        (model.circulation, ("blood_voxels", "_blood_padded")),
                        (model.blood, ("_serum",))):  # fmt: skip

@@ -3,10 +3,12 @@
 import numpy as np
 import pytest
 
-from carabm.biology.model import CrsModel, brain_separator
+from carabm.biology.endothelium import brain_separator
+from carabm.biology.model import CrsModel
 from carabm.engine.backend import get_backend
 from carabm.engine.lattice import BBB, BLOOD, TISSUE
-from carabm.io.config import CELL_TYPES, load_config
+from carabm.io.catalog import cell_names
+from carabm.io.config import load_config
 from carabm.simulation import build_lattice
 
 SMALL = ["lattice.shape=[6, 16, 30]", "cells.bcell.initial_count=300", "cells.macrophage.initial_count=60",
@@ -45,7 +47,7 @@ def test_same_seed_same_result_and_seed_matters():
     assert rows[0] != rows[2]
 
 
-@pytest.mark.parametrize("absent", CELL_TYPES)
+@pytest.mark.parametrize("absent", cell_names())
 def test_any_single_cell_type_absent_still_runs(absent):
     key = "cells.cart.dose=0" if absent == "cart" else f"cells.{absent}.initial_count=0"
     model = make(key)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from carabm.biology import clinical, rules
-from carabm.io.config import Clinical
+from carabm.biology.clinical import Clinical
 
 
 def test_hill_half_max_and_limits():

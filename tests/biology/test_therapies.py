@@ -5,15 +5,15 @@ import re
 
 import pytest
 
-from carabm.biology.drugs import DRUGS
 from carabm.biology.therapies import Effects, Plasma, TherapyState, dose_mg, occupancy
 from carabm.biology.triggers import TriggerSyntaxError, parse_trigger
 from carabm.errors import CarabmError, ConfigError
+from carabm.io.catalog import CATALOG
 from carabm.io.config import load_config
 
 
 def test_iv_bolus_follows_its_half_life():
-    drug = DRUGS["tocilizumab"]
+    drug = CATALOG.drugs["tocilizumab"]
     pk = Plasma(drug, volume_l=7.0)
     pk.dose(560.0)
     assert pk.conc_ug_ml == pytest.approx(80.0)
@@ -23,7 +23,7 @@ def test_iv_bolus_follows_its_half_life():
 
 
 def test_sc_absorption_matches_the_bateman_function():
-    drug = DRUGS["anakinra"]
+    drug = CATALOG.drugs["anakinra"]
     volume = 14.0
     pk = Plasma(drug, volume)
     pk.dose(100.0)
@@ -37,7 +37,7 @@ def test_sc_absorption_matches_the_bateman_function():
 
 
 def test_repeated_dosing_accumulates_to_the_geometric_limit():
-    drug = DRUGS["dexamethasone"]
+    drug = CATALOG.drugs["dexamethasone"]
     pk = Plasma(drug, volume_l=50.0)
     tau = 6.0
     r = math.exp(-math.log(2) / drug.half_life_h * tau)
@@ -50,12 +50,12 @@ def test_repeated_dosing_accumulates_to_the_geometric_limit():
 
 
 def test_emax_and_default_doses():
-    drug = DRUGS["tocilizumab"]
+    drug = CATALOG.drugs["tocilizumab"]
     assert occupancy(drug.ec50_ug_ml, drug) == pytest.approx(drug.emax / 2)
     assert occupancy(0.0, drug) == 0.0
     config = load_config(None, ["therapies=[{drug: tocilizumab, start_h: 0}, {drug: anakinra, start_h: 0}]", "patient.weight_kg=120"])
     assert dose_mg(config.therapies[0], drug, 120.0) == 800.0  # 8 mg/kg capped at 800 mg
-    assert dose_mg(config.therapies[1], DRUGS["anakinra"], 120.0) == 100.0
+    assert dose_mg(config.therapies[1], CATALOG.drugs["anakinra"], 120.0) == 100.0
 
 
 def test_effects_block_their_targets_and_bbb_limits_antibodies():
@@ -108,7 +108,7 @@ def test_malformed_triggers_are_rejected(bad):
 
 
 def test_cns_exposure_is_the_csf_ratio_through_an_intact_bbb_and_the_plasma_level_through_an_open_one():
-    drug = DRUGS["tocilizumab"]
+    drug = CATALOG.drugs["tocilizumab"]
     pk = Plasma(drug, 3.5)
     pk.dose(560.0)
     assert pk.cns_ug_ml(1.0) == pytest.approx(160.0 * drug.csf_fraction)

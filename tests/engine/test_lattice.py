@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice, default_layout, load_mask
+from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice, default_layout
 from carabm.errors import ConfigError
+from carabm.io.masks import load_mask
 
 
 @pytest.fixture
@@ -47,8 +48,8 @@ def test_neighbour_labels_mark_outside(lattice):
     assert np.all(nb[0, 0] == 255)  # -z neighbour of z = 0 is outside
 
 
-def test_too_small_lattice_is_a_config_error():
-    with pytest.raises(ConfigError, match="lattice.shape"):
+def test_too_small_lattice_is_an_error():
+    with pytest.raises(ValueError, match="too small for the default layout"):
         default_layout((4, 4, 5), 20.0)
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from carabm.errors import ConfigError
-from carabm.io.config import CELL_TYPES, CYTOKINES, DRUGS, Config, load_config, validate_config
+from carabm.io.catalog import cell_names, cytokine_names, drug_names
+from carabm.io.config import Config, load_config, validate_config
 
 # run configs; sweep files (sweep_*.yaml, cohort_*.yaml) are checked in tests/hpc
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml") if not p.name.startswith(("sweep_", "cohort_")))
@@ -26,8 +27,8 @@ def test_defaults_are_complete():
     config = load_config(None)
     assert isinstance(config, Config)
     assert config.run.n_steps == 336 * 10
-    assert set(type(config.cytokines).model_fields) == set(CYTOKINES)
-    assert set(type(config.cells).model_fields) == set(CELL_TYPES)
+    assert set(type(config.cytokines).model_fields) == set(cytokine_names())
+    assert set(type(config.cells).model_fields) == set(cell_names())
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -130,8 +131,8 @@ def test_mask_layout_from_file(tmp_path):
 
 
 def test_every_drug_name_accepted():
-    config = validate_config({"therapies": [{"drug": d, "start_h": 0} for d in DRUGS]})
-    assert [t.drug for t in config.therapies] == list(DRUGS)
+    config = validate_config({"therapies": [{"drug": d, "start_h": 0} for d in drug_names()]})
+    assert [t.drug for t in config.therapies] == list(drug_names())
 
 
 @pytest.mark.parametrize(

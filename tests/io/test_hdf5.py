@@ -10,7 +10,8 @@ import pytest
 
 import carabm
 from carabm.errors import InputFileError
-from carabm.io.config import CELL_TYPES, CYTOKINES, load_config
+from carabm.io.catalog import cell_names, cytokine_names
+from carabm.io.config import load_config
 from carabm.io.hdf5 import RunWriter, Snapshots, check_run_file, open_run
 
 ROOT = Path(__file__).parents[2]
@@ -50,10 +51,10 @@ def test_timeseries_rows_units_and_descriptions(small_run):
         rows = config.run.n_steps + 1
         np.testing.assert_allclose(ts["time_h"][()], np.arange(rows) * config.run.dt_min / 60.0)
         assert ts["time_h"].is_scale and ts["time_h"].attrs["units"] == "h"
-        for name in CELL_TYPES:
+        for name in cell_names():
             assert ts[f"counts/{name}"].shape == (rows,) and ts[f"counts/{name}"].attrs["units"] == "1"
             assert ts[f"counts/{name}"].dims[0][0] == ts["time_h"]  # attached to the time coordinate
-        for name in CYTOKINES:
+        for name in cytokine_names():
             for where in ("serum", "cns"):
                 ds = ts[f"{where}/{name}"]
                 assert ds.attrs["units"] == "pg mL-1" and ds.attrs["description"] and ds.attrs["long_name"] == f"{where.upper() if where == 'cns' else where} {name}"
@@ -70,7 +71,7 @@ def test_snapshots_chunked_compressed_with_codes(small_run):
         assert list(snaps["time_h"][()]) == [0.0, 2.0, 4.0]
         assert snaps["time_h"].maxshape == (None,)
         np.testing.assert_allclose(snaps["x"][()], (np.arange(24) + 0.5) * 20.0)
-        for name in CYTOKINES:
+        for name in cytokine_names():
             ds = snaps[name]
             assert ds.shape == (3, 6, 12, 24) and ds.dtype == np.float32 and ds.maxshape == (None, 6, 12, 24)
             assert ds.chunks == (1, 6, 12, 24) and ds.compression == "gzip" and ds.attrs["units"] == "pg mL-1"
@@ -83,7 +84,7 @@ def test_snapshots_chunked_compressed_with_codes(small_run):
         assert kinds.shape == (counts.sum(),)
         assert kinds.attrs["codes"] == "0=cart, 1=bcell, 2=macrophage, 3=monocyte, 4=microglia"
         assert kinds.attrs["flag_meanings"] == "cart bcell macrophage monocyte microglia"
-        assert all(kinds.attrs[f"code_{name}"] == i for i, name in enumerate(CELL_TYPES))
+        assert all(kinds.attrs[f"code_{name}"] == i for i, name in enumerate(cell_names()))
         assert "cart: 0=resting, 1=activated, 2=exhausted" in agents["state"].attrs["codes"]
         assert agents["position"].dtype == np.int32 and agents["position"].attrs["order"].startswith("z, y, x")
         n = agents["id"].shape[0]
@@ -150,7 +151,7 @@ def test_lazy_snapshot_reader(small_run):
     np.testing.assert_array_equal(snaps.times_h, [0.0, 2.0, 4.0])
     last = snaps[-1]
     assert last["time_h"] == 4.0 and last["step"] == 40
-    assert set(last["fields"]) == set(CYTOKINES) and last["fields"]["IL6"].shape == (6, 12, 24)
+    assert set(last["fields"]) == set(cytokine_names()) and last["fields"]["IL6"].shape == (6, 12, 24)
     assert last["bbb_integrity"].shape == (6, 12, 24)
     assert set(last["agents"]) >= {"id", "position", "type", "state"}
     assert [s["time_h"] for s in snaps] == [0.0, 2.0, 4.0]

@@ -8,7 +8,8 @@ import pytest
 
 import carabm
 from carabm.engine.lattice import COMPARTMENTS
-from carabm.io.config import CELL_TYPES, CYTOKINES, DRUGS, load_config
+from carabm.io.catalog import cell_names, cytokine_names, drug_names
+from carabm.io.config import load_config
 from carabm.io.hdf5 import SCALE_ATTRS
 
 ROOT = Path(__file__).parents[2]
@@ -18,7 +19,7 @@ TINY = ["lattice.shape=[4, 8, 16]", "run.duration_h=1", "run.snapshot_every_h=1"
         "cells.microglia.initial_count=3", "run.backend=numpy",
         "therapies=[{drug: tocilizumab, start_h: 0.2}, {drug: dexamethasone, start_h: 0.5}]"]  # fmt: skip
 #: names that stand for a family in the table: path parts, and attribute names after a prefix
-PLACEHOLDERS = [(CYTOKINES, "<cytokine>"), (CELL_TYPES, "<celltype>"), (DRUGS, "<drug>")]
+PLACEHOLDERS = [(cytokine_names(), "<cytokine>"), (cell_names(), "<celltype>"), (drug_names(), "<drug>")]
 ATTR_PLACEHOLDERS = {"code": "<celltype>", "codes": "<celltype>", "label": "<compartment>"}
 
 
@@ -37,7 +38,7 @@ def _generic(name: str) -> str:
 def _generic_attr(name: str) -> str:
     """``code_cart`` -> ``code_<celltype>``, ``label_cns`` -> ``label_<compartment>``."""
     prefix, _, rest = name.partition("_")
-    known = {"code": CELL_TYPES, "codes": CELL_TYPES, "label": tuple(COMPARTMENTS)}
+    known = {"code": cell_names(), "codes": cell_names(), "label": tuple(COMPARTMENTS)}
     return f"{prefix}_{ATTR_PLACEHOLDERS[prefix]}" if rest in known.get(prefix, ()) else name
 
 

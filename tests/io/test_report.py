@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from carabm.cli import main
-from carabm.io.config import CELL_TYPES, CYTOKINES, load_config
+from carabm.io.catalog import cell_names, cytokine_names
+from carabm.io.config import load_config
 from carabm.io.hdf5 import RunWriter
-from carabm.io.report import CELL_NAMES, _tick_text, clipped_texts, display_units, figures, read_series, report, summarize
+from carabm.io.report import _tick_text, cell_name, clipped_texts, display_units, figures, read_series, report, summarize
 from carabm.simulation import build_lattice
 
 ROOT = Path(__file__).parents[2]
@@ -21,10 +22,10 @@ def synthetic_run(path, cleared=True, events=True):
     """A run file with series whose summary is known by construction (no simulation)."""
     t = np.arange(0, 10 * DAY + 1, 6.0)
     rows = {"time_h": t}
-    for i, name in enumerate(CYTOKINES):
+    for i, name in enumerate(cytokine_names()):
         rows[f"serum/{name}"] = (i + 1) * 100.0 * np.exp(-(((t - 3 * DAY) / 20.0) ** 2))  # peak (i+1)*100 at day 3
         rows[f"cns/{name}"] = rows[f"serum/{name}"] / 10
-    for name in CELL_TYPES:
+    for name in cell_names():
         rows[f"counts/{name}"] = np.full(t.size, 100, dtype=np.int64)
     rows["counts/cart"] = np.where(t <= 5 * DAY, t, 10 * DAY - t).astype(np.int64) + 1  # peak at day 5
     rows["crs_grade"] = np.select([t >= 4 * DAY, t >= 2 * DAY], [2, 1], 0).astype(np.int64)  # >=1 day 2, >=2 day 4
@@ -49,7 +50,7 @@ def synthetic_run(path, cleared=True, events=True):
 
 def test_summary_numbers_are_the_constructed_ones(tmp_path):
     s = summarize(read_series(synthetic_run(tmp_path / "a.h5")))
-    for i, name in enumerate(CYTOKINES):
+    for i, name in enumerate(cytokine_names()):
         assert s[f"peak_serum_{name}_pg_ml"] == pytest.approx((i + 1) * 100.0)
     assert s["max_crs_grade"] == 2 and s["crs_onset_day_grade_ge1"] == 2.0 and s["crs_onset_day_grade_ge2"] == 4.0
     assert s["max_icans_grade"] == 1 and s["icans_onset_day_grade_ge1"] == 6.0 and s["icans_onset_day_grade_ge2"] is None
@@ -126,8 +127,8 @@ def test_drug_panel_plasma_and_cns_with_units_and_doses(tmp_path):
 def test_counts_say_agents_or_patient_blood_counts(tmp_path):
     runs = [read_series(synthetic_run(tmp_path / "a.h5"))]
     titles = [a.get_title() for a in figures(runs)["cell_counts.png"].axes if a.get_visible()]
-    assert titles[: len(CELL_TYPES)] == [f"{CELL_NAMES[c]} (agents)" for c in CELL_TYPES]
-    assert titles[len(CELL_TYPES) :] == ["CAR-T in blood (cells/µL)"]  # the synthetic run has no monocyte blood count
+    assert titles[: len(cell_names())] == [f"{cell_name(c)} (agents)" for c in cell_names()]
+    assert titles[len(cell_names()) :] == ["CAR-T in blood (cells/µL)"]  # the synthetic run has no monocyte blood count
 
 
 @pytest.mark.parametrize(("value", "text"), [(0.01, "0.01"), (0.5, "0.5"), (1.0, "1"), (200.0, "200"), (20000.0, "20,000"),

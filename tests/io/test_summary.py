@@ -7,7 +7,8 @@ import pytest
 
 import carabm
 from carabm.cli import main
-from carabm.io.config import CELL_TYPES, CYTOKINES, load_config
+from carabm.io.catalog import cell_names, cytokine_names
+from carabm.io.config import load_config
 from carabm.io.hdf5 import RunWriter
 from carabm.io.summary import RunSummary, grade_course, run_summary
 from carabm.simulation import build_lattice
@@ -39,11 +40,11 @@ def synthetic_run(path):
     """A run file whose summary is known by construction: written by RunWriter, no simulation."""
     t = np.arange(0, 10 * DAY + 1, 6.0)
     rows = {"time_h": t}
-    for name in CYTOKINES:
+    for name in cytokine_names():
         rows[f"serum/{name}"] = np.zeros(t.size)
         rows[f"cns/{name}"] = np.zeros(t.size)
     rows["serum/IL6"] = 800.0 * np.exp(-(((t - 3 * DAY) / 20.0) ** 2))  # peak 800 pg/mL at day 3
-    for name in CELL_TYPES:
+    for name in cell_names():
         rows[f"counts/{name}"] = np.full(t.size, 100, dtype=np.int64)
     rows["blood_per_ul/cart"] = np.where(t <= 5 * DAY, 2.0 + t, 2.0 + 10 * DAY - t)  # 2/uL, peak 122/uL at day 5
     rows["crs_grade"] = np.select([t >= 4 * DAY, t >= 2 * DAY], [2, 1], 0).astype(np.int64)

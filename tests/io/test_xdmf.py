@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import carabm
-from carabm.io.config import CYTOKINES, load_config
+from carabm.io.catalog import cytokine_names
+from carabm.io.config import load_config
 from carabm.io.hdf5 import Snapshots
 from carabm.io.xdmf import write_xdmf, xdmf_path
 
@@ -53,7 +54,7 @@ def test_vtk_reads_fields_cells_and_time_steps(run_file):
     assert grid.GetDimensions() == (25, 13, 7)  # nodes, x y z: cell-centred voxels
     assert grid.GetSpacing() == (20.0, 20.0, 20.0)
     names = {grid.GetCellData().GetArrayName(i) for i in range(grid.GetCellData().GetNumberOfArrays())}
-    assert names == set(CYTOKINES) | {"bbb_integrity", "compartment"}
+    assert names == set(cytokine_names()) | {"bbb_integrity", "compartment"}
     snap = Snapshots(run_file)[1]
     assert snap["step"] == 20
     il6, agents = snap["fields"]["IL6"], snap["agents"]

@@ -104,7 +104,8 @@ def test_breach_from_a_series() -> None:
 
 
 def test_scene_of_a_breached_run_marks_the_breach_and_the_cells_in_the_cns(breached_run: Path) -> None:
-    from carabm.viewer.scene import BBB_BREACHED, BBB_INTACT, CELL_TYPES  # noqa: PLC0415
+    from carabm.io.catalog import cell_names  # noqa: PLC0415
+    from carabm.viewer.scene import BBB_BREACHED, BBB_INTACT  # noqa: PLC0415
 
     run = RunScene(breached_run)
     assert run.bbb_low == pytest.approx(0.65, abs=1e-6)
@@ -114,7 +115,7 @@ def test_scene_of_a_breached_run_marks_the_breach_and_the_cells_in_the_cns(breac
     assert "BREACHED" in last.overlay and "BREACHED" not in first.overlay
     assert "BBB breach: integrity down to 0.65 on day 0.2" in last.overlay
     labels = run.compartment
-    for name in CELL_TYPES:  # crossed = in the CNS, never microglia (they live there)
+    for name in cell_names():  # crossed = in the CNS, never microglia (they live there)
         positions = last.cells[name]
         in_cns = labels[positions[:, 0], positions[:, 1], positions[:, 2]] == 3 if len(positions) else np.zeros(0, bool)
         assert last.crossed[name].tolist() == (in_cns & (name != "microglia")).tolist()

@@ -1,0 +1,120 @@
+"""The time-series row of a step: counts, blood levels, CNS means, BBB integrity, clinical grades, drugs.
+
+Built from the catalog (every registered cell type and cytokine), from one packed array read
+from the device per step (host read ``readouts``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from carabm.biology import clinical
+from carabm.engine.circulation import UL_PER_ML
+from carabm.engine.lattice import CNS
+from carabm.io.catalog import CATALOG
+
+if TYPE_CHECKING:
+    from carabm.biology.model import CrsModel
+
+
+def _kind_groups(model: CrsModel) -> tuple[list[int], list[int], list[int]]:
+    """Kind ids of the cell types that may be in blood, that cross the BBB, and that are the tumour."""
+    kinds = model.store.kinds
+    blood = [k for k, spec in enumerate(kinds) if spec.in_blood]
+    crossing = [k for k, spec in enumerate(kinds) if spec.bbb_crossing]
+    tumour = [k for k, cell in enumerate(CATALOG.cell_types.values()) if cell.tumour]
+    return blood, crossing, tumour
+
+
+def packed(model: CrsModel) -> Any:
+    """Everything the readouts need from the device, as one float64 array (see :func:`row`).
+
+    Layout: lattice counts per kind ``[K]``, activated agents per kind ``[K]``, lattice-blood
+    counts of the kinds that may be in blood ``[B]``, CNS infiltrate ``[1]``, mean CNS level
+    per cytokine ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), this
+    step's tallies ``[T]``. Counts are exact in float64.
+    """
+    xp, store = model.xp, model.store
+    f64 = xp.float64
+    cells = list(CATALOG.cell_types.values())
+    blood_kinds, crossing, _ = _kind_groups(model)
+    kinds = xp.arange(len(cells), dtype=store.kind.dtype)
+    is_kind = store.kind[None, :] == kinds[:, None]  # [K, n]
+    activated_state = xp.asarray([c.code(c.activated) if c.activated else -1 for c in cells], dtype=xp.int16)
+    activated = is_kind & (store.state.astype(xp.int16)[None, :] == activated_state[:, None])
+    in_blood = model.circulation.in_lattice_blood()
+    blood = is_kind[blood_kinds] & in_blood[None, :]
+    in_cns = model.labels[store.flat_index()] == CNS
+    infiltrating = is_kind[crossing].any(axis=0) & in_cns
+    parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), blood.sum(axis=1, dtype=xp.int64),
+             infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
+    parts = [part.astype(f64) for part in parts]
+    if model.n_cns:
+        parts.append(model.fields_flat[:, model.cns_voxels].mean(axis=1).astype(f64))
+    else:
+        parts.append(xp.zeros(len(CATALOG.cytokines), dtype=f64))
+    if model.n_bbb:
+        parts.append(model.integrity_mean_device().astype(f64).reshape(1))
+    else:
+        parts.append(xp.ones(1, dtype=f64))
+    parts.append(model.tallies.astype(f64))
+    return xp.concatenate(parts)
+
+
+def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
+    """The time-series row of this step (host scalars), from one packed ``readouts`` host read.
+
+    Also adds the step's tallies to ``model.counters`` and leaves the mean BBB integrity with
+    the model (the next step's start then reads nothing).
+    """
+    circ, config = model.circulation, model.config
+    cells = list(CATALOG.cell_types)
+    cytokines = list(CATALOG.cytokines)
+    blood_kinds, _, tumour = _kind_groups(model)
+    n_kinds, n_cyt, n_blood = len(cells), len(cytokines), len(blood_kinds)
+    values = model.backend.to_host(packed(model), "readouts")
+    model.tallies.fill(0)
+    lattice_counts = values[:n_kinds].astype(np.int64)
+    activated = values[n_kinds : 2 * n_kinds].astype(np.int64)
+    at = 2 * n_kinds
+    in_lattice_blood = values[at : at + n_blood].astype(np.int64)
+    infiltrate = int(values[at + n_blood])
+    at += n_blood + 1
+    cns = values[at : at + n_cyt]
+    integrity = float(values[at + n_cyt])
+    for name, value in zip(model.tally_names, values[at + n_cyt + 1 :].astype(np.int64)):
+        model.counters[name] += int(value)
+    model.integrity_known(integrity)
+
+    out: dict[str, Any] = {"time_h": model.step_index * model.dt_h}
+    for k, name in enumerate(cells):
+        out[f"counts/{name}"] = int(lattice_counts[k] + circ.pool[k].sum())
+    free = model.effects.signal_free_fraction_scalar("blood")
+    for i, name in enumerate(cytokines):
+        out[f"serum/{name}"] = float(serum[i])
+        out[f"cns/{name}"] = float(cns[i])
+    out["bbb_integrity"] = integrity
+    serum_free = {name: float(serum[i]) * free[name] for i, name in enumerate(cytokines)}
+    temperature = clinical.temperature_c(serum_free, config.clinical)
+    out["temperature_c"] = temperature
+    out["vascular_leak"] = model.leak
+    out["crs_grade"] = clinical.crs_grade(temperature, model.leak, config.clinical, model.effects.fever_masked)
+    index = clinical.cns_inflammation({name: float(cns[i]) for i, name in enumerate(cytokines)}, config.clinical)
+    ice = clinical.ice_score(index, config.clinical)
+    out["ice_score"] = ice
+    out["icans_grade"] = clinical.icans_grade(ice, integrity, config.clinical)
+    out["tumor_burden"] = int(sum(lattice_counts[k] for k in tumour))
+    volume_ul = circ.total_volume_ml * UL_PER_ML  # as BloodCirculation.blood_count_per_ul
+    for j, k in enumerate(blood_kinds):
+        out[f"blood_per_ul/{cells[k]}"] = (circ.pool_count(cells[k]) + int(in_lattice_blood[j])) / volume_ul
+    for k, cell in enumerate(CATALOG.cell_types.values()):
+        if cell.activated is not None:
+            in_pool = int(circ.pool[k, cell.code(cell.activated)]) if circ.circulating[k] else 0
+            out[f"activated/{cell.name}"] = int(activated[k] + in_pool)
+    out["cns_infiltrate"] = infiltrate
+    for name, pk in model.therapy.plasma.items():
+        out[f"drug/{name}"] = pk.conc_ug_ml
+        out[f"drug_cns/{name}"] = pk.cns_ug_ml(integrity)
+    return out
