@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
+from collections.abc import Callable
 
 _seen: Counter[str] = Counter()
 
@@ -29,13 +30,12 @@ def crash_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def run_and_crash(crash_at: str, argv: list[str]) -> None:
-    """Run ``carabm ARGV`` with ``CARABM_CRASH_AT=crash_at``, output silenced (a target for a test's child process)."""
+def run_and_crash(crash_at: str, main: Callable[[list[str]], int], argv: list[str]) -> None:
+    """Run ``main(argv)`` (the command line, :func:`carabm.cli.main`, passed in: io does not import the cli)
+    with ``CARABM_CRASH_AT=crash_at``, output silenced (a target for a test's child process)."""
     os.environ["CARABM_CRASH_AT"] = crash_at
     _seen.clear()
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
-    from carabm.cli import main  # noqa: PLC0415
-
     main(argv)

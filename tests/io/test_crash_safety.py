@@ -36,7 +36,7 @@ _CONTEXT.set_forkserver_preload(["carabm.cli", "carabm.simulation", "carabm.biol
 
 def _killed_run(crash_at, *args):
     """``carabm ARGS`` in a child process that SIGKILLs itself at ``crash_at``; returns its exit code."""
-    child = _CONTEXT.Process(target=run_and_crash, args=(crash_at, [str(a) for a in args]))
+    child = _CONTEXT.Process(target=run_and_crash, args=(crash_at, main, [str(a) for a in args]))
     child.start()
     child.join()
     return child.exitcode
