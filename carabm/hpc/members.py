@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+import carabm.biology  # noqa: F401  (registers the built-in model in the catalog: worker processes start here)
 from carabm.errors import ConfigError
 from carabm.hpc.derived import evaluate
 from carabm.hpc.designs import axis_blocks, sample_axis
