@@ -8,6 +8,7 @@ expands to the same rows every time. The format is documented in docs/hpc.md.
 
 from __future__ import annotations
 
+import importlib
 import itertools
 import math
 from collections.abc import Iterable
@@ -186,6 +187,20 @@ def _salib_seed(seed: int, block: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(block), 3]).generate_state(1)[0])
 
 
+def _salib_problem(spec: Any, where: str) -> tuple[list[str], dict[str, Any]]:
+    """The keys of a sensitivity design and SALib's ``problem`` (names and bounds)."""
+    names, bounds = _design_bounds(spec, where)
+    return names, {"num_vars": len(names), "names": names, "bounds": bounds}
+
+
+def _salib_sampler(method: str, where: str) -> Any:
+    """SALib's sampler module ``SALib.sample.<method>``; one line naming the extra when SALib is missing."""
+    try:
+        return importlib.import_module(f"SALib.sample.{method}")
+    except ImportError:
+        raise ConfigError(f"{where}: sensitivity designs need SALib (pip install 'carabm[hpc]' or pip install SALib)") from None
+
+
 def _axis_sobol(spec: Any, where: str, seed: int, block: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Saltelli/Sobol' sample (SALib.sample.sobol): N (D + 2) members, N (2 D + 2) with second order."""
     spec = _need_mapping(spec, where)
@@ -198,12 +213,8 @@ def _axis_sobol(spec: Any, where: str, seed: int, block: int) -> tuple[list[dict
     second = spec.get("calc_second_order", False)
     if not isinstance(second, bool):
         raise ConfigError(f"{where}.calc_second_order: expected true or false, got {second!r}")
-    names, bounds = _design_bounds(spec, where)
-    problem = {"num_vars": len(names), "names": names, "bounds": bounds}
-    try:
-        from SALib.sample import sobol  # noqa: PLC0415
-    except ImportError:
-        raise ConfigError(f"{where}: sensitivity designs need SALib (pip install 'carabm[hpc]' or pip install SALib)") from None
+    names, problem = _salib_problem(spec, where)
+    sobol = _salib_sampler("sobol", where)
 
     salib_seed = _salib_seed(seed, block)
     sample = sobol.sample(problem, n, calc_second_order=second, scramble=True, seed=salib_seed)
@@ -224,12 +235,8 @@ def _axis_morris(spec: Any, where: str, seed: int, block: int) -> tuple[list[dic
     levels = _count(spec.get("levels", 4), f"{where}.levels")
     if levels < 2 or levels % 2:
         raise ConfigError(f"{where}.levels: expected an even number >= 2 (e.g. 4), got {levels}")
-    names, bounds = _design_bounds(spec, where)
-    problem = {"num_vars": len(names), "names": names, "bounds": bounds}
-    try:
-        from SALib.sample import morris  # noqa: PLC0415
-    except ImportError:
-        raise ConfigError(f"{where}: sensitivity designs need SALib (pip install 'carabm[hpc]' or pip install SALib)") from None
+    names, problem = _salib_problem(spec, where)
+    morris = _salib_sampler("morris", where)
 
     salib_seed = _salib_seed(seed, block)
     state = np.random.get_state()  # older SALib seeds the global NumPy generator
