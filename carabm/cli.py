@@ -262,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from carabm.hpc.cli import add_parsers as add_hpc_parsers  # noqa: PLC0415
 
-    add_hpc_parsers(sub)  # sweep, collect
+    add_hpc_parsers(sub)  # sweep, collect, calibrate
     for command in list(sub.choices.values()) + list(cfg_sub.choices.values()):
         _add_verbosity(command, top=False)
     return parser

@@ -1,4 +1,4 @@
-"""The ``sweep`` and ``collect`` sub-commands (added to the ``carabm`` parser by :func:`add_parsers`)."""
+"""The ``sweep``, ``collect`` and ``calibrate`` sub-commands (added to the ``carabm`` parser by :func:`add_parsers`)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,32 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    from carabm.hpc.calibrate import calibrate, dask_client  # noqa: PLC0415
+    from carabm.hpc.calibration import load_calibration  # noqa: PLC0415
+    from carabm.io.shipped import resolve_config  # noqa: PLC0415
+
+    args.calibration = str(resolve_config(args.calibration, kind="calibration"))
+    if args.workers < 1:
+        raise CarabmError(f"--workers: expected a number >= 1, got {args.workers}")
+    if args.slurm_jobs is not None and args.slurm_jobs < 1:
+        raise CarabmError(f"--slurm-jobs: expected a number >= 1, got {args.slurm_jobs}")
+    client = None
+    if args.dask or args.slurm_jobs:
+        cal = load_calibration(args.calibration, reduced=args.reduced)  # a bad file stops here, before any Slurm job is submitted
+        client = dask_client(args.dask, args.slurm_jobs, cal.slurm)
+    try:
+        result = calibrate(args.calibration, args.out, workers=args.workers, backend=args.backend, dask=client,
+                           generations=args.generations, run_check=not args.no_check, reduced=args.reduced)  # fmt: skip
+    finally:
+        if client is not None:
+            client.close()
+    print(result.markdown)
+    print(f"carabm calibrate: run {result.run_id}, {result.generations} generation(s) ({result.new_generations} new); "
+          f"wrote {', '.join(str(p) for p in result.written)}")  # fmt: skip
+    return 0
+
+
 def add_parsers(sub: Any) -> None:
     """Add ``sweep`` and ``collect`` to the ``carabm`` sub-command parsers."""
     sweep = sub.add_parser("sweep", help="run a parameter sweep or virtual cohort (one member, local workers or MPI)",
@@ -67,6 +93,25 @@ def add_parsers(sub: Any) -> None:
     col = sub.add_parser("collect", help="one table (CSV, Parquet) and incidence summary of a sweep's members")
     col.add_argument("dir", metavar="DIR", help="the --out folder of 'carabm sweep'")
     col.set_defaults(func=_cmd_collect)
+
+    cal = sub.add_parser("calibrate", help="fit cohort trait distributions and model parameters to a trial's table (pyabc ABC-SMC)",
+                         description="ABC-SMC (pyabc) over virtual cohorts: each particle is a cohort run by the sweep "
+                         "runner, compared with the trial's incidences and onset days. Rerunning with the same --out "
+                         "resumes the History (DIR/abc.db). Format and outputs: docs/calibration.md.")  # fmt: skip
+    cal.add_argument("calibration", metavar="CALIBRATION.yaml", help="calibration file, or the name of a shipped one")
+    cal.add_argument("--out", required=True, metavar="DIR",
+                     help="calibration folder (abc.db, posterior.csv, diagnostics.csv, posterior_mean.yaml, runs/, cohort/)")  # fmt: skip
+    cal.add_argument("--workers", type=int, default=1, metavar="N", help="local processes (pyabc's multicore sampler; default 1)")
+    where = cal.add_mutually_exclusive_group()
+    where.add_argument("--dask", metavar="ADDRESS", help="a running Dask scheduler (tcp://host:8786 or a scheduler file)")
+    where.add_argument("--slurm-jobs", type=int, metavar="N",
+                       help="start N Slurm jobs of Dask workers (dask-jobqueue SLURMCluster, settings from the file's slurm:)")  # fmt: skip
+    cal.add_argument("--generations", type=int, metavar="G", help="stop when G generations exist (default: abc.generations)")
+    cal.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend of every member")
+    cal.add_argument("--reduced", action="store_true",
+                     help="the file's reduced: form (small cohorts, short runs, few generations: a workstation)")
+    cal.add_argument("--no-check", action="store_true", help="do not run the posterior-mean cohort (check.n) at the end")
+    cal.set_defaults(func=_cmd_calibrate)
 
 
 __all__ = ["add_parsers"]

@@ -4,7 +4,10 @@ Writes ``DIR/results.csv`` (and ``DIR/results.parquet`` when pyarrow is importab
 ``DIR/summary.md`` with the incidence of CRS and ICANS (any grade, grade >= 3) and their
 Wilson 95 % confidence intervals over the members that completed. For a Sobol' or Morris
 sweep (``DIR/design.json``) it also writes ``DIR/sensitivity.csv``: the SALib indices of
-each varied key for a set of outcomes (:data:`SENSITIVITY_OUTPUTS`).
+each varied key for a set of outcomes (:data:`SENSITIVITY_OUTPUTS`). When the sweep file
+carries a ``trial:`` table (a calibration's ``posterior_mean.yaml`` does), the summary puts
+the cohort next to the trial with 95 % intervals (:mod:`carabm.hpc.trial`); the plots
+(grade and onset-day distributions, peak IL-6 by grade) go to ``DIR/plots/``.
 """
 
 from __future__ import annotations
@@ -18,21 +21,7 @@ from typing import Any
 
 from carabm.errors import CarabmError, InputFileError
 from carabm.hpc.sweep import DESIGN_JSON, MEMBERS_CSV, OUTPUT_NAME, output_status
-
-Z95 = 1.959963984540054
-
-
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion ``k / n`` (95 % by default); (nan, nan) when n = 0."""
-    if n <= 0:
-        return math.nan, math.nan
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z / denom * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    lo = 0.0 if k == 0 else max(0.0, centre - half)
-    hi = 1.0 if k == n else min(1.0, centre + half)
-    return lo, hi
+from carabm.hpc.trial import Trial, comparison, comparison_markdown, median, parse_trial, wilson_interval
 
 
 @dataclass
@@ -44,6 +33,7 @@ class Collected:
     markdown: str
     written: list[Path]
     sensitivity: Sensitivity | None = None
+    trial: Trial | None = None
 
 
 def _parse(value: str) -> Any:
@@ -204,11 +194,37 @@ INCIDENCE = (("CRS any grade", "max_crs_grade", 1), ("CRS grade >= 3", "max_crs_
              ("ICANS any grade", "max_icans_grade", 1), ("ICANS grade >= 3", "max_icans_grade", 3))  # fmt: skip
 
 
-def collect(folder: str | Path) -> Collected:
-    """Summarise every member of a sweep folder into one table and the cohort incidence."""
+def read_trial(folder: str | Path) -> Trial | None:
+    """The ``trial:`` table of the sweep file kept in ``DIR/sweep.yaml``, or None."""
+    path = Path(folder) / "sweep.yaml"
+    if not path.is_file():
+        return None
+    from carabm.io.config import read_yaml  # noqa: PLC0415
+
+    data = read_yaml(path).get("trial")
+    return parse_trial(data, f"{path}: trial") if data is not None else None
+
+
+def calibration_cohort(folder: Path) -> Path:
+    """A calibration folder's posterior-mean cohort (``DIR/cohort``); the folder itself otherwise."""
+    if (folder / "calibration.json").is_file() and not (folder / MEMBERS_CSV).is_file():
+        cohort = folder / "cohort"
+        if not (cohort / MEMBERS_CSV).is_file():
+            raise InputFileError(f"{folder}: a calibration folder without its posterior-mean cohort; run "
+                                 f"'carabm sweep {folder / 'posterior_mean.yaml'} --out {cohort} --workers N' first")  # fmt: skip
+        return cohort
+    return folder
+
+
+def collect(folder: str | Path, plots: bool = True) -> Collected:
+    """Summarise every member of a sweep folder into one table and the cohort incidence.
+
+    A calibration folder (``carabm calibrate --out DIR``) is collected through its
+    posterior-mean cohort ``DIR/cohort``. ``plots``: write ``DIR/plots/*.png``.
+    """
     from carabm.io.report import read_series, summarize  # noqa: PLC0415
 
-    folder = Path(folder)
+    folder = calibration_cohort(Path(folder))
     header, members = read_members(folder)
     rows: list[dict[str, Any]] = []
     for member in members:
@@ -246,6 +262,13 @@ def collect(folder: str | Path) -> Collected:
 
     written = _write_table(folder, rows)
     markdown = _markdown(folder, rows, incidence, header)
+    trial = read_trial(folder)
+    if trial is not None:
+        markdown += "\n".join(comparison_markdown(trial, comparison(trial, complete))) + "\n"
+    if plots and complete:
+        from carabm.hpc.plots import cohort_plots  # noqa: PLC0415
+
+        written += cohort_plots(complete, folder / "plots", trial)
     design = read_design(folder)
     result = None
     if design is not None:
@@ -258,7 +281,7 @@ def collect(folder: str | Path) -> Collected:
         markdown += "\n".join(_sensitivity_markdown(result, design)) + "\n"
     (folder / "summary.md").write_text(markdown, encoding="utf-8")
     written.append(folder / "summary.md")
-    return Collected(rows, incidence, markdown, written, result)
+    return Collected(rows, incidence, markdown, written, result, trial)
 
 
 def _write_table(folder: Path, rows: list[dict[str, Any]]) -> list[Path]:
@@ -310,7 +333,7 @@ def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tup
                        ("crs_onset_day_grade_ge1", "CRS onset [day]"), ("icans_onset_day_grade_ge1", "ICANS onset [day]")):  # fmt: skip
         values = sorted(float(r[key]) for r in complete if r.get(key) is not None)
         if values:
-            medians.append(f"| {label} | {_median(values):.4g} | {values[0]:.4g} – {values[-1]:.4g} | {len(values)} |")
+            medians.append(f"| {label} | {median(values):.4g} | {values[0]:.4g} – {values[-1]:.4g} | {len(values)} |")
     if medians:
         lines += ["", "| outcome | median | range | members |", "|---|---|---|---|", *medians]
     bad = [r for r in rows if r["status"] != "complete"]
@@ -320,10 +343,5 @@ def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tup
     return "\n".join(lines) + "\n"
 
 
-def _median(values: list[float]) -> float:
-    n = len(values)
-    return values[n // 2] if n % 2 else 0.5 * (values[n // 2 - 1] + values[n // 2])
-
-
-__all__ = ["collect", "wilson_interval", "read_members", "read_design", "sensitivity", "Collected", "Sensitivity",
+__all__ = ["collect", "wilson_interval", "read_members", "read_trial", "calibration_cohort", "read_design", "sensitivity", "Collected", "Sensitivity",
            "SENSITIVITY_OUTPUTS"]  # fmt: skip

@@ -20,6 +20,7 @@ import carabm.biology  # noqa: F401  (registers the built-in model in the catalo
 from carabm.errors import ConfigError
 from carabm.hpc.derived import evaluate
 from carabm.hpc.designs import axis_blocks, sample_axis
+from carabm.hpc.trial import parse_trial
 from carabm.io.config import Config, read_yaml, schema, validate_config
 from carabm.io.dotted import flatten, get_path, set_path
 
@@ -68,7 +69,7 @@ def member_seed(sweep_seed: int, index: int) -> int:
     return int(state) >> 1
 
 
-SWEEP_KEYS = ("base", "overrides", "axes", "derived", "seed", "description")
+SWEEP_KEYS = ("base", "overrides", "axes", "derived", "seed", "description", "trial")
 
 
 def _load_base(base: Any, sweep_dir: Path) -> dict[str, Any]:
@@ -93,6 +94,11 @@ def _integer_key(defaults: dict[str, Any], key: str) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def integer_key(key: str) -> bool:
+    """Whether the config key ``key`` holds a whole number (sampled values for it are rounded)."""
+    return _integer_key(schema()().model_dump(mode="json"), key)
+
+
 def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None = None) -> Sweep:
     """Expand a sweep mapping into validated members (deterministic).
 
@@ -104,6 +110,8 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
     unknown = set(spec) - set(SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"{', '.join(sorted(unknown))}: unknown sweep key(s); expected {', '.join(SWEEP_KEYS)}")
+    if "trial" in spec:  # a trial's table to compare the cohort with (carabm collect)
+        parse_trial(spec["trial"])
     seed = spec.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed: expected a whole number >= 0, got {seed!r}")

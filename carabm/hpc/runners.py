@@ -17,7 +17,7 @@ from typing import Any
 
 from carabm.errors import CarabmError, InputFileError
 from carabm.hpc.folder import OUTPUT_NAME, output_status, prepare
-from carabm.hpc.members import Member, load_sweep
+from carabm.hpc.members import Member, Sweep, load_sweep
 
 log = logging.getLogger("carabm")
 
@@ -32,17 +32,18 @@ class MemberResult:
 
 
 def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str | None = None,
-               progress: bool | None = False) -> MemberResult:  # fmt: skip
+               progress: bool | None = False, sweep: Sweep | None = None) -> MemberResult:  # fmt: skip
     """Run member ``index`` of a sweep into ``out/NNNN/run.h5`` (used by every mode).
 
     ``progress`` as in :func:`carabm.simulation.run` (off by default: workers and MPI ranks
     would interleave their bars; ``carabm sweep --index`` turns it on for a Slurm log). Complete outputs are skipped, incomplete ones resumed from their checkpoint, and any
-    failure is written to ``out/NNNN/error.txt`` and returned, not raised.
+    failure is written to ``out/NNNN/error.txt`` and returned, not raised. ``sweep``: the
+    file already expanded (a caller running many members of one sweep expands it once).
     """
     out = Path(out)
     folder = out / f"{index:04d}"
     try:
-        sweep = load_sweep(sweep_file)
+        sweep = sweep if sweep is not None else load_sweep(sweep_file)
         if not 0 <= index < len(sweep):
             raise InputFileError(f"--index {index}: the sweep has {len(sweep)} members (0..{len(sweep) - 1})")
         member = sweep.members[index]

@@ -23,7 +23,7 @@ SCHEMA_NAME = "carabm-config.schema.json"
 
 @dataclass(frozen=True)
 class ShippedConfig:
-    """One packaged config: its name, file, kind (``run`` or ``sweep``) and first comment line."""
+    """One packaged config: its name, file, kind (``run``, ``sweep`` or ``calibration``) and first comment line."""
 
     name: str
     path: Path
@@ -46,6 +46,8 @@ def _kind(text: str) -> str:
         data = yaml.safe_load(text)
     except yaml.YAMLError:
         return "run"
+    if isinstance(data, dict) and "trial" in data and "cohort" in data:
+        return "calibration"
     return "sweep" if isinstance(data, dict) and ("axes" in data or "base" in data) else "run"
 
 
@@ -69,7 +71,7 @@ def resolve_config(config: str | Path, kind: str | None = None) -> Path:
     ``quickstart.yaml``) of a shipped config; else the path unchanged (its reader says it is missing).
 
     A bare name without ``.yaml`` that names neither raises :class:`ConfigError` listing the
-    shipped names (of ``kind``, ``run`` or ``sweep``, when given).
+    shipped names (of ``kind``, ``run``, ``sweep`` or ``calibration``, when given).
     """
     path = Path(config)
     text = str(config)
