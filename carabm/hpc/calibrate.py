@@ -187,7 +187,7 @@ def _state(out: Path) -> dict[str, Any] | None:
 
 def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, backend: str | None = None,
               dask: Any = None, generations: int | None = None, run_check: bool = True,
-              reduced: bool = False) -> CalibrationResult:  # fmt: skip
+              reduced: bool = False, settings: list[str] | tuple[str, ...] = ()) -> CalibrationResult:  # fmt: skip
     """Run (or resume) the ABC-SMC calibration of ``calibration_file`` into ``out``.
 
     A folder that already holds a calibration of the same file continues its History
@@ -197,10 +197,11 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     (``MulticoreEvalParallelSampler``). After the fit the posterior summary, diagnostics and
     posterior-mean sweep file are written and, when ``check.n`` > 0 and ``run_check``, the
     posterior-mean cohort is run into ``out/cohort`` and collected against the trial.
-    ``reduced``: use the file's ``reduced:`` section (the workstation form).
+    ``reduced``: use the file's ``reduced:`` section (the workstation form); ``settings``:
+    ``--set KEY=VALUE`` changes to the file (a resume must be given the same).
     """
     pyabc = _pyabc()
-    cal = load_calibration(calibration_file, reduced=reduced)
+    cal = load_calibration(calibration_file, reduced=reduced, settings=settings)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: exists and is not a folder; give a folder for the calibration")
@@ -211,8 +212,10 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     cores = os.cpu_count() or 1
     threads = max(1, cores // workers) if dask is None else None
     model = CohortModel(cal, out, backend, threads)
+    # epsilon: the (weighted) median distance of the previous generation, pyabc's default schedule
+    eps = pyabc.MedianEpsilon(initial_epsilon=cal.abc.initial_epsilon if cal.abc.initial_epsilon else "from_sample")
     abc = pyabc.ABCSMC(model, _prior(cal), _distance(cal), population_size=cal.abc.population,
-                       sampler=make_sampler(workers, dask))  # fmt: skip
+                       sampler=make_sampler(workers, dask), eps=eps)  # fmt: skip
     db = f"sqlite:///{(out / DB_NAME).resolve()}"
     state = _state(out)
     if state is not None:

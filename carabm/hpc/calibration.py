@@ -22,7 +22,7 @@ from carabm.hpc.trial import STATISTICS, Trial, parse_trial
 
 CALIBRATION_KEYS = ("description", "trial", "cohort", "parameters", "fit", "abc", "check", "keep_runs", "slurm", "reduced")
 COHORT_KEYS = ("base", "seed", "n", "overrides", "traits", "derived")
-ABC_KEYS = ("population", "generations", "min_epsilon", "max_walltime_h", "min_acceptance_rate")
+ABC_KEYS = ("population", "generations", "min_epsilon", "max_walltime_h", "min_acceptance_rate", "initial_epsilon")
 PRIORS = ("uniform", "loguniform", "normal")
 
 
@@ -95,6 +95,7 @@ class AbcSettings:
     min_epsilon: float = 0.0
     max_walltime_h: float | None = None
     min_acceptance_rate: float = 0.0
+    initial_epsilon: float | None = None  # None: the median distance of a prior sample (pyabc's "from_sample")
 
 
 @dataclass
@@ -264,6 +265,11 @@ def _parse_abc(data: Any) -> AbcSettings:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigError(f"abc.{key}: expected a number >= 0, got {value!r}")
             setattr(out, key, float(value))
+    if data.get("initial_epsilon") is not None:
+        value = data["initial_epsilon"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"abc.initial_epsilon: expected a distance > 0 (or leave it out: from a prior sample), got {value!r}")
+        out.initial_epsilon = float(value)
     if data.get("max_walltime_h") is not None:
         value = data["max_walltime_h"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -347,10 +353,33 @@ def apply_reduced(data: dict[str, Any]) -> dict[str, Any]:
     return _merge({k: v for k, v in data.items() if k != "reduced"}, reduced)
 
 
-def load_calibration(path: str | Path, reduced: bool = False) -> Calibration:
+def apply_settings(data: dict[str, Any], settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` on a calibration mapping: ``abc.population=4``, ``cohort.n=2``,
+    ``cohort.overrides.run.duration_h=120`` (after ``cohort.overrides.`` the rest is one config key)."""
+    from carabm.io.config import parse_override  # noqa: PLC0415
+
+    data = copy.deepcopy(data)
+    for text in settings:
+        parts, value = parse_override(text)
+        if parts[:2] in (["cohort", "overrides"], ["cohort", "derived"]) and len(parts) > 2:
+            parts = [*parts[:2], ".".join(parts[2:])]
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_calibration(path: str | Path, reduced: bool = False, settings: list[str] | tuple[str, ...] = ()) -> Calibration:
     """Read and validate a CALIBRATION.yaml (``cohort.base`` relative to the file, or a shipped config's name).
 
-    ``reduced``: lay the file's ``reduced:`` section over it (small cohorts, short runs, few generations).
+    ``reduced``: lay the file's ``reduced:`` section over it (small cohorts, short runs, few
+    generations); ``settings``: ``--set KEY=VALUE`` changes after that (:func:`apply_settings`).
     """
     from carabm.io.config import read_yaml  # noqa: PLC0415
 
@@ -358,10 +387,12 @@ def load_calibration(path: str | Path, reduced: bool = False) -> Calibration:
     data = read_yaml(path)
     if reduced:
         data = apply_reduced(data)
+    if settings:
+        data = apply_settings(data, settings)
     cal = parse_calibration(data, path.parent, path, path.read_text(encoding="utf-8"))
     cal.reduced = reduced
     return cal
 
 
-__all__ = ["Calibration", "Prior", "AbcSettings", "load_calibration", "parse_calibration", "apply_reduced", "parse_prior", "incidence_scale",
+__all__ = ["Calibration", "Prior", "AbcSettings", "load_calibration", "parse_calibration", "apply_reduced", "apply_settings", "parse_prior", "incidence_scale",
            "CALIBRATION_KEYS", "PRIORS"]  # fmt: skip

@@ -60,11 +60,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise CarabmError(f"--slurm-jobs: expected a number >= 1, got {args.slurm_jobs}")
     client = None
     if args.dask or args.slurm_jobs:
-        cal = load_calibration(args.calibration, reduced=args.reduced)  # a bad file stops here, before any Slurm job is submitted
+        cal = load_calibration(args.calibration, reduced=args.reduced, settings=args.set)  # a bad file stops here, before any Slurm job is submitted
         client = dask_client(args.dask, args.slurm_jobs, cal.slurm)
     try:
         result = calibrate(args.calibration, args.out, workers=args.workers, backend=args.backend, dask=client,
-                           generations=args.generations, run_check=not args.no_check, reduced=args.reduced)  # fmt: skip
+                           generations=args.generations, run_check=not args.no_check, reduced=args.reduced,
+                           settings=args.set)  # fmt: skip
     finally:
         if client is not None:
             client.close()
@@ -110,6 +111,8 @@ def add_parsers(sub: Any) -> None:
     cal.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend of every member")
     cal.add_argument("--reduced", action="store_true",
                      help="the file's reduced: form (small cohorts, short runs, few generations: a workstation)")
+    cal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="change a setting of the file: abc.population=4, cohort.n=2, cohort.overrides.run.duration_h=120")
     cal.add_argument("--no-check", action="store_true", help="do not run the posterior-mean cohort (check.n) at the end")
     cal.set_defaults(func=_cmd_calibrate)
 

@@ -144,6 +144,21 @@ The format of sweep files: docs/hpc.md. `carabm config list` shows the other shi
 """
 
 
+CALIBRATION_README_TEXT = """\
+# carabm: {name}
+
+`{config}` is a copy of carabm's shipped `{name}` calibration{base_note}. Edit it, then
+
+```
+carabm calibrate {config} --reduced --out {stem}_small --workers 2   # the workstation form
+carabm calibrate {config} --out {stem} --workers 8                   # the full form (or --slurm-jobs N)
+carabm collect {stem}_small                                          # the fitted cohort next to the trial
+```
+
+The format of calibration files: docs/calibration.md (needs pip install 'carabm[calibrate]').
+"""
+
+
 def _modeline(schema: str) -> str:
     return f"# yaml-language-server: $schema={schema}\n"
 
@@ -161,8 +176,9 @@ def init_folder(name: str, folder: str | Path = ".", overwrite: bool = False) ->
     chosen = shipped[key]
     copies = [chosen]
     base_note = ""
-    if chosen.kind == "sweep":
-        base = (yaml.safe_load(chosen.path.read_text(encoding="utf-8")) or {}).get("base")
+    if chosen.kind in ("sweep", "calibration"):
+        data = yaml.safe_load(chosen.path.read_text(encoding="utf-8")) or {}
+        base = data.get("base") if chosen.kind == "sweep" else (data.get("cohort") or {}).get("base")
         if isinstance(base, str) and Path(base).stem in shipped and shipped[Path(base).stem].path.name == Path(base).name:
             copies.append(shipped[Path(base).stem])
             base_note = f" over `{Path(base).name}` (copied too)"
@@ -173,7 +189,7 @@ def init_folder(name: str, folder: str | Path = ".", overwrite: bool = False) ->
     if any(item.kind == "run" for item in copies):
         files[folder / SCHEMA_NAME] = schema_text()
     config = chosen.path.name
-    template = SWEEP_README_TEXT if chosen.kind == "sweep" else README_TEXT
+    template = {"sweep": SWEEP_README_TEXT, "calibration": CALIBRATION_README_TEXT}.get(chosen.kind, README_TEXT)
     stem = chosen.path.stem
     run_line = f"carabm run {config} --out {stem}.h5"
     files[folder / "README.md"] = template.format(name=key, config=config, stem=stem, out=f"{stem}.h5", schema=SCHEMA_NAME,

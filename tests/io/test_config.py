@@ -9,8 +9,9 @@ from carabm.errors import ConfigError
 from carabm.io.catalog import cell_names, cytokine_names, drug_names
 from carabm.io.config import Config, load_config, validate_config
 
-# run configs; sweep files (sweep_*.yaml, cohort_*.yaml) are checked in tests/hpc
-CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml") if not p.name.startswith(("sweep_", "cohort_")))
+# run configs; sweep and calibration files (sweep_*.yaml, cohort_*.yaml, calibration_*.yaml) are checked in tests/hpc
+CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
+                 if not p.name.startswith(("sweep_", "cohort_", "calibration_")))  # fmt: skip
 
 #: cell counts that fit a small lattice (the defaults fill a [16, 32, 48] one)
 FEW_CELLS = ["cells.bcell.initial_count=50", "cells.macrophage.initial_count=10", "cells.monocyte.initial_count=2",
