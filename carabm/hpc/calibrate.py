@@ -200,8 +200,8 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     ``reduced``: use the file's ``reduced:`` section (the workstation form); ``settings``:
     ``--set KEY=VALUE`` changes to the file (a resume must be given the same).
     """
+    cal = load_calibration(calibration_file, reduced=reduced, settings=settings)  # a bad file: one line, before pyabc loads
     pyabc = _pyabc()
-    cal = load_calibration(calibration_file, reduced=reduced, settings=settings)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputFileError(f"{out}: exists and is not a folder; give a folder for the calibration")

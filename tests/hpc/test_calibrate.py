@@ -182,14 +182,18 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path):
     _write(tmp_path, "tiny.yaml", TINY)
     path = _write(tmp_path, "cal.yaml", CALIBRATION)
     out = tmp_path / "cal"
-    first = calibrate(path, out, generations=1, run_check=False)  # as if stopped (killed) after the first generation
+    distributed = pytest.importorskip("distributed")
+    # the first generation on Dask (pyabc's DaskDistributedSampler; an in-process cluster stands in for Slurm's),
+    # stopped after it as if the job had been killed
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        first = calibrate(path, out, generations=1, run_check=False, dask=client)
     assert (first.generations, first.new_generations) == (1, 1)
     import pyabc
 
     history = pyabc.History(f"sqlite:///{out / 'abc.db'}", _id=first.run_id)
     gen0, w0 = history.get_distribution(m=0, t=0)
 
-    second = calibrate(path, out)  # the same folder: continues the History to abc.generations
+    second = calibrate(path, out)  # the same folder, one local process: continues the History to abc.generations
     assert second.run_id == first.run_id and (second.generations, second.new_generations) == (2, 1)
     history = pyabc.History(f"sqlite:///{out / 'abc.db'}", _id=second.run_id)
     assert history.max_t == 1 and len(history.all_runs()) == 1
