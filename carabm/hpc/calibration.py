@@ -18,7 +18,7 @@ from typing import Any
 
 from carabm.errors import ConfigError
 from carabm.hpc.designs import DISTRIBUTIONS
-from carabm.hpc.trial import STATISTICS, Trial, parse_trial
+from carabm.hpc.trial import STATISTICS, Trial, check_mapping, parse_trial
 
 CALIBRATION_KEYS = ("description", "trial", "cohort", "parameters", "fit", "abc", "check", "keep_runs", "slurm", "reduced")
 COHORT_KEYS = ("base", "seed", "n", "overrides", "traits", "derived")
@@ -168,18 +168,6 @@ class Calibration:
         return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _mapping(value: Any, where: str, allowed: tuple[str, ...] | None = None, empty_ok: bool = True) -> dict[str, Any]:
-    if value is None and empty_ok:
-        return {}
-    if not isinstance(value, dict) or (not value and not empty_ok):
-        raise ConfigError(f"{where}: expected a mapping" + (f" with {', '.join(allowed)}" if allowed else ""))
-    if allowed is not None:
-        unknown = set(value) - set(allowed)
-        if unknown:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected {', '.join(allowed)}")
-    return value
-
-
 def _whole(value: Any, where: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{where}: expected a whole number >= {minimum}, got {value!r}")
@@ -188,7 +176,7 @@ def _whole(value: Any, where: str, minimum: int) -> int:
 
 def _parse_traits(traits: Any) -> tuple[dict[str, Any], list[Prior]]:
     """The ``cohort.traits`` mapping with every ``{prior: ...}`` replaced by a placeholder, and its priors."""
-    traits = _mapping(traits, "cohort.traits", empty_ok=False)
+    traits = check_mapping(traits, "cohort.traits", empty_ok=False)
     out: dict[str, Any] = {}
     priors: list[Prior] = []
     for key, spec in traits.items():
@@ -197,11 +185,11 @@ def _parse_traits(traits: Any) -> tuple[dict[str, Any], list[Prior]]:
             raise ConfigError(f"{where}: expected one distribution ({', '.join(DISTRIBUTIONS)}) as in a cohort axis, "
                               f"e.g. {{lognormal: {{median: 1.0e10, sigma: 1.0}}}}; got {spec!r}")  # fmt: skip
         dist, params = next(iter(spec.items()))
-        params = _mapping(params, f"{where}.{dist}", empty_ok=False)
+        params = check_mapping(params, f"{where}.{dist}", empty_ok=False)
         fixed: dict[str, Any] = {}
         for param, value in params.items():
             if isinstance(value, dict):
-                prior_spec = _mapping(value, f"{where}.{dist}.{param}", ("prior",))
+                prior_spec = check_mapping(value, f"{where}.{dist}.{param}", ("prior",))
                 prior = parse_prior(prior_spec.get("prior"), f"{key}.{dist}.{param}", f"{where}.{dist}.{param}.prior",
                                     ("trait", str(key), str(dist), str(param)))  # fmt: skip
                 priors.append(prior)
@@ -213,7 +201,7 @@ def _parse_traits(traits: Any) -> tuple[dict[str, Any], list[Prior]]:
 
 
 def _parse_fit(data: Any, trial: Trial, n: int) -> tuple[list[str], dict[str, float]]:
-    data = _mapping(data, "fit", ("statistics", "scales"), empty_ok=False)
+    data = check_mapping(data, "fit", ("statistics", "scales"), empty_ok=False)
     names = data.get("statistics")
     if not isinstance(names, list) or not names:
         raise ConfigError(f"fit.statistics: expected a list of trial outcomes to fit, from {', '.join(trial.outcomes)}")
@@ -224,7 +212,7 @@ def _parse_fit(data: Any, trial: Trial, n: int) -> tuple[list[str], dict[str, fl
             raise ConfigError(f"fit.statistics: {name!r} has no value in trial.outcomes; add it there or remove it here")
     if len(set(names)) != len(names):
         raise ConfigError("fit.statistics: a statistic is named twice")
-    scales_in = _mapping(data.get("scales"), "fit.scales")
+    scales_in = check_mapping(data.get("scales"), "fit.scales")
     scales: dict[str, float] = {}
     for name in names:
         if name in scales_in:
@@ -253,7 +241,7 @@ def incidence_scale(p: float, n_trial: int, n_cohort: int) -> float:
 
 
 def _parse_abc(data: Any) -> AbcSettings:
-    data = _mapping(data, "abc", ABC_KEYS)
+    data = check_mapping(data, "abc", ABC_KEYS)
     out = AbcSettings()
     if "population" in data:
         out.population = _whole(data["population"], "abc.population", 2)
@@ -282,17 +270,13 @@ def parse_calibration(data: Any, folder: str | Path = ".", path: Path | None = N
     """Validate a calibration mapping; a relative ``cohort.base`` is resolved against ``folder``."""
     from carabm.hpc.members import expand  # noqa: PLC0415
 
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path or 'calibration'}: the top level must be a mapping ({', '.join(CALIBRATION_KEYS)})")
-    unknown = set(data) - set(CALIBRATION_KEYS)
-    if unknown:
-        raise ConfigError(f"{', '.join(sorted(map(str, unknown)))}: unknown calibration key(s); expected {', '.join(CALIBRATION_KEYS)}")
+    check_mapping(data, str(path or "calibration"), CALIBRATION_KEYS, empty_ok=False)
     for key in ("trial", "cohort", "fit"):
         if key not in data:
             raise ConfigError(f"{key}: required (docs/calibration.md)")
     folder = Path(folder)
     trial = parse_trial(data["trial"])
-    cohort = _mapping(data["cohort"], "cohort", COHORT_KEYS, empty_ok=False)
+    cohort = check_mapping(data["cohort"], "cohort", COHORT_KEYS, empty_ok=False)
     base = cohort.get("base")
     if isinstance(base, str):
         from carabm.io.shipped import resolve_config  # noqa: PLC0415
@@ -303,10 +287,10 @@ def parse_calibration(data: Any, folder: str | Path = ".", path: Path | None = N
         raise ConfigError(f"cohort.base: expected a run config path (relative to the calibration file) or a mapping, got {base!r}")
     seed = _whole(cohort.get("seed", 0), "cohort.seed", 0)
     n = _whole(cohort.get("n"), "cohort.n", 1)
-    overrides = dict(_mapping(cohort.get("overrides"), "cohort.overrides"))
-    derived = dict(_mapping(cohort.get("derived"), "cohort.derived"))
+    overrides = dict(check_mapping(cohort.get("overrides"), "cohort.overrides"))
+    derived = dict(check_mapping(cohort.get("derived"), "cohort.derived"))
     traits, priors = _parse_traits(cohort.get("traits"))
-    for key, spec in _mapping(data.get("parameters"), "parameters").items():
+    for key, spec in check_mapping(data.get("parameters"), "parameters").items():
         if key in traits or key in derived:
             raise ConfigError(f"parameters.{key}: already set by cohort.traits or cohort.derived; fit it there")
         priors.append(parse_prior(spec, str(key), f"parameters.{key}", ("parameter", str(key))))
@@ -314,12 +298,12 @@ def parse_calibration(data: Any, folder: str | Path = ".", path: Path | None = N
         raise ConfigError("parameters: nothing to fit; give priors under parameters: or {prior: ...} in cohort.traits")
     statistics, scales = _parse_fit(data["fit"], trial, n)
     abc = _parse_abc(data.get("abc"))
-    check = _mapping(data.get("check"), "check", ("n",))
+    check = check_mapping(data.get("check"), "check", ("n",))
     check_n = _whole(check.get("n", 0), "check.n", 0)
     keep_runs = data.get("keep_runs", False)
     if not isinstance(keep_runs, bool):
         raise ConfigError(f"keep_runs: expected true or false, got {keep_runs!r}")
-    slurm = dict(_mapping(data.get("slurm"), "slurm"))
+    slurm = dict(check_mapping(data.get("slurm"), "slurm"))
     cal = Calibration(path, folder, text, str(data.get("description", "") or ""), trial, base or {}, seed, n, overrides,
                       traits, derived, priors, statistics, scales, abc, check_n, keep_runs, slurm, dict(data["trial"]))  # fmt: skip
     # every prior's ends and middle (the others at their middle) must give valid member configs
@@ -357,21 +341,14 @@ def apply_settings(data: dict[str, Any], settings: list[str] | tuple[str, ...]) 
     """``--set KEY=VALUE`` on a calibration mapping: ``abc.population=4``, ``cohort.n=2``,
     ``cohort.overrides.run.duration_h=120`` (after ``cohort.overrides.`` the rest is one config key)."""
     from carabm.io.config import parse_override  # noqa: PLC0415
+    from carabm.io.dotted import parent_of  # noqa: PLC0415
 
     data = copy.deepcopy(data)
     for text in settings:
         parts, value = parse_override(text)
         if parts[:2] in (["cohort", "overrides"], ["cohort", "derived"]) and len(parts) > 2:
             parts = [*parts[:2], ".".join(parts[2:])]
-        node = data
-        for part in parts[:-1]:
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {text}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
+        parent_of(data, parts)[parts[-1]] = value
     return data
 
 

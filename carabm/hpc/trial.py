@@ -107,6 +107,19 @@ class Trial:
 TRIAL_KEYS = ("name", "n", "source", "grading", "outcomes", "notes")
 
 
+def check_mapping(value: Any, where: str, allowed: tuple[str, ...] | None = None, empty_ok: bool = True) -> dict[str, Any]:
+    """``value`` as a mapping with only ``allowed`` keys (None: ``{}`` when ``empty_ok``); else one line naming ``where``."""
+    if value is None and empty_ok:
+        return {}
+    if not isinstance(value, dict) or (not value and not empty_ok):
+        raise ConfigError(f"{where}: expected a mapping" + (f" with {', '.join(allowed)}" if allowed else ""))
+    if allowed is not None:
+        unknown = set(value) - set(allowed)
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; expected {', '.join(allowed)}")
+    return value
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
         raise ConfigError(f"{where}: expected a number, got {value!r}")
@@ -119,11 +132,7 @@ def parse_trial(data: Any, where: str = "trial") -> Trial:
     ``outcomes`` maps names of :data:`STATISTICS` to a number (incidences as fractions in
     [0, 1], medians in days) or ``{value: V, range: [LOW, HIGH]}`` (a published range).
     """
-    if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping with {', '.join(TRIAL_KEYS)}")
-    unknown = set(data) - set(TRIAL_KEYS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; expected {', '.join(TRIAL_KEYS)}")
+    check_mapping(data, where, TRIAL_KEYS, empty_ok=False)
     for key in ("name", "source", "grading"):
         if not isinstance(data.get(key), str) or not data[key].strip():
             raise ConfigError(f"{where}.{key}: required text (the trial's name, its publication, the grading scale it used)")
@@ -267,4 +276,4 @@ def comparison_markdown(trial: Trial, table: list[ComparisonRow]) -> list[str]:
 
 __all__ = ["Trial", "Statistic", "Estimate", "ComparisonRow", "STATISTICS", "TRIAL_KEYS", "parse_trial", "estimate",
            "cohort_statistics", "comparison", "comparison_markdown", "wilson_interval", "median_interval", "median",
-           "has_readout"]  # fmt: skip
+           "has_readout", "check_mapping"]  # fmt: skip

@@ -143,7 +143,7 @@ def _with(path: str, value: object) -> dict:
     ("cohort/traits", {"patient.weight_kg": {"gamma": {"shape": 2}}}, "cohort.traits.patient.weight_kg: expected one distribution (lognormal, normal, uniform)"),
     ("cohort/n", 0, "cohort.n: expected a whole number >= 1, got 0"),
     ("cohort/base", "missing.yaml", "missing.yaml"),
-    ("reduce", {}, "reduce: unknown calibration key(s); expected description, trial, cohort"),
+    ("reduce", {}, "calibration: unknown key(s) reduce; expected description, trial, cohort"),
 ])  # fmt: skip
 def test_bad_calibration_files_name_the_key(tmp_path, path, value, message):
     data = _with(path, value) if "/" in path else {**CALIBRATION, path: value}
