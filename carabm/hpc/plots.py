@@ -46,19 +46,19 @@ def grade_distribution(rows: Sequence[dict[str, Any]], path: Path, trial: Trial 
             shares.append(p)
             lows.append(p - lo if n else 0.0)
             highs.append(hi - p if n else 0.0)
-        ax.bar(list(GRADES), shares, yerr=[lows, highs], color="tab:blue", alpha=0.75, capsize=3, label=f"cohort (n = {n})")
+        ax.bar(list(GRADES), shares, yerr=[lows, highs], color="tab:blue", alpha=0.75, capsize=3,
+               label=f"cohort, worst grade = g (n = {n})")  # fmt: skip
+        at_least = [sum(x >= g for x in grades) / n if n else 0.0 for g in GRADES]
+        ax.plot(list(GRADES)[1:], at_least[1:], "k_", markersize=22, markeredgewidth=2, label="cohort, grade >= g")
         ax.set_xticks(list(GRADES))
-        ax.set_xlabel(f"worst {syndrome.upper()} grade (model surrogate)")
+        ax.set_xlabel(f"worst {syndrome.upper()} grade g (model surrogate)")
         ax.set_ylabel("share of members")
-        ax.set_ylim(0, 1)
+        ax.set_ylim(0, 1.05)
         if trial is not None:
-            for stat, where, style in ((f"{syndrome}_any", "grade >= 1", "--"), (f"{syndrome}_grade3", "grade >= 3", ":")):
-                if stat in trial.outcomes:
-                    ax.axhline(trial.outcomes[stat], color="tab:red", linestyle=style, label=f"{trial.name} {where}")
-            cohort_any = sum(g >= 1 for g in grades) / n if n else 0.0
-            ax.set_title(f"{syndrome.upper()}: any grade {100 * cohort_any:.0f} % (cohort)")
-        else:
-            ax.set_title(syndrome.upper())
+            marks = [(g, trial.outcomes[stat]) for g, stat in ((1, f"{syndrome}_any"), (3, f"{syndrome}_grade3")) if stat in trial.outcomes]
+            if marks:
+                ax.plot([g for g, _ in marks], [v for _, v in marks], "D", color="tab:red", label=f"{trial.name}, grade >= g")
+        ax.set_title(f"{syndrome.upper()}: any grade {100 * at_least[1]:.0f} % of the cohort")
         ax.legend(fontsize=8, loc="upper right")
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

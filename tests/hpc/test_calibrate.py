@@ -226,3 +226,16 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path):
 def test_statistics_are_known_names():
     assert set(STATISTICS) >= {"crs_any", "crs_grade3", "icans_any", "icans_grade3", "crs_onset_median_day",
                                "icans_onset_median_day", "complete_response"}  # fmt: skip
+
+
+def test_set_changes_the_file_and_init_copies_it_with_its_base(tmp_path):
+    from carabm.io.shipped import init_folder, shipped_configs
+
+    assert shipped_configs()["calibration_zuma1"].kind == "calibration"
+    cal = load_calibration(ROOT / "configs" / "calibration_zuma1.yaml", reduced=True,
+                           settings=["abc.population=3", "cohort.overrides.run.duration_h=120"])  # fmt: skip
+    assert cal.abc.population == 3 and cal.overrides["run.duration_h"] == 120 and cal.overrides["lattice.shape"] == [8, 16, 28]
+    written = {p.name for p in init_folder("calibration_zuma1", tmp_path)}
+    assert {"calibration_zuma1.yaml", "quickstart.yaml", "README.md"} <= written
+    assert "carabm calibrate calibration_zuma1.yaml --reduced" in (tmp_path / "README.md").read_text()
+    assert load_calibration(tmp_path / "calibration_zuma1.yaml").base == str((tmp_path / "quickstart.yaml").resolve())
