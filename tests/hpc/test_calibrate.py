@@ -175,7 +175,7 @@ def test_the_zuma1_file_loads_in_both_forms_and_says_its_grading():
 # --------------------------------------------------------------------------- ABC-SMC end to end
 
 
-def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path):
+def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path, capsys):
     pytest.importorskip("pyabc")
     from carabm.hpc.calibrate import calibrate
 
@@ -216,6 +216,8 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path):
     assert "## Cohort versus TOY" in summary
     assert {p.name for p in (out / "cohort" / "plots").glob("*.png")} == {"grades.png", "onset_days.png", "peak_il6_by_grade.png"}
     assert not list((out / "runs").glob("*/0000/run.h5"))  # members' run files removed (keep_runs: false)
+    assert main(["collect", str(out)]) == 0  # a calibration folder: its posterior-mean cohort, next to the trial
+    assert "## Cohort versus TOY" in capsys.readouterr().out
 
     calibrate(path, out)  # complete already: nothing new, the outputs rewritten
     changed = _write(tmp_path, "cal.yaml", _with("abc/population", 3))
