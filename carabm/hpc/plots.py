@@ -53,13 +53,14 @@ def grade_distribution(rows: Sequence[dict[str, Any]], path: Path, trial: Trial 
         ax.set_xticks(list(GRADES))
         ax.set_xlabel(f"worst {syndrome.upper()} grade g (model surrogate)")
         ax.set_ylabel("share of members")
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.45)  # room above 100 % for the legend
+        ax.set_yticks([0.0, 0.2, 0.4, 0.6, 0.8, 1.0])
         if trial is not None:
             marks = [(g, trial.outcomes[stat]) for g, stat in ((1, f"{syndrome}_any"), (3, f"{syndrome}_grade3")) if stat in trial.outcomes]
             if marks:
                 ax.plot([g for g, _ in marks], [v for _, v in marks], "D", color="tab:red", label=f"{trial.name}, grade >= g")
         ax.set_title(f"{syndrome.upper()}: any grade {100 * at_least[1]:.0f} % of the cohort")
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="upper center", ncol=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     return path

@@ -265,7 +265,7 @@ def comparison_markdown(trial: Trial, table: list[ComparisonRow]) -> list[str]:
             continue
         c = row.cohort
         members = f"{c.k}/{c.n}" if kind == "incidence" else f"{c.k} with the event"
-        ci = f"{_cell(kind, c.low)} – {_cell(kind, c.high)}"
+        ci = "n/a (< 6 values)" if math.isnan(c.low) and kind == "median" else f"{_cell(kind, c.low)} – {_cell(kind, c.high)}"
         lines.append(f"| {row.label} | {_cell(kind, c.value)} | {ci} | {members} | {trial_cell} | {trial_ci} |")
     lines += ["", "Incidence intervals: Wilson score; median intervals: order statistics (distribution-free, "
               "n/a below 6 values)."]  # fmt: skip
