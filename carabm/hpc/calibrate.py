@@ -92,8 +92,8 @@ class CohortModel:
                         len(sweep.members))  # fmt: skip
         if not cal.keep_runs:
             for member in sweep.members:
-                for path in (folder / member.name).glob("run.h5*"):
-                    path.unlink(missing_ok=True)
+                for path in [*(folder / member.name).glob("run.h5*"), folder / member.name / "run.xmf"]:
+                    path.unlink(missing_ok=True)  # the run file, its checkpoint and its XDMF sidecar
         duration_day = sweep.members[0].config.run.duration_h / 24.0
         if not rows:  # no member completed: a nan distance, which pyabc never accepts
             return dict.fromkeys(cal.statistics, math.nan)

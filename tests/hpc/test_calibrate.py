@@ -215,7 +215,8 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path, 
     summary = (out / "cohort" / "summary.md").read_text()
     assert "## Cohort versus TOY" in summary
     assert {p.name for p in (out / "cohort" / "plots").glob("*.png")} == {"grades.png", "onset_days.png", "peak_il6_by_grade.png"}
-    assert not list((out / "runs").glob("*/0000/run.h5"))  # members' run files removed (keep_runs: false)
+    assert not list((out / "runs").glob("*/0000/run.*"))  # members' run files removed (keep_runs: false)
+    assert list((out / "runs").glob("*/results.csv"))  # their summaries kept
     assert main(["collect", str(out)]) == 0  # a calibration folder: its posterior-mean cohort, next to the trial
     assert "## Cohort versus TOY" in capsys.readouterr().out
 
