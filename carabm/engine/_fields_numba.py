@@ -13,7 +13,7 @@ import numpy as np
 from carabm.engine.numba_cache import CACHE
 
 #: grids with fewer values than this (fields x voxels) are swept on one thread
-SERIAL_BELOW = 1 << 16
+SERIAL_BELOW = 1 << 20
 
 _JIT = {"cache": CACHE, "nogil": True, "error_model": "numpy", "boundscheck": False}
 
