@@ -5,6 +5,7 @@ The order of DESIGN.md's layers within a step is :data:`carabm.biology.model.STE
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -76,6 +77,11 @@ class Simulation:
         self.dt_h = config.run.dt_min / 60.0
         self.lattice = build_lattice(config)
         self.model = CrsModel(config, self.lattice, self.backend)
+
+    @functools.cached_property
+    def config_yaml(self) -> str:
+        """The resolved config as YAML text (made once: the config is frozen, and every checkpoint stores it)."""
+        return self.config.to_yaml()
 
     @property
     def step_index(self) -> int:
@@ -206,7 +212,7 @@ def _run(
     sim = Simulation(config, backend)
 
     def start(writer: RunWriter) -> None:
-        writer.write_header(config.to_yaml(), sim.seed, sim.backend.name, sim.lattice)
+        writer.write_header(sim.config_yaml, sim.seed, sim.backend.name, sim.lattice)
         writer.append_timeseries(_stack([sim.readouts()]))
         writer.write_snapshot(sim.step_index, sim.time_h, *sim.snapshot(), voxel_um=sim.lattice.voxel_um)
 
@@ -285,7 +291,8 @@ def _snapshot(writer: RunWriter, sim: Simulation) -> None:
 
 def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
     write_checkpoint(checkpoint_path(writer.path), sim.model, run_id=writer.run_id, timeseries_rows=writer.rows,
-                     config_yaml=config.to_yaml(), backend=sim.backend.name, output=writer.output_state())  # fmt: skip
+                     config_yaml=sim.config_yaml if config is sim.config else config.to_yaml(), backend=sim.backend.name,
+                     output=writer.output_state())  # fmt: skip
     log.debug("checkpoint at %.4g h (step %d): %s", sim.time_h, sim.step_index, checkpoint_path(writer.path))
 
 

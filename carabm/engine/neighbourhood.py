@@ -25,6 +25,20 @@ def first_beyond(xp: Any, flags: Any, pick: Any) -> Any:
     return (xp.cumsum(flags, axis=0) <= pick[None, :]).sum(axis=0)
 
 
+def _cpu_kernel() -> Any:
+    """The numba twin of :meth:`Neighbourhood.random_neighbour`, or None without numba."""
+    if not _KERNEL:
+        try:
+            from carabm.engine._neighbourhood_numba import random_neighbour  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - numba is an install requirement
+            random_neighbour = None
+        _KERNEL.append(random_neighbour)
+    return _KERNEL[0]
+
+
+_KERNEL: list[Any] = []
+
+
 class Neighbourhood:
     """Per-agent voxels and 26-neighbour table of an :class:`AgentStore`, cached until :meth:`forget`."""
 
@@ -84,6 +98,20 @@ class Neighbourhood:
         The neighbour is the ``floor(u * count)``-th such one in neighbourhood order, ``u``
         keyed by (seed, step, agent id, purpose).
         """
+        xp = self.xp
+        nb = self.neighbours()
+        m = int(nb.shape[1])
+        kernel = _cpu_kernel() if not on_device(xp) else None
+        if kernel is not None:  # one compiled pass instead of ~30 array operations (same numbers)
+            word = rng_compiled.random_bits(xp, self.seed, step, self.store.id[:m], purpose)[0]
+            slot, has = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
+            among_padded = np.concatenate([np.zeros(1, dtype=bool), np.asarray(among, dtype=bool)])
+            kernel(np.ascontiguousarray(nb), among_padded, rng_compiled.to_unit(word, xp), slot, has)
+            return self.pad_rows(slot, -1), self.pad_rows(has, False)
+        return self.random_neighbour_arrays(among, step, purpose)
+
+    def random_neighbour_arrays(self, among: Any, step: int, purpose: str) -> tuple[Any, Any]:
+        """:meth:`random_neighbour` with array operations (any backend; the reference of the compiled CPU path)."""
         xp = self.xp
         nb = self.neighbours()
         m = int(nb.shape[1])

@@ -41,9 +41,12 @@ def _about(text: str) -> str:
     return ""
 
 
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _kind(text: str) -> str:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # (the kind only: libyaml's parser, ~7x faster, when present)
     except yaml.YAMLError:
         return "run"
     if isinstance(data, dict) and "trial" in data and "cohort" in data:
