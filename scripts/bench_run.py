@@ -18,7 +18,7 @@ The first run may compile the numba kernels (a cold cache, ~30 s): run ``--warmu
 it out of the median. The reference of the wall-time case is issue 20's target, 20 s for the
 14-day quickstart on 2 cores (ratio > 1: faster than the target).
 
-    python scripts/bench_run.py [--runs 3] [--warmup 0] [--backend numpy] [--set KEY=VALUE ...]
+    python scripts/bench_run.py [--runs 3] [--warmup 0] [--backend numpy] [--set KEY=VALUE ...] [--keep FOLDER]
 """
 
 from __future__ import annotations
@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=0, help="runs before the measured ones (a cold numba cache compiles in the first)")
     parser.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="numpy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override passed to carabm run, repeatable")
+    parser.add_argument("--keep", type=Path, metavar="FOLDER", help="keep the runs' output files in FOLDER (to compare results)")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
@@ -124,9 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     load_before = os.getloadavg()
     runs = []
+    if args.keep is not None and not args.keep.is_dir():
+        parser.error(f"--keep {args.keep}: not a folder")
     with tempfile.TemporaryDirectory(prefix="bench_run_") as folder:
         for i in range(args.warmup + args.runs):
-            result = one_run(Path(folder) / f"run{i}.h5", args.backend, args.set)
+            result = one_run((args.keep or Path(folder)) / f"run{i}.h5", args.backend, args.set)
             kind = "warm-up" if i < args.warmup else "run"
             print(f"bench_run: {kind} {i + 1}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU, "
                   f"{result['ms_per_step']:.2f} ms/step", file=sys.stderr, flush=True)  # fmt: skip

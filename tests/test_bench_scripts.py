@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 
+import h5py
 import numpy as np
 import pytest
 
@@ -266,3 +267,26 @@ def test_gpu_check_judges_each_target_from_what_the_parts_wrote(tmp_path):
     }
     ran["bench_agents"].update(status="skipped", reason="--skip")  # its log is from an earlier run: not read
     assert [t["met"] for t in check.evaluate_targets(ran, tmp_path) if t["target"].startswith("agents")] == [None, None]
+
+
+def test_run_bench_follows_the_contract_on_a_tiny_run(tmp_path):
+    """bench_run times whole `carabm run quickstart` processes (here one tiny run) and keeps its output when asked."""
+    tiny = ["lattice.shape=[6, 12, 24]", "run.duration_h=0.5", "cells.bcell.initial_count=50", "cells.macrophage.initial_count=10",
+            "cells.monocyte.initial_count=3", "cells.microglia.initial_count=5"]  # fmt: skip
+    result = run_script("bench_run.py", "--runs", "1", "--keep", str(tmp_path), *[a for s in tiny for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
+    cases = check_contract(result.stdout, "run", "numpy")
+    by_case = {case["case"].split(" (")[0]: case for case in cases}
+    wall = by_case["quickstart run wall time"]
+    assert wall["steps"] == 5 and wall["reference_value"] == 20.0 and wall["cpus"] == os.cpu_count()
+    shares = [by_case[f"{phase} time"]["share"] for phase in ("startup", "stepping", "output")]
+    assert all(0 < share < 1 for share in shares)
+    with h5py.File(tmp_path / "run0.h5", "r") as f:  # the kept output is a complete run
+        assert f.attrs["status"] == "complete" and f["timeseries/time_h"].shape == (6,)
+
+
+def test_run_bench_refuses_bad_arguments_in_one_line(tmp_path):
+    result = run_script("bench_run.py", "--runs", "0")
+    assert result.returncode == 2 and result.stdout == "" and "--runs must be at least 1" in result.stderr.strip().splitlines()[-1]
+    result = run_script("bench_run.py", "--keep", str(tmp_path / "missing"))
+    assert result.returncode == 2 and "not a folder" in result.stderr.strip().splitlines()[-1]

@@ -269,3 +269,26 @@ def test_cupy_matches_numpy() -> None:
     dev = FieldSolver(shape, 10.0, [100.0, 5.0], [1e-3, 0.0], conductance=g, backend=gpu)
     out = gpu.asnumpy(dev.step(gpu.asarray(c), 60.0))
     np.testing.assert_allclose(out, cpu.step(c.copy(), 60.0), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+@pytest.mark.parametrize("with_conductance", [False, True])
+def test_numba_sweeps_give_the_same_bits_on_one_thread_and_in_parallel(monkeypatch, with_conductance) -> None:
+    """Small grids are swept on one thread (``SERIAL_BELOW``); lines are independent, so threads change no bit."""
+    from carabm.engine import _fields_numba  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    shape = (3, 6, 7, 9)
+    c0 = rng.random(shape, dtype=np.float32)
+    src, upt = rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
+    g = rng.random((1,) + shape[1:], dtype=np.float32) if with_conductance else None
+    decay, alpha = np.full(3, 1e-3, np.float32), np.array([0.5, 4.0, 40.0], np.float32)
+    results = []
+    for serial_below in (1 << 30, 0):  # one thread, then the parallel region
+        monkeypatch.setattr(_fields_numba, "SERIAL_BELOW", serial_below)
+        c = c0.copy()
+        for _ in range(3):
+            _fields_numba.lod_step(c, src, upt, 60.0, decay, alpha, g)
+        results.append(c)
+    assert not np.array_equal(results[0], c0)
+    assert np.array_equal(results[0], results[1])
