@@ -247,7 +247,7 @@ def fact8(low: Series, s: Series, high: Series, small: Series, large: Series) ->
 def fact9(s: Series) -> tuple[bool, str]:
     """Fact 9: serum IL-6 peaks within two days of the CAR-T peak (standard run)."""
     il6, cart = peak_day(s, "serum/IL6"), peak_day(s, "counts/cart")
-    return abs(il6 - cart) <= 2.0, f"serum IL-6 peak day {il6:.1f}, CAR-T peak day {cart:.1f} (|difference| {abs(il6 - cart):.1f} d, allowed 2)"
+    return abs(il6 - cart) <= 2.0, f"serum IL-6 peak day {il6:.1f}, CAR-T peak day {cart:.1f} ({abs(il6 - cart):.1f} d apart, allowed 2)"
 
 
 def fact10(*runs: Series) -> tuple[bool, str]:
