@@ -59,6 +59,7 @@ REFERENCES = [
     ("2", "CAR-T expansion", "100-100,000-fold in vivo; axi-cel median peak 16 CAR-T/uL", "Teachey, Cancer Discov 2016; Blood Adv 2021;5:2523"),
     ("10", "severe-CRS cytokines (51 CTL019 patients)", "peak IFN-g, IL-6, sgp130, sIL-6R among 24 cytokines associated with severe CRS",
      "Teachey, Cancer Discov 2016"),
+    ("10", "CRP and ferritin (Teachey 2016)", "associated with CRS but failed to predict severe CRS", "Teachey, Cancer Discov 2016"),
     ("10", "serum IL-6 in severe CRS", "1e3-1e4 pg/mL (range as VALIDATION.md states it; the per-grade medians were not rechecked here)",
      "Teachey 2016; Hay, Blood 2017"),
     ("8, 10", "CRS grades after CD19 CAR-T (133 adults)", "any 70 %: grade 1 26 %, 2 32 %, 3 4.5 %, 4 3.8 %, 5 3.8 %; "
@@ -85,7 +86,7 @@ def _job(args: tuple[str, str, list[str], int, str]) -> tuple[str, int, dict[str
 def summarise(s: dict[str, np.ndarray]) -> dict[str, float]:
     """The headline numbers of one run."""
     cart = s["counts/cart"]
-    return {
+    row = {
         "CRS onset (day)": first_day(s, "crs_grade", 1),
         "max CRS": s["crs_grade"].max(),
         "CRS days (grade >= 1)": days_at_or_above(s, "crs_grade"),
@@ -101,6 +102,10 @@ def summarise(s: dict[str, np.ndarray]) -> dict[str, float]:
         "tumour at end (% of start)": 100.0 * s["tumor_burden"][-1] / max(s["tumor_burden"][0], 1.0),
         "min BBB integrity": s["bbb_integrity"].min(),
     }
+    for key, label in (("crp_mg_l", "peak CRP (mg/L)"), ("ferritin_ng_ml", "peak ferritin (ng/mL)")):
+        if key in s:  # readouts of the myeloid model, where present
+            row[label] = s[key].max()
+    return row
 
 
 def plot(results: dict[str, dict[int, dict[str, np.ndarray]]], out: Path) -> list[str]:
