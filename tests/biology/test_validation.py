@@ -15,7 +15,16 @@ import pytest
 from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting_il6, until
 
 #: fact number -> the mechanism it waits for (issue 19)
-MISSING: dict[int, str] = {}
+MISSING: dict[int, str] = {
+    1: "resting serum IL-6 is thousandths of a pg/mL: physiological cytokine baselines (issue 19, i19myeloid)",
+    2: "CAR-T expansion peaks on day ~6, before day 7: expansion and contraction kinetics (issue 19)",
+    5: "anakinra leaves the worst ICANS grade unchanged: IL-1-driven, CNS-made inflammation (issue 19, i19myeloid/i19vascular)",
+    8: "peak IL-6 saturates across dose and burden: myeloid output graded without ceiling (i19myeloid), agents that do not starve (i19agents)",
+    10: "severe CRS peaks at ~300 pg/mL IL-6 and grade 4 is unreachable: graded myeloid output (i19myeloid), separate hypotension "
+        "and hypoxia (i19vascular)",
+    11: "ICANS ends with CRS and CNS levels stay below serum: CNS-made inflammation (i19vascular)",
+    12: "every run cures the tumour: non-responders (antigen escape, poor expansion; i19response)",
+}  # fmt: skip
 
 
 def _param(fact):
