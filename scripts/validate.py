@@ -24,6 +24,7 @@ from carabm.validation import (
     SCENARIOS,
     SERIES_H,
     SMOOTH_MIN_FOLD,
+    cart_cells,
     days_at_or_above,
     first_day,
     peak_day,
@@ -85,7 +86,7 @@ def _job(args: tuple[str, str, list[str], int, str]) -> tuple[str, int, dict[str
 
 def summarise(s: dict[str, np.ndarray]) -> dict[str, float]:
     """The headline numbers of one run."""
-    cart = s["counts/cart"]
+    cart = cart_cells(s)
     row = {
         "CRS onset (day)": first_day(s, "crs_grade", 1),
         "max CRS": s["crs_grade"].max(),
