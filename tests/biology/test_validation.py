@@ -19,6 +19,8 @@ from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting
 MISSING: dict[int, str] = {
     1: "resting serum IL-6 is thousandths of a pg/mL: physiological cytokine baselines (issue 19, i19myeloid)",
     2: "CAR-T expansion peaks on day ~6, before day 7: expansion and contraction kinetics (issue 19)",
+    4: "depletion by drug lowers max CRS only 3 -> 2 (issue 19's measurement): myeloid output graded in stimulation and cell "
+       "number, systemic monocyte response (i19myeloid)",
     5: "anakinra leaves the worst ICANS grade unchanged: IL-1-driven, CNS-made inflammation (issue 19, i19myeloid/i19vascular)",
     8: "peak IL-6 saturates across dose and burden: myeloid output graded without ceiling (i19myeloid), agents that do not starve (i19agents)",
     10: "severe CRS peaks at ~300 pg/mL IL-6 and grade 4 is unreachable: graded myeloid output (i19myeloid), separate hypotension "
