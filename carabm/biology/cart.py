@@ -77,6 +77,7 @@ def step(model: CrsModel) -> None:
     cells = model.mask_of(NAME)
     state = store.state
     target_slot, has_target = model.random_neighbour_of_kind(bcell.NAME, "cart:target")
+    has_target = bcell.recognised(model, target_slot, has_target)  # antigen escape: only contacts the CAR recognises count
     signalling = effects.cart_signalling  # dasatinib blocks CAR signalling (1 = free)
 
     # activation on contact with a CD19+ B cell
@@ -94,7 +95,7 @@ def step(model: CrsModel) -> None:
 
     # exhaustion after many kills or divisions
     divisions = store["divisions"]
-    exhausted = cells & (state == ACTIVATED) & ((kills >= p.max_kills) | (divisions >= p.max_divisions))
+    exhausted = cells & (state == ACTIVATED) & ((kills >= p.max_kills) | (divisions >= bcell.cart_division_limit(model)))
     state = xp.where(exhausted, EXHAUSTED, state)
     store.state[...] = xp.where(cells, state.astype(store.state.dtype), store.state)
     model.tally("cart_kills", kill)

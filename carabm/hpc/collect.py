@@ -1,8 +1,9 @@
 """``carabm collect DIR``: one table of a sweep's members (inputs and outcomes) and a cohort summary.
 
 Writes ``DIR/results.csv`` (and ``DIR/results.parquet`` when pyarrow is importable) and
-``DIR/summary.md`` with the incidence of CRS and ICANS (any grade, grade >= 3) and their
-Wilson 95 % confidence intervals over the members that completed. For a Sobol' or Morris
+``DIR/summary.md`` with the incidence of CRS and ICANS (any grade, grade >= 3), the
+complete- and objective-response rates (model surrogate of Lugano), and their Wilson 95 %
+confidence intervals over the members that completed. For a Sobol' or Morris
 sweep (``DIR/design.json``) it also writes ``DIR/sensitivity.csv``: the SALib indices of
 each varied key for a set of outcomes (:data:`SENSITIVITY_OUTPUTS`). When the sweep file
 carries a ``trial:`` table (a calibration's ``posterior_mean.yaml`` does), the summary puts
@@ -192,6 +193,9 @@ def _sensitivity_markdown(result: Sensitivity, design: dict[str, Any]) -> list[s
 
 INCIDENCE = (("CRS any grade", "max_crs_grade", 1), ("CRS grade >= 3", "max_crs_grade", 3),
              ("ICANS any grade", "max_icans_grade", 1), ("ICANS grade >= 3", "max_icans_grade", 3))  # fmt: skip
+#: response rates (model surrogate of Lugano, see carabm.io.summary.tumour_response): label, column, categories counted
+RESPONSE_RATES = (("Complete response at the end", "response_end", ("CR",)),
+                  ("Objective response (best CR or PR)", "response_best", ("CR", "PR")))  # fmt: skip
 
 
 def read_trial(folder: str | Path) -> Trial | None:
@@ -259,6 +263,12 @@ def collect(folder: str | Path, plots: bool = True) -> Collected:
         n = len(graded)
         lo, hi = wilson_interval(k, n)
         incidence[label] = (k, n, k / n if n else math.nan, lo, hi)
+    for label, key, counted in RESPONSE_RATES:
+        evaluable = [r for r in complete if r.get(key) in ("CR", "PR", "SD", "PD")]
+        k = sum(r[key] in counted for r in evaluable)
+        n = len(evaluable)
+        lo, hi = wilson_interval(k, n)
+        incidence[label] = (k, n, k / n if n else math.nan, lo, hi)
 
     written = _write_table(folder, rows)
     markdown = _markdown(folder, rows, incidence, header)
@@ -323,7 +333,8 @@ def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tup
     lines = [f"# Sweep {folder}", "",
              f"{len(rows)} members: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".",
              f"Varied keys: {', '.join(varied) if varied else '(none; replicate seeds)'}.", "",
-             "Incidence over the complete members (grades are model surrogates), Wilson 95 % CI:", "",
+             "Incidence over the complete members (grades and responses are model surrogates; responses over the evaluable members), "
+             "Wilson 95 % CI:", "",
              "| outcome | members | incidence | 95 % CI |", "|---|---|---|---|"]  # fmt: skip
     for label, (k, n, p, lo, hi) in incidence.items():
         lines.append(f"| {label} | {k}/{n} | {_pct(p)} | {_pct(lo)} – {_pct(hi)} |")

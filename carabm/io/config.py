@@ -65,6 +65,21 @@ class Patient(Strict):
     tumor_burden_cells: float = Field(
         1e10, gt=0, description="malignant B cells in the body [cells]; sets the representative-volume scale"
     )
+    cd19_sites_per_cell: float = Field(
+        1e4, gt=0, description="median CD19 density of the tumour's cells at infusion [molecules/cell]; 1e4 from quantitative flow "
+        "cytometry of B-cell tumours (Ginaldi et al., J Clin Pathol 1998: 10-16 x 10^3 in B-cell leukaemias, 22 x 10^3 on normal B cells); "
+        "below about 3,000 progression after axi-cel is more likely (Spiegel et al., Nat Med 2021)",
+    )
+    cd19_negative_fraction: float = Field(
+        0.0, ge=0, le=1, description="share of the tumour's cells that are CD19-negative at infusion [1]; assumed 0 for the default "
+        "patient (a CD19+ lymphoma); CD19-negative or -low tumour at relapse after axi-cel in about 30 % of biopsied relapses "
+        "(Plaks et al., Blood 2021) and 10 of 16 (Spiegel et al., Nat Med 2021)",
+    )
+    cart_expansion_capacity: float = Field(
+        1.0, gt=0, description="fold expansion the patient's CAR-T product can make relative to a typical product [1] (adds log2 of it "
+        "to cells.cart.max_divisions); 1 for the default patient; product T-cell fitness (CCR7+CD45RA+ T cells) sets expansion "
+        "relative to tumour burden, which associates with durable response (Locke et al., Blood Adv 2020)",
+    )
 
 
 class Run(Strict):

@@ -19,6 +19,7 @@ import numpy as np
 from carabm.errors import InputFileError
 from carabm.io.catalog import CATALOG
 from carabm.io.hdf5 import check_run_file, open_read, read_events
+from carabm.io.summary import config_tumour_cells, tumour_response
 
 HOURS_PER_DAY = 24.0
 SURROGATE = "model surrogate"
@@ -37,6 +38,7 @@ class RunSeries:
     events: list[dict[str, Any]] = field(default_factory=list)
     status: str = ""
     units: dict[str, str] = field(default_factory=dict)
+    tumour_cells: float | None = None  #: the patient's tumour at the start (``patient.tumor_burden_cells``), None: unknown
 
     def get(self, name: str) -> np.ndarray | None:
         """A column by its name under ``timeseries/`` (e.g. ``serum/IL6``), or None."""
@@ -59,13 +61,14 @@ def read_series(path: str | Path, label: str | None = None) -> RunSeries:
 
         f["timeseries"].visititems(visit)
         events = _read_events(f)
+        tumour_cells = config_tumour_cells(f["config"][()]) if "config" in f else None
         status = f.attrs.get("status", "")
         status = status.decode() if isinstance(status, bytes) else str(status)
     n = min([len(time_h)] + [len(v) for v in columns.values()])
     if n == 0:
         raise InputFileError(f"{path}: the time series is empty (the run stopped before its first flush)")
     columns = {k: np.asarray(v[:n]) for k, v in columns.items()}
-    return RunSeries(path, label or path.stem, np.asarray(time_h[:n], dtype=np.float64), columns, events, status, units)
+    return RunSeries(path, label or path.stem, np.asarray(time_h[:n], dtype=np.float64), columns, events, status, units, tumour_cells)
 
 
 def _text(value: Any) -> str:
@@ -114,6 +117,10 @@ def summarize(series: RunSeries) -> dict[str, Any]:
     burden = series.get("tumor_burden")
     if burden is not None:
         out["bcells_cleared_day"] = _first_time_day(t, burden <= 0)
+        response = tumour_response(t, burden, series.tumour_cells)
+        out["response_end"] = response.end
+        out["response_best"] = response.best
+        out["tumour_end_fraction"] = response.end_fraction
     out["therapy_events"] = len(series.events)
     return out
 
@@ -128,7 +135,9 @@ def _table_rows(summaries: list[dict[str, Any]]) -> list[tuple[str, str]]:
         ("crs_onset_day_grade_ge2", "CRS onset, grade >= 2 [day]"), ("max_icans_grade", f"max ICANS grade ({SURROGATE})"),
         ("icans_onset_day_grade_ge1", "ICANS onset, grade >= 1 [day]"), ("icans_onset_day_grade_ge2", "ICANS onset, grade >= 2 [day]"),
         ("cart_peak_count", "CAR-T peak [cells]"), ("cart_peak_day", "CAR-T peak [day]"),
-        ("bcells_cleared_day", "B cells cleared [day]"), ("therapy_events", "therapy administrations"),
+        ("bcells_cleared_day", "B cells cleared [day]"), ("response_end", f"response at the end ({SURROGATE} of Lugano)"),
+        ("response_best", f"best response ({SURROGATE})"), ("tumour_end_fraction", "tumour at the end / start"),
+        ("therapy_events", "therapy administrations"),
     ]  # fmt: skip
     return rows
 

@@ -1,12 +1,14 @@
 """The end-of-run summary a clinician-scientist reads first, computed from a run file's time series.
 
-Owns :func:`run_summary` (the numbers, as a :class:`RunSummary`) and
-:meth:`RunSummary.text` (the lines ``carabm run`` and ``carabm report`` print). Grades are
-model surrogates of the ASTCT grades and labelled so.
+Owns :func:`run_summary` (the numbers, as a :class:`RunSummary`),
+:meth:`RunSummary.text` (the lines ``carabm run`` and ``carabm report`` print) and
+:func:`tumour_response` (the response category). Grades are model surrogates of the ASTCT
+grades, and the response a model surrogate of the Lugano categories; both are labelled so.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,90 @@ from carabm.io.xdmf import xdmf_path
 HOURS_PER_DAY = 24.0
 #: the time-series columns the summary reads (HDF5 names under ``timeseries/``)
 COLUMNS = ("crs_grade", "icans_grade", "serum/IL6", "blood_per_ul/cart", "tumor_burden")
+
+#: response surrogate (Lugano 2014; Cheson et al., J Clin Oncol 2014): lesion size is measured as
+#: the sum of the products of perpendicular diameters (SPD), an area; for a lesion of fixed cell
+#: density SPD ~ cells^(2/3), so a 50 % fall in SPD is a fall of cells to 0.5^1.5 = 35 %
+SPD_EXPONENT = 2.0 / 3.0
+#: residual tumour [cells] counted as complete response: about 1 cm^3 of tumour (1e8-1e9 cells per cm^3,
+#: Del Monte, Cell Cycle 2009), below the size of a normal lymph node (<= 1.5 cm, Lugano CT criterion); assumed
+DETECTABLE_TUMOUR_CELLS = 1e8
+#: response categories, best first: complete, partial, stable disease, progressive disease; NE: not evaluable
+RESPONSES = ("CR", "PR", "SD", "PD")
+RESPONSE_WORDS = {"CR": "complete response", "PR": "partial response", "SD": "stable disease (no response)",
+                  "PD": "progressive disease (no response)", "NE": "not evaluable (no measurable tumour at the start)"}  # fmt: skip
+
+
+@dataclass
+class TumourResponse:
+    """The tumour's response over a run (model surrogate of the Lugano categories; see :func:`tumour_response`)."""
+
+    end: str  #: category at the run's end
+    best: str  #: best category reached at any time
+    end_fraction: float  #: tumour at the end over the tumour at the start
+    nadir_fraction: float  #: least tumour over the tumour at the start
+    nadir_day: float
+    residual_cells: float | None  #: tumour in the patient at the end [cells] (None when the patient's burden is unknown)
+
+
+def _response_at(fraction: np.ndarray, over_nadir: np.ndarray, residual: np.ndarray | None) -> np.ndarray:
+    """Category (index into RESPONSES) per time from tumour/start, tumour/nadir-so-far and residual cells."""
+    spd = np.power(np.maximum(fraction, 0.0), SPD_EXPONENT)
+    category = np.full(fraction.shape, 2)  # stable disease unless one of the others applies
+    category[spd <= 0.5] = 1  # >= 50 % fall of SPD from the start
+    category[np.power(over_nadir, SPD_EXPONENT) >= 1.5] = 3  # >= 50 % rise of SPD from the nadir (a relapse too)
+    gone = fraction <= 0.0 if residual is None else (fraction <= 0.0) | (residual <= DETECTABLE_TUMOUR_CELLS)
+    category[gone] = 0
+    return category
+
+
+def tumour_response(time_h: np.ndarray, burden: np.ndarray, tumour_cells: float | None = None) -> TumourResponse:
+    """Response category at the end and at best, from the lattice tumour count over time (model surrogate of Lugano 2014).
+
+    ``burden``: the ``tumor_burden`` series (tumour cells on the lattice); its first value is the
+    start. ``tumour_cells``: the patient's tumour at the start (``patient.tumor_burden_cells``),
+    which turns the lattice count into the patient's residual tumour. Categories, in the
+    patient's tumour N(t) against the start N0 and the lowest value so far:
+
+    - CR: no tumour left on the lattice, or the residual below :data:`DETECTABLE_TUMOUR_CELLS`;
+    - PD: SPD (``N^(2/3)``) rose by at least 50 % from its lowest value so far (growth from the
+      start, or a relapse after a response), the tumour being detectable;
+    - PR: otherwise, SPD fell by at least 50 % from the start;
+    - SD: none of these. "NE" when the start already lies below the detectable residual.
+
+    A model surrogate: the lattice stands for the whole tumour, and the run's end (days) is
+    earlier than a trial's first assessment (about 4 weeks).
+    """
+    burden = np.asarray(burden, dtype=np.float64)
+    time_h = np.asarray(time_h, dtype=np.float64)
+    start = float(burden[0]) if burden.size else 0.0
+    if start <= 0 or (tumour_cells is not None and tumour_cells <= DETECTABLE_TUMOUR_CELLS):
+        return TumourResponse("NE", "NE", math.nan, math.nan, math.nan, tumour_cells)
+    fraction = burden / start
+    nadir = np.minimum.accumulate(burden)
+    over_nadir = np.where(nadir > 0, burden / np.maximum(nadir, 1e-300), np.where(burden > 0, np.inf, 1.0))
+    residual = None if tumour_cells is None else fraction * tumour_cells
+    category = _response_at(fraction, over_nadir, residual)
+    i_nadir = int(np.argmin(burden))
+    return TumourResponse(
+        end=RESPONSES[int(category[-1])], best=RESPONSES[int(category.min())], end_fraction=float(fraction[-1]),
+        nadir_fraction=float(fraction[i_nadir]), nadir_day=float(time_h[i_nadir] / HOURS_PER_DAY),
+        residual_cells=None if residual is None else float(residual[-1]),
+    )  # fmt: skip
+
+
+def config_tumour_cells(config_text: str | bytes | None) -> float | None:
+    """``patient.tumor_burden_cells`` from a run file's stored config text (the schema default when unset; None: unreadable)."""
+    if config_text is None:
+        return None
+    try:
+        import yaml  # noqa: PLC0415
+
+        config = yaml.safe_load(_text(config_text)) or {}
+        value = (config.get("patient") or {}).get("tumor_burden_cells", 1e10)
+        return float(value)
+    except Exception:  # noqa: BLE001 - an odd config text only costs the absolute residual
+        return None
 
 
 @dataclass
@@ -65,6 +151,7 @@ class RunSummary:
     bcells_start: int | None
     bcells_end: int | None
     bcells_cleared_day: float | None
+    response: TumourResponse | None = None
     therapies: list[TherapyGiven] = field(default_factory=list)
     wall_s: float | None = None
     ms_per_step: float | None = None
@@ -144,10 +231,11 @@ def run_summary(path: str | Path) -> RunSummary:
         wall_s = _attr(f, "wall_s")
         wall_steps = _attr(f, "wall_steps")
         dt_min = None
+        config_text = f["config"][()] if "config" in f else None
         try:
             import yaml  # noqa: PLC0415
 
-            dt_min = float(((yaml.safe_load(_text(f["config"][()])) or {}).get("run") or {}).get("dt_min"))
+            dt_min = float(((yaml.safe_load(_text(config_text)) or {}).get("run") or {}).get("dt_min"))
         except Exception:  # noqa: BLE001 - an odd config text only costs the step count
             dt_min = None
     n = min([len(time_h)] + [len(v) for v in cols.values()])
@@ -182,6 +270,7 @@ def run_summary(path: str | Path) -> RunSummary:
         bcells_start=int(burden[0]) if burden is not None else None,
         bcells_end=int(burden[-1]) if burden is not None else None,
         bcells_cleared_day=_first_day(time_h, burden <= 0) if burden is not None else None,
+        response=tumour_response(time_h, burden, config_tumour_cells(config_text)) if burden is not None else None,
         therapies=list(therapies.values()),
         wall_s=float(wall_s) if wall_s is not None else None,
         ms_per_step=float(wall_s) / int(wall_steps) * 1e3 if wall_s is not None and wall_steps else None,
@@ -212,6 +301,18 @@ def _grade_text(name: str, course: GradeCourse | None, hours: bool = False) -> s
     span = f"{course.days_at_grade_ge1 * HOURS_PER_DAY:.1f} h" if hours else f"{course.days_at_grade_ge1:.1f} days"
     text += f", {span} at grade >= 1"
     return text + (", ongoing at the end" if course.ongoing else f", resolved by {_at(course.resolved_day, hours)}")
+
+
+def response_text(r: TumourResponse, hours: bool = False) -> str:
+    """One line: the category at the end and at best, with the tumour fractions behind them."""
+    if r.end == "NE":
+        return RESPONSE_WORDS["NE"]
+    text = f"{RESPONSE_WORDS[r.end]} at the end (model surrogate of Lugano), tumour at {100 * r.end_fraction:.3g} % of the start"
+    if r.residual_cells is not None:
+        text += f" (~{r.residual_cells:.2g} cells in the patient)"
+    if r.best != r.end:
+        text += f"; best {r.best} (lowest {100 * r.nadir_fraction:.3g} % {_on(r.nadir_day, hours)})"
+    return text
 
 
 def _number(value: float) -> str:
@@ -246,6 +347,8 @@ def format_summary(s: RunSummary, next_steps: bool = True, exclude: tuple[str, .
         change = f" ({100.0 * (s.bcells_end - s.bcells_start) / s.bcells_start:+.0f} %)" if s.bcells_start else ""
         cleared = f"; cleared {_on(s.bcells_cleared_day, hours)}" if s.bcells_cleared_day is not None else "; not cleared"
         lines.append(f"{'Tumour':<8} B cells on the lattice {s.bcells_start} -> {s.bcells_end}{change}{cleared}")
+    if s.response is not None:
+        lines.append(f"{'Response':<8} {response_text(s.response, hours)}")
     if s.therapies:
         for i, t in enumerate(s.therapies):
             reason = f" ({t.first_reason})" if t.first_reason else ""
@@ -261,4 +364,5 @@ def format_summary(s: RunSummary, next_steps: bool = True, exclude: tuple[str, .
     return "\n".join([lines[0]] + ["  " + line for line in lines[1:]])
 
 
-__all__ = ["RunSummary", "GradeCourse", "TherapyGiven", "run_summary", "format_summary", "grade_course", "read_events", "next_commands"]
+__all__ = ["RunSummary", "GradeCourse", "TherapyGiven", "TumourResponse", "run_summary", "format_summary", "grade_course", "read_events",
+           "next_commands", "tumour_response", "response_text", "config_tumour_cells", "RESPONSES", "DETECTABLE_TUMOUR_CELLS"]

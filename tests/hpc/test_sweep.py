@@ -212,12 +212,15 @@ def test_collect_table_and_incidence(by_index: Path, capsys: pytest.CaptureFixtu
     header = lines[0].split(",")
     for col in ("index", "seed", "cells.cart.dose", "patient.monocytes_per_ul", "status", "peak_serum_IL6_pg_ml",
                 "max_crs_grade", "max_icans_grade", "crs_onset_day_grade_ge1", "cart_peak_count", "bcells_cleared_day",
-                "therapy_events"):  # fmt: skip
+                "response_end", "response_best", "therapy_events"):  # fmt: skip
         assert col in header, col
     assert len(lines) == 4
     table = collect(by_index)
     k, n, p, lo, hi = table.incidence["CRS any grade"]
     assert n == 3 and (lo, hi) == pytest.approx(wilson_interval(k, n)) and lo <= p <= hi
+    k, n, p, lo, hi = table.incidence["Complete response at the end"]
+    assert n == 3 and k == sum(r["response_end"] == "CR" for r in table.rows) and (lo, hi) == pytest.approx(wilson_interval(k, n))
+    assert "Complete response at the end" in (by_index / "summary.md").read_text()
     assert (by_index / "summary.md").read_text().startswith("# Sweep")
 
 

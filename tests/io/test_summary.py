@@ -10,7 +10,7 @@ from carabm.cli import main
 from carabm.io.catalog import cell_names, cytokine_names
 from carabm.io.config import load_config
 from carabm.io.hdf5 import RunWriter
-from carabm.io.summary import RunSummary, grade_course, run_summary
+from carabm.io.summary import DETECTABLE_TUMOUR_CELLS, RunSummary, grade_course, run_summary, tumour_response
 from carabm.simulation import build_lattice
 
 ROOT = Path(__file__).parents[2]
@@ -72,6 +72,7 @@ def test_summary_of_known_series(tmp_path):
     assert s.cart_peak_per_ul == pytest.approx(122.0) and s.cart_peak_day == pytest.approx(5.0)
     assert s.cart_fold == pytest.approx(61.0)
     assert (s.bcells_start, s.bcells_end) == (400, 0) and s.bcells_cleared_day == pytest.approx(8.0)
+    assert (s.response.end, s.response.best) == ("CR", "CR") and s.response.residual_cells == 0.0
     assert [(t.drug, t.doses) for t in s.therapies] == [("tocilizumab", 2), ("dexamethasone", 1)]
     assert s.therapies[0].first_day == pytest.approx(50.0 / DAY) and s.therapies[0].first_reason == "crs_grade >= 2"
     assert s.wall_s == 12.0 and s.ms_per_step == pytest.approx(5.0)
@@ -79,6 +80,7 @@ def test_summary_of_known_series(tmp_path):
     text = s.text()
     assert "max grade 2 (model surrogate)" in text and "800 pg/mL on day 3.0" in text
     assert "tocilizumab: 2 doses, first on day 2.1 (crs_grade >= 2)" in text
+    assert "Response complete response at the end (model surrogate of Lugano)" in text
     assert f"carabm render {tmp_path / 'known.h5'} --out {tmp_path / 'known.mp4'}" in text
 
 
@@ -116,3 +118,37 @@ def test_summary_of_a_schema1_file_and_of_a_short_run():
     assert s.therapies[0].first_day == pytest.approx(0.5 / DAY)  # its config gives tocilizumab at start_h 0.5
     text = s.text()
     assert "2 h simulated" in text and "tocilizumab: 1 dose, first at hour 0.5" in text
+
+
+# --------------------------------------------------------------------------- tumour response (model surrogate of Lugano)
+
+
+def test_tumour_response_categories_by_hand():
+    t = np.arange(0.0, 10 * DAY + 1, 12.0)
+    start = 1000.0
+    # cleared: complete response at the end and at best
+    gone = tumour_response(t, np.where(t >= 5 * DAY, 0, start))
+    assert (gone.end, gone.best) == ("CR", "CR") and gone.end_fraction == 0.0 and gone.nadir_day == pytest.approx(5.0)
+    # SPD ~ N^(2/3): N/N0 = 0.3 is an SPD of 0.45 (a >= 50 % fall: PR); 0.4 is 0.54 (not enough: SD)
+    assert tumour_response(t, np.where(t >= 2 * DAY, 0.3 * start, start)).end == "PR"
+    assert tumour_response(t, np.where(t >= 2 * DAY, 0.4 * start, start)).end == "SD"
+    # growth: N/N0 = 2 is an SPD of 1.59 (>= 1.5: PD); 1.7 is 1.42 (SD)
+    assert tumour_response(t, start * np.where(t >= 2 * DAY, 2.0, 1.0)).end == "PD"
+    assert tumour_response(t, start * np.where(t >= 2 * DAY, 1.7, 1.0)).end == "SD"
+    # a response, then regrowth to 2x the nadir (SPD 1.59x): PD at the end, PR at best
+    relapse = tumour_response(t, start * np.select([t >= 7 * DAY, t >= 3 * DAY], [0.2, 0.1], 1.0))
+    assert (relapse.end, relapse.best) == ("PD", "PR") and relapse.nadir_fraction == pytest.approx(0.1)
+
+
+def test_tumour_response_uses_the_patients_residual_tumour():
+    t = np.arange(0.0, 4 * DAY + 1, 12.0)
+    burden = np.where(t >= 2 * DAY, 5, 1000)  # 0.5 % of the start left on the lattice
+    assert tumour_response(t, burden).end == "PR"  # patient unknown: only an empty lattice is a CR
+    small = tumour_response(t, burden, tumour_cells=1e10)  # 5e7 cells left: below the detectable residual
+    assert small.end == "CR" and small.residual_cells == pytest.approx(5e7)
+    big = tumour_response(t, burden, tumour_cells=1e12)  # 5e9 cells left: measurable, but SPD far below half
+    assert big.end == "PR" and big.residual_cells == pytest.approx(5e9)
+    # a 1e10-cell patient whose few residual cells double stays a CR (not a relapse) while undetectable
+    assert tumour_response(t, np.where(t >= 3 * DAY, 10, burden), tumour_cells=1e10).end == "CR"
+    assert tumour_response(t, burden, tumour_cells=DETECTABLE_TUMOUR_CELLS).end == "NE"  # nothing measurable at the start
+    assert tumour_response(t, np.zeros(t.size)).end == "NE"
