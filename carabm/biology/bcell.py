@@ -48,8 +48,8 @@ class BCell(CellSection):
         "falls from full to nearly none within a few-fold of the threshold)",
     )
     cd19_spread: float = Field(
-        0.5, ge=0, description="cell-to-cell spread of CD19 density within a tumour, SD of its natural log [1]; assumed: quantitative flow "
-        "cytometry of B-cell tumours shows a spread of about a factor 1.5-2 around each case's mean (Ginaldi et al., J Clin Pathol 1998)",
+        0.5, ge=0, description="cell-to-cell spread of CD19 density within a tumour, SD of its natural log [1]; assumed: a unimodal "
+        "flow-cytometry peak about half a decade wide (no per-cell source checked; between patients the spread is wider, see the cohort)",
     )
 
 
