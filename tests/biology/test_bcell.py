@@ -103,6 +103,39 @@ def test_division_limit_follows_the_products_fitness():
         make().config.cells.cart.max_divisions - 2.0)
 
 
+def test_fitness_sets_when_dividing_cart_cells_exhaust():
+    """Activated CAR-T cells 8 divisions deep: exhausted at once when the product can make only 8 (capacity 1/4), not at 10."""
+    states = {}
+    for capacity in (1.0, 0.25):
+        model = make("cells.cart.dose=0", f"patient.cart_expansion_capacity={capacity}")
+        add_activated_cart(model, 50)
+        cells = np.asarray(model.mask_of(cart.NAME))
+        model.store["divisions"][cells] = 8
+        model.step()
+        cells = np.asarray(model.mask_of(cart.NAME))
+        states[capacity] = np.asarray(model.store.state)[cells]
+    assert not (states[1.0] == cart.EXHAUSTED).any()
+    assert (states[0.25] == cart.EXHAUSTED).all()
+
+
+def tumour_after(dose, burden_cells, steps=144):
+    """The lattice tumour after ``steps`` of 15 min, with the lattice's share of ``dose`` placed in it, activated (as if homed)."""
+    config = load_config(None, SMALL + ["lattice.shape=[4, 14, 26]", "cells.bcell.initial_count=150", "cells.cart.dose=0",
+                                        f"patient.tumor_burden_cells={burden_cells}", "run.dt_min=15"])  # fmt: skip
+    model = CrsModel(config, build_lattice(config), get_backend("numpy"))
+    add_activated_cart(model, round(dose * model.scale))
+    for _ in range(steps):
+        model.step()
+    return model.readouts()["tumor_burden"]
+
+
+def test_low_dose_high_burden_leaves_the_tumour_growing_while_the_default_shrinks_it():
+    # the default dose against a 1e9-cell tumour (21 CAR-T cells among 150 B cells), and a quarter of it against
+    # 5e9 cells (1 among 150): over 36 h the first kills faster than the tumour grows, the second does not
+    assert tumour_after(1.4e8, 1e9) < 0.5 * 150
+    assert tumour_after(3.5e7, 5e9) > 150
+
+
 def test_checkpoint_resume_keeps_the_antigen_bit_identical(tmp_path):
     config = load_config(None, SMALL + ["patient.cd19_negative_fraction=0.3", "cells.bcell.doubling_time_h=2"])
     reference = CrsModel(config, build_lattice(config), get_backend("numpy"))
