@@ -86,7 +86,7 @@ STATISTICS: dict[str, Statistic] = {s.name: s for s in (
     Statistic("icans_grade3", "ICANS, grade >= 3", "incidence", "max_icans_grade", 3),
     Statistic("crs_onset_median_day", "CRS onset, median [day]", "median", "crs_onset_day_grade_ge1"),
     Statistic("icans_onset_median_day", "ICANS onset, median [day]", "median", "icans_onset_day_grade_ge1"),
-    # a member row's ``complete_response`` (1 = complete response, 0 = not) once the model has a response readout
+    # a member row's ``complete_response`` (1 = complete response at the run's end, 0 = not; carabm.io.summary.tumour_response)
     Statistic("complete_response", "complete response", "incidence", "complete_response", 1),
 )}  # fmt: skip
 

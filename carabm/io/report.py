@@ -121,6 +121,7 @@ def summarize(series: RunSeries) -> dict[str, Any]:
         out["response_end"] = response.end
         out["response_best"] = response.best
         out["tumour_end_fraction"] = response.end_fraction
+        out["complete_response"] = None if response.end == "NE" else int(response.end == "CR")  # the trial table's statistic
     out["therapy_events"] = len(series.events)
     return out
 
