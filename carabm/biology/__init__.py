@@ -8,12 +8,25 @@ sections the biology owns. How to add to it: docs/extending.md.
 
 from __future__ import annotations
 
-from carabm.biology import bcell, cart, clinical, cytokines, drugs, endothelium, macrophage, microglia, monocyte, triggers
+from carabm.biology import (
+    acute_phase,
+    bcell,
+    cart,
+    clinical,
+    cytokines,
+    drugs,
+    endothelium,
+    macrophage,
+    microglia,
+    monocyte,
+    triggers,
+)
 from carabm.io.catalog import register_cell_type, register_section
 
 for _module in (cart, bcell, macrophage, monocyte, microglia):
     register_cell_type(_module.CELL_TYPE)
 register_section("endothelium", endothelium.Endothelium)
 register_section("clinical", clinical.Clinical)
+register_section("acute_phase", acute_phase.AcutePhase)
 
 __all__ = ["cytokines", "drugs", "triggers"]

@@ -154,6 +154,11 @@ def engaged(model: CrsModel) -> Any:
     return (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
 
 
+def stimulus_weight(model: CrsModel) -> Any:
+    """Per agent, the contact stimulus it gives a myeloid neighbour (CD40L), ``float32 [n]``: 1 per engaged CAR-T agent, 0 for others."""
+    return engaged(model).astype(model.xp.float32)
+
+
 def infuse(model: CrsModel) -> None:
     """The dose enters the systemic blood pool at t = 0, resting."""
     model.circulation.infuse(NAME, model.config.cells.cart.dose, RESTING, step=0)

@@ -20,15 +20,22 @@ SECONDS_PER_HOUR = 3600.0
 # The built-in cytokine fields, in field order. Diffusion from protein size (Stokes-Einstein,
 # assumed); tissue half-life: Francis & Palsson 1997 (time constant 10-30 min); serum
 # half-lives: assumed, within the reported 0.5-2 h; intact-BBB conductance 0.0005, assumed
-# (CSF levels ~1-2 % of serum at rest).
+# (CSF levels ~1-2 % of serum at rest). Healthy serum baselines (``baseline_pg_ml``): IL-6
+# 3 pg/mL, between the population median 1.5 pg/mL (CoLaus, Marques-Vidal et al., PLoS One
+# 2011) and the pooled mean 5.2 pg/mL of 57 studies (Said et al., J Med Virol 2021); IL-1β
+# 1 pg/mL and TNF-α 3 pg/mL (CoLaus medians 1.2 and 2.9 pg/mL); GM-CSF and IL-2 0
+# (undetectable in 144 healthy donors, Biancotto et al., PLoS One 2013); IL-10 and IFN-γ
+# 2 pg/mL, assumed (low single-digit pg/mL, mostly below ELISA detection in healthy donors);
+# MCP-1 and DAMP 0, assumed (MCP-1 is a few hundred pg/mL in healthy serum, but the monocyte
+# recruitment half-maximum is set against tissue levels above that background).
 for _cytokine in (
-    Cytokine("IL6", "interleukin-6", 100.0, 0.25, 0.75),
-    Cytokine("IL1b", "interleukin-1 beta", 110.0, 0.25, 0.5),
-    Cytokine("IFNg", "interferon gamma", 80.0, 0.25, 1.0),
-    Cytokine("TNFa", "tumour necrosis factor alpha", 70.0, 0.25, 0.5),
+    Cytokine("IL6", "interleukin-6", 100.0, 0.25, 0.75, baseline_pg_ml=3.0),
+    Cytokine("IL1b", "interleukin-1 beta", 110.0, 0.25, 0.5, baseline_pg_ml=1.0),
+    Cytokine("IFNg", "interferon gamma", 80.0, 0.25, 1.0, baseline_pg_ml=2.0),
+    Cytokine("TNFa", "tumour necrosis factor alpha", 70.0, 0.25, 0.5, baseline_pg_ml=3.0),
     Cytokine("GMCSF", "granulocyte-macrophage colony-stimulating factor", 100.0, 0.25, 1.0),
     Cytokine("MCP1", "monocyte chemoattractant protein 1 (CCL2)", 130.0, 0.5, 1.0),
-    Cytokine("IL10", "interleukin-10", 80.0, 0.5, 2.0),
+    Cytokine("IL10", "interleukin-10", 80.0, 0.5, 2.0, baseline_pg_ml=2.0),
     Cytokine("IL2", "interleukin-2", 110.0, 0.25, 0.5),
     Cytokine("DAMP", "damage-associated molecular patterns (HMGB1-like surrogate)", 100.0, 0.5, 1.0),
 ):
@@ -38,6 +45,11 @@ for _cytokine in (
 def field_index() -> dict[str, int]:
     """Field index of each registered cytokine (its row in the ``fields`` array)."""
     return {name: i for i, name in enumerate(CATALOG.cytokines)}
+
+
+def baselines(config: Config) -> list[float]:
+    """Per-field healthy serum level [pg/mL] (``cytokines.<name>.baseline_pg_ml``)."""
+    return [getattr(config.cytokines, name).baseline_pg_ml for name in CATALOG.cytokines]
 
 
 def transport(config: Config) -> tuple[list[float], list[float], list[float], list[float]]:

@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from carabm.biology import endothelium, readouts, rules
-from carabm.biology.cytokines import Secretion, field_index, transport
+from carabm.biology import acute_phase, endothelium, readouts, rules
+from carabm.biology.cytokines import Secretion, baselines, field_index, transport
 from carabm.biology.therapies import Effects, TherapyState
 from carabm.engine import rng_compiled
 from carabm.engine.agents import AgentStore, KindSpec
@@ -98,6 +98,8 @@ class CrsModel:
         self._per_step: dict[str, Any] = {}
         self._integrity = None
         self._integrity_mean: float | None = None  # host copy of mean_bbb_integrity(), None: not known
+        #: stateful parts the biology adds at set-up (name -> object with checkpoint_state/restore_checkpoint_state)
+        self.parts: dict[str, Any] = {}
 
         patient = config.patient
         tumour = sum(getattr(config.cells, name).initial_count for name, cell in CATALOG.cell_types.items() if cell.tumour)
@@ -111,8 +113,10 @@ class CrsModel:
 
         diffusion, decay, clearance, bbb_permeability = transport(config)
         self.solver = FieldSolver(lattice.shape, lattice.voxel_um, diffusion, decay, backend)
+        healthy = baselines(config)  # the serum starts at rest; basal production off the lattice keeps it there
         self.blood = BloodPool(self.solver, lattice.labels == BLOOD, patient.blood_volume_ml, self.scale,
-                               [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S)  # fmt: skip
+                               [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S, serum_pg_ml=healthy)  # fmt: skip
+        self.blood.set_systemic_source("basal", self.blood.balancing_production(healthy))
         self.fields = self.solver.zeros()
         self.integrity = xp.ones(lattice.shape, dtype=xp.float32)
         self._integrity_mean = 1.0  # the mean of all ones, known without reading it
@@ -143,6 +147,7 @@ class CrsModel:
         for cell in CATALOG.cell_types.values():
             if cell.setup is not None:
                 cell.setup(self)
+        acute_phase.setup(self)
 
     # ------------------------------------------------------------------ what the cell rules use
     @property
@@ -203,6 +208,10 @@ class CrsModel:
         flag = self.mask_of(kind) if where is None else self.mask_of(kind) & where
         return self.neighbourhood.has_neighbour(flag)
 
+    def neighbour_sum(self, weights: Any) -> Any:
+        """Float ``[n]``: per agent, the sum of ``weights`` (float ``[n]``, 0 for agents that do not count) over its 26 neighbours."""
+        return self.neighbourhood.neighbour_sum(weights)
+
     def once_per_step(self, key: str, compute: Callable[[CrsModel], Any]) -> Any:
         """``compute(model)`` at its first use in a step, then the same value until the step ends."""
         if key not in self._per_step:
@@ -248,6 +257,7 @@ class CrsModel:
             "circulation": self.circulation.checkpoint_state(),
             "effects": self.effects.checkpoint_state(),
             "therapy": self.therapy.checkpoint_state(),
+            "parts": {name: part.checkpoint_state() for name, part in self.parts.items()},
         }
 
     def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
@@ -268,6 +278,11 @@ class CrsModel:
         self.circulation.restore_checkpoint_state(state["circulation"])
         self.effects.restore_checkpoint_state(state["effects"])
         self.therapy.restore_checkpoint_state(state["therapy"])
+        saved_parts = state.get("parts", {})
+        for name, part in self.parts.items():
+            if name not in saved_parts:
+                raise CheckpointError(f"the checkpoint has no state of {name!r} (written by an older carabm); start the run again with --overwrite")
+            part.restore_checkpoint_state(saved_parts[name])
         self._dies = None
         self._agents_moved()
         self.refresh_conductance()
@@ -371,6 +386,10 @@ class CrsModel:
         endothelium.update(self, self.serum)
         self.therapy.advance_pk(self.dt_h)
 
+    def acute_phase(self) -> None:
+        """Acute-phase proteins (CRP, ferritin) from this step's serum and the last readouts."""
+        acute_phase.advance(self)
+
     def record(self) -> None:
         """The readouts: the time-series row (also what the next step's triggers see)."""
         self.row = self.readouts(self.serum)
@@ -405,5 +424,6 @@ STEP: tuple[Callable[[CrsModel], None], ...] = (
     _phase("secrete"),  # 4. secrete / uptake
     CrsModel.transport_fields,  # 5. fields: blood-pool exchange, sources, uptake, decay, diffusion
     CrsModel.endothelium,  # 6. endothelium / BBB, therapy PK
+    CrsModel.acute_phase,  # 6b. acute-phase proteins: CRP (IL-6), ferritin (macrophage activation)
     CrsModel.record,  # 7. readouts (also what the next step's triggers see)
 )

@@ -6,6 +6,13 @@ The circulating pool is kept at the patient's baseline by marrow output: pool ce
 the blood with the circulating half-life and are replaced at the same rate; serum GM-CSF
 raises that baseline (emergency myelopoiesis), so GM-CSF blockade (lenzilumab) lowers the
 myeloid supply of the storm (Sterner, Blood 2019).
+
+The circulating pool also responds as a whole (a systemic myeloid response): its mean
+activation level follows the shared myeloid rules fed with the free serum levels (IFN-γ,
+GM-CSF, DAMP priming; IL-1β, IL-6, TNF-α amplifying; IL-10 damping; no contact), one host
+scalar ODE (:class:`PoolActivation`), and the pool's monocytes secrete into serum at the
+per-cell rates of lattice monocytes: circulating monocytes are a main IL-1/IL-6 source
+(Norelli, Nat Med 2018). Depletion and steroids act on it as on the lattice's monocytes.
 """
 
 from __future__ import annotations
@@ -13,9 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from pydantic import Field
 
 from carabm.biology import macrophage, myeloid, rules
+from carabm.biology.cytokines import SECONDS_PER_HOUR
 from carabm.biology.myeloid import Myeloid
 from carabm.engine.agents import KindSpec
 from carabm.engine.lattice import BLOOD
@@ -27,6 +36,8 @@ if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
 
 NAME = "monocyte"
+#: the model part (``model.parts``) holding the circulating pool's activation
+POOL_PART = "monocyte_pool"
 
 
 class Monocyte(Myeloid):
@@ -107,6 +118,49 @@ def renew_pool(model: CrsModel) -> None:
         pool[k, myeloid.RESTING] = max(0, pool[k, myeloid.RESTING] + whole)
 
 
+class PoolActivation:
+    """Mean activation level of the circulating monocyte pool and its hours activated (host scalars, checkpointed)."""
+
+    def __init__(self) -> None:
+        self.level = 0.0
+        self.active_h = 0.0
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """The pool's activation level and hours activated."""
+        return {"level": float(self.level), "active_h": float(self.active_h)}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Take the state of :meth:`checkpoint_state`."""
+        self.level = float(state["level"])
+        self.active_h = float(state["active_h"])
+
+
+def pool_response(model: CrsModel) -> None:
+    """Activation of the circulating pool by serum cytokines, and its secretion into serum (a systemic source)."""
+    p = model.config.cells.monocyte
+    state: PoolActivation = model.parts[POOL_PART]
+    serum = model.serum
+    free = model.effects.signal_free_fraction_scalar("blood")
+    levels = {name: float(serum[i]) for name, i in model.index.items()}
+    signal = float(myeloid.signal_strength(levels, free, 0.0, p, model.effects.myeloid_activation))
+    state.level = float(myeloid.next_level(state.level, signal, p, model.dt_h))
+    state.active_h = float(myeloid.next_active_h(state.level, state.active_h, model.dt_h, np))
+    il1_signal = myeloid.il1_induction_signal(levels["IL1b"] * free["IL1b"], p)
+    rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, model.effects.cytokine_production)
+    cells = int(model.circulation.pool[model.store.kind_id(NAME)].sum())
+    per_ml_s = cells / (model.blood.pool_volume_ml * SECONDS_PER_HOUR)
+    sources = np.zeros(len(model.index))
+    for name, rate in rates.items():
+        sources[model.index[name]] = float(rate) * per_ml_s * getattr(model.config.cytokines, name).secretion_scale
+    model.blood.set_systemic_source(POOL_PART, sources)
+
+
+def blood_pool(model: CrsModel) -> None:
+    """The systemic pool: marrow renewal, then the pool's response to serum cytokines."""
+    renew_pool(model)
+    pool_response(model)
+
+
 def baseline(model: CrsModel) -> float:
     """The patient's circulating monocytes, scaled to the lattice's blood pool [cells]."""
     patient = model.config.patient
@@ -116,12 +170,13 @@ def baseline(model: CrsModel) -> float:
 def fill_pool(model: CrsModel) -> None:
     """At t = 0 the systemic pool holds the patient's baseline monocytes, resting."""
     model.circulation.pool[model.store.kind_id(NAME), myeloid.RESTING] += int(round(baseline(model)))
+    model.parts[POOL_PART] = PoolActivation()
 
 
 #: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)
 CELL_TYPE = CellType(
     NAME, "monocytes", home="tissue", states=myeloid.STATES, activated="activated", section=Monocyte, spec=kind_spec,
     colour=(1.00, 0.50, 0.00),  # orange
-    variables=myeloid.VARIABLES, variable_docs=myeloid.VARIABLE_DOCS, layers={"decide": step, "blood_pool": renew_pool, "secrete": secrete},
+    variables=myeloid.VARIABLES, variable_docs=myeloid.VARIABLE_DOCS, layers={"decide": step, "blood_pool": blood_pool, "secrete": secrete},
     setup=fill_pool, extravasation_scale=recruitment_scale,
 )  # fmt: skip

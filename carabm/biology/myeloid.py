@@ -1,18 +1,24 @@
 """What macrophages, monocytes and microglia share: activation by signals, secretion, IL-6 uptake.
 
-Activation level ``a`` in [0, 1] follows ``da/dt = r_on S (1 - a) - r_off a``. The signal
-``S = min(1, P (1 + g A)) / (1 + IL10/h10)``: priming ``P`` is the probabilistic OR of Hill
-responses to IFN-γ, GM-CSF and DAMPs and of CD40L contact with activated CAR-T cells; the
-amplifiers IL-1β, IL-6 and TNF-α (``A``, also an OR of Hill responses) multiply it by up to
-``1 + g``. Amplifiers alone do not activate a resting cell, so the resting state is stable
-and the storm needs the CAR-T trigger; IL-10 damps it. Secretion
-rises from a basal fraction to full with ``a``; IL-6 production largely needs IL-1 signalling
-(IL-1 induces IL-6), so IL-1 blockade lowers IL-6; IL-10 comes late (after ``il10_delay_h`` of
-activation), closing the negative feedback loop.
+Activation level ``a`` in [0, 1] follows ``da/dt = r_on X (1 - a) - r_off a``, so at steady
+state ``a = X / (X + r_off/r_on)``: a graded response to the signal strength ``X`` with its
+half-maximum at ``X = r_off/r_on``, and no ceiling below full activation. ``X = P (1 + g A) /
+(1 + IL10/h10)``: the priming ``P`` is the sum of Hill responses to IFN-γ, GM-CSF and DAMPs
+(each saturates as its receptors do) plus ``c`` per engaged CAR-T cell in the 26-voxel
+neighbourhood (CD40L contact, graded in the number of contacts: a weighted neighbour count,
+:func:`carabm.biology.cart.stimulus_weight`); the amplifiers IL-1β, IL-6 and TNF-α (``A``, a
+probabilistic OR of Hill responses) multiply it by up to ``1 + g``. Amplifiers alone do not
+activate a resting cell, so the resting state is stable and the storm needs the CAR-T
+trigger; IL-10 damps it. Secretion rises from a basal fraction to full with ``a``; IL-6
+production largely needs IL-1 signalling (IL-1 induces IL-6), so IL-1 blockade lowers IL-6;
+IL-10 comes late (after ``il10_delay_h`` of activation), closing the negative feedback loop.
+The same rules, fed with serum levels instead of voxel levels, drive the circulating monocyte
+pool (:mod:`carabm.biology.monocyte`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,8 +53,13 @@ class Myeloid(CellSection):
     )
     amplification_gain: float = Field(3.0, ge=0, description="fold rise of the priming signal at saturating amplifiers [1]; assumed")
     activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")
-    contact_signal: float = Field(0.6, ge=0, le=1, description="signal from contact with an activated CAR-T cell (CD40L), 0..1; assumed")
-    activation_per_h: float = Field(0.4, ge=0, description="rate of activation at full signal [1/h]; assumed")
+    contact_signal_per_cell: float = Field(
+        0.1, ge=0,
+        description="priming signal per engaged CAR-T cell in contact (CD40L), added to the cytokine priming [1 per cell]; "
+        "assumed: half-maximal activation (signal 0.5) at about 5 of the 26 neighbours engaged, so output keeps rising "
+        "over the clinical range of contacts (a few per myeloid cell at the CAR-T peak) up to a full neighbourhood",
+    )
+    activation_per_h: float = Field(0.4, ge=0, description="rate of activation per unit of signal strength [1/h]; assumed (with the deactivation rate: half-maximal activation at signal 0.5)")
     deactivation_per_h: float = Field(0.2, ge=0, description="rate of return to rest [1/h]; assumed (about 3.5 h half-life)")
     il10_half_max_pg_ml: float = Field(300.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
     il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
@@ -68,7 +79,8 @@ class Myeloid(CellSection):
 @dataclass(frozen=True)
 class Inputs:
     """What the myeloid rules sense, per agent ``[n]``: cytokine levels at its voxel, its
-    compartment's free signalling fractions, and CD40L contact with an engaged CAR-T cell.
+    compartment's free signalling fractions, and CD40L contacts (the summed stimulus weight of
+    engaged CAR-T neighbours, ``float32``).
 
     The same for every myeloid kind within a decide layer (fields, positions and CAR-T cells
     do not change between the myeloid rules), so :meth:`CrsModel.step` gathers them once.
@@ -76,7 +88,7 @@ class Inputs:
 
     local: dict[str, Any]
     block: dict[str, Any]
-    cd40l: Any
+    contacts: Any
 
 
 def inputs(model: CrsModel) -> Inputs:
@@ -88,26 +100,60 @@ def _gather(model: CrsModel) -> Inputs:
     return Inputs(
         sense(model.fields_flat, model.voxels()),
         model.effects.signal_free_fraction(model.compartments()),
-        model.has_neighbour(cart.NAME, where=cart.engaged(model)),
+        model.neighbour_sum(cart.stimulus_weight(model)),
     )
+
+
+def signal_strength(local: Mapping[str, Any], block: Mapping[str, Any], contacts: Any, params: Myeloid, suppression: Any = 1.0) -> Any:
+    """The signal strength ``X`` (>= 0, no upper bound) of cells that see cytokine levels ``local`` [pg/mL].
+
+    ``block``: the free (signalling) fraction of each cytokine; ``contacts``: the summed stimulus
+    weight of engaged CAR-T cells in contact (0 in the blood pool); ``suppression``: therapy
+    multiplier (steroids). Works on arrays of any backend and on host scalars alike.
+    """
+    power = params.activation_hill
+    priming = params.contact_signal_per_cell * contacts
+    for name, h in params.trigger_half_max_pg_ml.as_dict().items():
+        priming = priming + rules.hill(local[name] * block[name], h, power)
+    amplifier = rules.any_of(*[rules.hill(local[name] * block[name], h, power) for name, h in params.amplifier_half_max_pg_ml.as_dict().items()])
+    return priming * (1.0 + params.amplification_gain * amplifier) * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * suppression
+
+
+def next_level(level: Any, signal: Any, params: Myeloid, dt_h: float) -> Any:
+    """Activation level after one step of ``dt_h`` at signal strength ``signal`` (exact, bounded in [0, 1])."""
+    return rules.relax(level, params.activation_per_h * signal, params.deactivation_per_h, dt_h)
+
+
+def next_active_h(level: Any, active_h: Any, dt_h: float, xp: Any) -> Any:
+    """Hours activated without a break: counts while above the threshold, resets once the level falls below 0.2."""
+    return xp.where(level > ACTIVE_THRESHOLD, active_h + dt_h, xp.where(level < 0.2, 0.0, active_h))
+
+
+def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid, production: Any = 1.0) -> dict[str, Any]:
+    """Secretion per cell [pg/cell/h] of each cytokine at activation ``level`` (IL-10 late, IL-6 induced by IL-1)."""
+    drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * production
+    late = rules.hill(active_h, params.il10_delay_h)
+    il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
+    out = {}
+    for name, rate in params.secretion_pg_cell_h.as_dict().items():
+        factor = late if name == "IL10" else il6_induction if name == "IL6" else 1.0
+        out[name] = rate * drive * factor
+    return out
+
+
+def il1_induction_signal(il1b_pg_ml: Any, params: Myeloid) -> Any:
+    """IL-1 signalling that induces IL-6 (0..1), from the free IL-1β level [pg/mL]."""
+    return rules.hill(il1b_pg_ml, params.il1_for_il6_half_max_pg_ml, params.activation_hill)
 
 
 def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
     """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set; returns it ``[n]``."""
     xp, store = model.xp, model.store
     sensed = inputs(model)
-    local, block, cd40l = sensed.local, sensed.block, sensed.cd40l
-    power = params.activation_hill
-    priming = rules.any_of(
-        *[rules.hill(local[name] * block[name], h, power) for name, h in params.trigger_half_max_pg_ml.as_dict().items()],
-        params.contact_signal * cd40l.astype(xp.float32),
-    )
-    amplifier = rules.any_of(*[rules.hill(local[name] * block[name], h, power) for name, h in params.amplifier_half_max_pg_ml.as_dict().items()])
-    signal = xp.minimum(priming * (1.0 + params.amplification_gain * amplifier), 1.0)
-    signal = signal * rules.inhibition(local["IL10"], params.il10_half_max_pg_ml) * model.effects.myeloid_activation
-    level = rules.relax(store["activation"], params.activation_per_h * signal, params.deactivation_per_h, model.dt_h)
+    signal = signal_strength(sensed.local, sensed.block, sensed.contacts, params, model.effects.myeloid_activation)
+    level = next_level(store["activation"], signal, params, model.dt_h)
     active = level > ACTIVE_THRESHOLD
-    active_h = xp.where(active, store["active_h"] + model.dt_h, xp.where(level < 0.2, 0.0, store["active_h"]))
+    active_h = next_active_h(level, store["active_h"], model.dt_h, xp)
     store["activation"][...] = xp.where(cells, level.astype(xp.float32), store["activation"])
     store["active_h"][...] = xp.where(cells, active_h.astype(xp.float32), store["active_h"])
     store.state[...] = xp.where(cells, xp.where(active, ACTIVATED, RESTING).astype(store.state.dtype), store.state)
@@ -119,14 +165,10 @@ def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
     xp, store = model.xp, model.store
     voxels = model.voxels()
     compartments = model.compartments()
-    level = store["activation"]
-    drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * model.effects.cytokine_production
-    late = rules.hill(store["active_h"], params.il10_delay_h)
     il1_free = model.effects.signal_free_fraction(compartments)["IL1b"]
-    il1_signal = rules.hill(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params.il1_for_il6_half_max_pg_ml, params.activation_hill)
-    il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
-    for name, rate in params.secretion_pg_cell_h.as_dict().items():
-        factor = late if name == "IL10" else il6_induction if name == "IL6" else 1.0
-        model.secretion.add_each(name, voxels, xp.where(cells, rate * drive * factor, 0.0))
+    il1_signal = il1_induction_signal(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params)
+    rates = secretion_rates(store["activation"], store["active_h"], il1_signal, params, model.effects.cytokine_production)
+    for name, rate in rates.items():
+        model.secretion.add_each(name, voxels, xp.where(cells, rate, 0.0))
     free_receptors = model.effects.il6_receptor_free(compartments)
     model.secretion.consume("IL6", voxels, cells, params.il6_uptake_per_h * free_receptors)

@@ -10,13 +10,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from carabm.biology import clinical
+from carabm.biology import acute_phase, clinical, monocyte
 from carabm.engine.circulation import UL_PER_ML
 from carabm.engine.lattice import CNS
 from carabm.io.catalog import CATALOG
 
 if TYPE_CHECKING:
     from carabm.biology.model import CrsModel
+
+
+#: the per-agent variable whose mean per cell type is the ``mean_activation/<name>`` readout
+ACTIVATION = "activation"
+
+
+def _activation_kinds(model: CrsModel) -> list[int]:
+    """Kind ids of the cell types with an activation level (the myeloid kinds)."""
+    return [k for k, cell in enumerate(CATALOG.cell_types.values()) if ACTIVATION in cell.variables]
 
 
 def _kind_groups(model: CrsModel) -> tuple[list[int], list[int], list[int]]:
@@ -34,7 +43,7 @@ def packed(model: CrsModel) -> Any:
     Layout: lattice counts per kind ``[K]``, activated agents per kind ``[K]``, lattice-blood
     counts of the kinds that may be in blood ``[B]``, CNS infiltrate ``[1]``, mean CNS level
     per cytokine ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), this
-    step's tallies ``[T]``. Counts are exact in float64.
+    step's tallies ``[T]``, summed activation level per kind with one ``[A]``. Counts are exact in float64.
     """
     xp, store = model.xp, model.store
     f64 = xp.float64
@@ -60,6 +69,10 @@ def packed(model: CrsModel) -> Any:
     else:
         parts.append(xp.ones(1, dtype=f64))
     parts.append(model.tallies.astype(f64))
+    active_kinds = _activation_kinds(model)
+    if active_kinds:
+        level = store[ACTIVATION].astype(f64)
+        parts.append(xp.where(is_kind[active_kinds], level[None, :], 0.0).sum(axis=1))
     return xp.concatenate(parts)
 
 
@@ -84,8 +97,10 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     at += n_blood + 1
     cns = values[at : at + n_cyt]
     integrity = float(values[at + n_cyt])
-    for name, value in zip(model.tally_names, values[at + n_cyt + 1 :].astype(np.int64)):
+    n_tallies = len(model.tally_names)
+    for name, value in zip(model.tally_names, values[at + n_cyt + 1 : at + n_cyt + 1 + n_tallies].astype(np.int64)):
         model.counters[name] += int(value)
+    activation_sums = values[at + n_cyt + 1 + n_tallies :]
     model.integrity_known(integrity)
 
     out: dict[str, Any] = {"time_h": model.step_index * model.dt_h}
@@ -114,6 +129,12 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
             in_pool = int(circ.pool[k, cell.code(cell.activated)]) if circ.circulating[k] else 0
             out[f"activated/{cell.name}"] = int(activated[k] + in_pool)
     out["cns_infiltrate"] = infiltrate
+    for j, k in enumerate(_activation_kinds(model)):
+        out[f"mean_activation/{cells[k]}"] = float(activation_sums[j] / lattice_counts[k]) if lattice_counts[k] else 0.0
+    pool = model.parts.get(monocyte.POOL_PART)
+    if pool is not None:
+        out["monocyte_pool_activation"] = pool.level
+    out.update(acute_phase.readouts(model))
     for name, pk in model.therapy.plasma.items():
         out[f"drug/{name}"] = pk.conc_ug_ml
         out[f"drug_cns/{name}"] = pk.cns_ug_ml(integrity)

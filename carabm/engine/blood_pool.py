@@ -138,6 +138,7 @@ class BloodPool:
             raise ValueError(f"serum_pg_ml: one value >= 0 per field, got {initial.tolist()}")
         self._serum = xp.asarray(initial, dtype=np.float64)
         self._blood_index_i32: Any = None  # the kernels' int32 copy of blood_index, made at first use
+        self._systemic: dict[str, np.ndarray] = {}  # named productions straight into the pool [pg/mL/s per field]
 
     @property
     def _serum(self) -> Any:
@@ -163,6 +164,31 @@ class BloodPool:
     @serum_pg_ml.setter
     def serum_pg_ml(self, values: Sequence[float]) -> None:
         self._serum = self.solver.backend.xp.asarray(np.asarray(values, dtype=np.float64).reshape(self.solver.n_fields))
+
+    def balancing_production(self, levels_pg_ml: Sequence[float]) -> np.ndarray:
+        """Production into the pool [pg/mL/s per field] that balances serum clearance at ``levels_pg_ml``."""
+        levels = np.asarray(levels_pg_ml, dtype=np.float64).reshape(self.solver.n_fields)
+        return levels * self.clearance_per_s
+
+    def set_systemic_source(self, name: str, pg_ml_s: Sequence[float]) -> None:
+        """A named production straight into the pool (host, pg/mL/s per field): sources outside the lattice.
+
+        Held until set again and added at every :meth:`step` (summed in the order first set);
+        not checkpointed: its owner sets it at set-up or anew each step before the field step.
+        """
+        values = np.asarray(pg_ml_s, dtype=np.float64).reshape(self.solver.n_fields)
+        if np.any(~np.isfinite(values)):
+            raise ValueError(f"systemic source {name!r}: finite values per field, got {values.tolist()}")
+        self._systemic[name] = values
+
+    def systemic_sources(self) -> np.ndarray | None:
+        """The sum of the named systemic sources [pg/mL/s per field], None when none is set."""
+        if not self._systemic:
+            return None
+        total = np.zeros(self.solver.n_fields)
+        for values in self._systemic.values():
+            total = total + values
+        return total
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The serum concentrations [pg/mL] (host float64)."""
@@ -219,6 +245,11 @@ class BloodPool:
         return fields
 
     def step(self, fields: Any, dt_s: float, sources: Any = None, uptake: Any = None, pool_sources_pg_ml_s: Any = None) -> Any:
-        """Exchange with the pool, then one solver step; ``fields`` updated in place and returned."""
+        """Exchange with the pool, then one solver step; ``fields`` updated in place and returned.
+
+        ``pool_sources_pg_ml_s`` defaults to the systemic sources (:meth:`set_systemic_source`).
+        """
+        if pool_sources_pg_ml_s is None:
+            pool_sources_pg_ml_s = self.systemic_sources()
         self.exchange(fields, dt_s, pool_sources_pg_ml_s)
         return self.solver.step(fields, dt_s, sources, uptake)

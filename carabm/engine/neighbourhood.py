@@ -127,3 +127,14 @@ class Neighbourhood:
     def has_neighbour(self, among: Any) -> Any:
         """Bool ``[n]``: whether each agent has a neighbour where ``among`` (bool ``[n]``) is set."""
         return self.pad_rows(self.flags(among).any(axis=0), False)
+
+    def neighbour_sum(self, weights: Any) -> Any:
+        """Per agent, the sum of ``weights`` (float ``[n]``) over its 26 neighbours, ``float32 [n]``.
+
+        A count of neighbours of some kind when ``weights`` is 0/1. One gather and one sum over
+        the neighbour axis (array operations on either backend); agents added after the cached
+        neighbourhood (daughters) count as nobody's neighbour and get 0, as in :meth:`has_neighbour`.
+        """
+        xp = self.xp
+        padded = xp.concatenate([xp.zeros(1, dtype=xp.float32), xp.asarray(weights, dtype=xp.float32)])
+        return self.pad_rows(xp.take(padded, self.neighbours()).sum(axis=0, dtype=xp.float32), 0.0)

@@ -70,6 +70,7 @@ class Cytokine:
     serum_half_life_h: float
     bbb_permeability: float = 0.0005
     units: str = "pg/mL"
+    baseline_pg_ml: float = 0.0  # healthy serum level, kept by basal production outside the lattice
 
 
 @dataclass(frozen=True)

@@ -209,6 +209,11 @@ class Cytokine(Strict):
     serum_half_life_h: float = Field(1.0, gt=0, description="half-life in the systemic pool (clearance) [h]")
     bbb_permeability: float = Field(0.0005, ge=0, le=1, description="conductance of an intact BBB, 0..1; assumed (CSF levels ~1-2 % of serum at rest)")
     secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout) [1]")
+    baseline_pg_ml: float = Field(
+        0.0, ge=0,
+        description="healthy serum level [pg/mL], kept by basal production in the rest of the body (off the lattice) that "
+        "balances serum clearance; each cytokine's default and its source: docs/model.md (Physiological baselines)",
+    )
 
 
 class Therapy(Strict):
@@ -313,7 +318,7 @@ def schema() -> type[Config]:
 
 def _cytokine_section(c: CatalogCytokine) -> Cytokine:
     return Cytokine(diffusion_um2_s=c.diffusion_um2_s, half_life_h=c.half_life_h, serum_half_life_h=c.serum_half_life_h,
-                    bbb_permeability=c.bbb_permeability)  # fmt: skip
+                    bbb_permeability=c.bbb_permeability, baseline_pg_ml=c.baseline_pg_ml)  # fmt: skip
 
 
 # --------------------------------------------------------------------------- errors
