@@ -54,6 +54,10 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "ice_score": ("1", "ICE score", "immune effector cell encephalopathy score 0-10 (10 = normal), model surrogate"),
     "activated": ("1", "activated {} cells", "activated cells of this type"),
     "cns_infiltrate": ("1", "CNS infiltrate", "CAR-T cells and monocytes in the CNS"),
+    "mean_activation": ("1", "mean activation of {} cells", "mean activation level (0-1) of the cells of this type on the lattice"),
+    "monocyte_pool_activation": ("1", "circulating monocyte activation", "mean activation level (0-1) of the circulating monocyte pool"),
+    "crp_mg_l": ("mg L-1", "serum CRP", "C-reactive protein in serum (hepatic synthesis driven by IL-6), model surrogate"),
+    "ferritin_ng_ml": ("ng mL-1", "serum ferritin", "ferritin in serum (released by activated macrophages), model surrogate"),
     "drug": ("ug mL-1", "plasma {}", "drug concentration in plasma (one-compartment pharmacokinetics)"),
     "drug_cns": (
         "ug mL-1",

@@ -1,4 +1,5 @@
-"""Neighbourhood: the compiled CPU random neighbour draws the same neighbours as the array version."""
+"""Neighbourhood: the compiled CPU random neighbour draws the same neighbours as the array version; per-agent
+sums over the 26 neighbours against the store's own contact counts and a brute-force sum."""
 
 from __future__ import annotations
 
@@ -56,3 +57,45 @@ def test_every_flagged_neighbour_gets_picked_by_some_draw():
     among = np.array([False, True, True, True, True])
     drawn = {int(hood.random_neighbour(among, step, "p")[0][0]) for step in range(200)}
     assert drawn == {1, 2, 3, 4}
+
+
+SUM_SHAPE = (5, 6, 7)
+
+
+def store_of_two_kinds(seed: int = 3) -> tuple[AgentStore, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    store = AgentStore([KindSpec("a"), KindSpec("b")], SUM_SHAPE, capacity=16)
+    flat = rng.choice(int(np.prod(SUM_SHAPE)), 150, replace=False)  # 150 of 210 voxels: many contacts, up to 26
+    position = np.stack(np.unravel_index(flat, SUM_SHAPE), axis=1)
+    store.add("a", position[:60])
+    store.add("b", position[60:])
+    return store, np.asarray(store.position)
+
+
+def test_neighbour_sum_of_flags_is_the_contact_count():
+    store, _ = store_of_two_kinds()
+    is_b = np.asarray(store.kind) == store.kind_id("b")
+    counts = Neighbourhood(store, seed=1).neighbour_sum(is_b)
+    assert counts.dtype == np.float32
+    assert np.array_equal(counts, store.contact_counts(26, "b").astype(np.float32))
+    assert counts.max() >= 10  # the test reaches well past a handful of contacts
+
+
+def test_neighbour_sum_adds_weights_of_the_26_neighbours_only():
+    store, position = store_of_two_kinds(seed=5)
+    weights = np.random.default_rng(7).uniform(0.0, 3.0, store.n).astype(np.float32)
+    got = Neighbourhood(store, seed=1).neighbour_sum(weights)
+    chebyshev = np.abs(position[:, None, :] - position[None, :, :]).max(axis=2)
+    expected = ((chebyshev == 1) * weights[None, :].astype(np.float64)).sum(axis=1)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+def test_neighbour_sum_agrees_with_has_neighbour_and_pads_daughters():
+    store, _ = store_of_two_kinds(seed=9)
+    hood = Neighbourhood(store, seed=1)
+    is_a = np.asarray(store.kind) == store.kind_id("a")
+    assert np.array_equal(hood.neighbour_sum(is_a) > 0, hood.has_neighbour(is_a))
+    free = np.argwhere(np.asarray(store.occupancy) < 0)[:1]
+    store.add("a", free)  # an agent added after the neighbourhood was cached: nobody's neighbour yet, sum 0
+    sums = hood.neighbour_sum(np.ones(store.n, dtype=np.float32))
+    assert sums.shape == (store.n,) and sums[-1] == 0.0

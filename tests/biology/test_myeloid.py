@@ -1,0 +1,169 @@
+"""Myeloid output graded in stimulation, the systemic monocyte response, physiological
+baselines and the acute-phase readouts (CRP, ferritin), on the real model at a small size."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from carabm.biology import acute_phase, cart, macrophage, monocyte, myeloid
+from carabm.biology.model import CrsModel
+from carabm.engine.backend import get_backend
+from carabm.engine.lattice import TISSUE
+from carabm.errors import CheckpointError
+from carabm.io.catalog import CATALOG
+from carabm.io.config import load_config
+from carabm.simulation import Simulation, build_lattice
+
+SMALL = ["lattice.shape=[6, 16, 30]", "cells.bcell.initial_count=300", "cells.macrophage.initial_count=60",
+         "cells.monocyte.initial_count=6", "cells.microglia.initial_count=30"]  # fmt: skip
+EMPTY = ["lattice.shape=[8, 16, 30]", "cells.cart.dose=0", "cells.bcell.initial_count=0", "cells.macrophage.initial_count=0",
+         "cells.monocyte.initial_count=0", "cells.microglia.initial_count=0"]  # fmt: skip
+
+
+def make(base, *extra):
+    config = load_config(None, base + list(extra))
+    return CrsModel(config, build_lattice(config), get_backend("numpy"))
+
+
+def isolated_centres(labels, count, spacing=4):
+    """Voxels whose whole 3x3x3 neighbourhood is tissue, at least ``spacing`` apart (no shared neighbours)."""
+    nz, ny, nx = labels.shape
+    chosen = []
+    for z in range(1, nz - 1):
+        for y in range(1, ny - 1):
+            for x in range(1, nx - 1):
+                if np.all(labels[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] == TISSUE) and all(
+                    max(abs(z - a), abs(y - b), abs(x - c)) >= spacing for a, b, c in chosen
+                ):
+                    chosen.append((z, y, x))
+    assert len(chosen) >= count
+    return chosen[:count]
+
+
+def test_myeloid_output_keeps_rising_with_engaged_car_t_contacts():
+    """IL-6 per macrophage rises with the number of engaged CAR-T cells around it, past 20 contacts."""
+    model = make(EMPTY)
+    contacts = [0, 1, 3, 5, 10, 20, 26]
+    centres = isolated_centres(model.lattice.labels, len(contacts))
+    offsets = [(a, b, c) for a in (-1, 0, 1) for b in (-1, 0, 1) for c in (-1, 0, 1) if (a, b, c) != (0, 0, 0)]
+    store = model.store
+    store.add(macrophage.NAME, np.array(centres))
+    for (z, y, x), n in zip(centres, contacts):
+        if n:
+            around = np.array([(z + a, y + b, x + c) for a, b, c in offsets[:n]])
+            store.add(cart.NAME, around, state=cart.ACTIVATED, stimulation_h=36.0)
+    p = model.config.cells.macrophage
+    for _ in range(200):  # 20 h at 6 min: the activation level reaches its steady state
+        model.begin_step()
+        store["stimulation_h"][...] = np.where(model.mask_of(cart.NAME), 36.0, 0.0)  # kept engaged
+        myeloid.activate(model, model.mask_of(macrophage.NAME), p)
+    is_mac = np.asarray(model.mask_of(macrophage.NAME))
+    order = np.argsort(np.asarray(model.voxels())[is_mac])
+    seen = np.asarray(model.neighbour_sum(cart.stimulus_weight(model)))[is_mac][order]
+    expected_order = np.argsort([np.ravel_multi_index(c, model.lattice.shape) for c in centres])
+    assert np.array_equal(seen, np.array(contacts, dtype=np.float32)[expected_order])
+    level = np.asarray(store["activation"])[is_mac][order]
+    il6 = myeloid.secretion_rates(level, np.zeros_like(level), 0.0, p)["IL6"]
+    by_contacts = il6[np.argsort(expected_order)]  # back in the order of ``contacts``
+    assert np.all(np.diff(by_contacts) > 0), by_contacts
+    assert by_contacts[5] > 1.1 * by_contacts[4]  # 20 vs 10 contacts: still rising by more than 10 %
+    assert by_contacts[6] > 1.02 * by_contacts[5]  # and from 20 to a full neighbourhood
+    activated = np.asarray(store.state)[is_mac][order][np.argsort(expected_order)] == myeloid.ACTIVATED
+    assert not activated[0] and activated[5]  # many contacts: counted as activated
+
+
+def test_no_car_t_serum_sits_at_the_configured_baselines():
+    model = make(SMALL, "cells.cart.dose=0")
+    for _ in range(120):  # 12 h
+        model.step()
+    row = model.readouts()
+    for name in CATALOG.cytokines:
+        baseline = getattr(model.config.cytokines, name).baseline_pg_ml
+        assert abs(row[f"serum/{name}"] - baseline) < 0.5 + 0.2 * baseline, (name, row[f"serum/{name}"], baseline)
+    assert row["serum/IL6"] > 1.0  # a few pg/mL, not thousandths
+    assert row["crs_grade"] == 0 and row["icans_grade"] == 0
+    assert row["crp_mg_l"] < 5.0 and row["ferritin_ng_ml"] == pytest.approx(model.config.acute_phase.ferritin_baseline_ng_ml, rel=0.1)
+    assert row["monocyte_pool_activation"] < 0.01
+
+
+def test_baseline_is_set_by_the_config():
+    model = make(SMALL, "cells.cart.dose=0", "cytokines.IL6.baseline_pg_ml=10")
+    for _ in range(60):
+        model.step()
+    assert model.readouts()["serum/IL6"] == pytest.approx(10.0, abs=2.0)
+
+
+def test_crp_follows_serum_il6_with_its_half_life():
+    model = make(EMPTY)
+    p = model.config.acute_phase
+    state = model.parts[acute_phase.PART]
+    serum = model.serum
+    serum[model.index["IL6"]] = 2000.0
+    model.blood.serum_pg_ml = serum
+    start = state.crp_mg_l
+    target = p.crp_max_mg_l * 2000.0 / (2000.0 + p.crp_il6_half_max_pg_ml)
+    steps = round(p.crp_half_life_h / model.dt_h)
+    for _ in range(steps):
+        acute_phase.advance(model)
+    assert state.crp_mg_l == pytest.approx(start + (target - start) / 2, rel=1e-3)  # half-way after one half-life
+    model.effects.free["periphery"]["IL6"] = 0.0  # IL-6 blocked (tocilizumab/siltuximab): synthesis stops
+    high = state.crp_mg_l
+    for _ in range(steps):
+        acute_phase.advance(model)
+    assert state.crp_mg_l == pytest.approx(high / 2, rel=1e-3)
+
+
+def test_ferritin_rises_with_macrophage_activation():
+    model = make(EMPTY)
+    p = model.config.acute_phase
+    model.last_readouts.update({"mean_activation.macrophage": 0.8, "counts.macrophage": 100.0})
+    for _ in range(240):
+        acute_phase.advance(model)
+    expected_rise = p.ferritin_release_ng_cell_h * 80.0 / (model.scale * model.config.patient.blood_volume_ml) / (
+        math.log(2) / p.ferritin_half_life_h
+    )
+    got = model.parts[acute_phase.PART].ferritin_ng_ml - p.ferritin_baseline_ng_ml
+    steady_share = 1.0 - math.exp(-math.log(2) / p.ferritin_half_life_h * 24.0)
+    assert got == pytest.approx(expected_rise * steady_share, rel=1e-3)
+
+
+def test_circulating_monocytes_answer_serum_cytokines_and_secrete_into_serum():
+    def run(*extra):
+        model = make(SMALL, "cells.cart.dose=0", *extra)
+        for _ in range(60):
+            serum = model.serum
+            serum[model.index["IFNg"]] = 3000.0  # held: CAR-T-made IFN-gamma in serum
+            model.blood.serum_pg_ml = serum
+            model.step()
+        return model.readouts()
+
+    row = run()
+    assert row["monocyte_pool_activation"] > 0.5
+    assert row["serum/IL6"] > 10 * 3.0 and row["serum/IL1b"] > 10 * 1.0
+    no_pool = run("patient.monocytes_per_ul=0")
+    assert no_pool["serum/IL6"] < 0.2 * row["serum/IL6"]
+
+
+def test_new_state_checkpoints_and_resumes_bit_identically():
+    config = load_config(None, SMALL)
+    reference = Simulation(config)
+    for _ in range(12):
+        reference.step()
+    reference.model.parts[monocyte.POOL_PART].level = 0.37  # state that must travel
+    reference.model.parts[monocyte.POOL_PART].active_h = 7.5
+    reference.model.parts[acute_phase.PART].crp_mg_l = 42.0
+    reference.model.parts[acute_phase.PART].ferritin_ng_ml = 900.0
+    state = reference.model.checkpoint_state()
+    resumed = Simulation(config)
+    resumed.model.restore_checkpoint_state(state)
+    for _ in range(8):
+        reference.step()
+        resumed.step()
+        assert reference.readouts() == resumed.readouts()
+    assert resumed.readouts()["crp_mg_l"] != Simulation(config).readouts()["crp_mg_l"]
+    del state["parts"][acute_phase.PART]
+    with pytest.raises(CheckpointError, match="acute_phase"):
+        Simulation(config).model.restore_checkpoint_state(state)
