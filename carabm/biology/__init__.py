@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from carabm.biology import (
     acute_phase,
+    astrocyte,
     bcell,
     cart,
     clinical,
@@ -21,12 +22,14 @@ from carabm.biology import (
     monocyte,
     triggers,
 )
-from carabm.io.catalog import register_cell_type, register_section
+from carabm.io.catalog import register_cell_type, register_layer, register_section
 
 for _module in (cart, bcell, macrophage, monocyte, microglia):
     register_cell_type(_module.CELL_TYPE)
 register_section("endothelium", endothelium.Endothelium)
 register_section("clinical", clinical.Clinical)
 register_section("acute_phase", acute_phase.AcutePhase)
+register_section("astrocyte", astrocyte.Astrocyte)
+register_layer(astrocyte.LAYER)
 
 __all__ = ["cytokines", "drugs", "triggers"]

@@ -103,6 +103,13 @@ class Secretion:
         factor = self.to_conc_rate * self.scale[k]
         scatter.add_weights(self.sources[k], voxels, pg_per_cell_h, factor)
 
+    def add_voxels(self, cytokine: str, voxels: Any, pg_per_voxel_h: Any) -> None:
+        """A voxel-level population (e.g. astrocytes) secretes ``pg_per_voxel_h`` (float ``[m]``) into distinct ``voxels`` ``[m]``."""
+        k = self.index[cytokine]
+        if self.scale[k] == 0.0:
+            return
+        self.sources[k, voxels] += (pg_per_voxel_h * (self.to_conc_rate * self.scale[k])).astype(self.sources.dtype)
+
     def release(self, cytokine: str, voxels: Any, cells: Any, pg: float, dt_s: float) -> None:
         """A one-off release of ``pg`` per agent where ``cells`` is set, within this step (e.g. DAMPs of lysis)."""
         self.add(cytokine, voxels, cells, pg * SECONDS_PER_HOUR / dt_s)

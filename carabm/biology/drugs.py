@@ -3,7 +3,9 @@
 Every entry carries its source or is marked "assumed" with the reasoning. Concentrations
 are plasma µg/mL; ``ec50_ug_ml`` is the concentration for half the maximal effect (Emax law).
 ``csf_fraction`` is the CNS/plasma exposure ratio through an intact BBB (large antibodies
-~0.1-0.3 %, small proteins a few %); a breached BBB raises it towards 1.
+~0.1-0.3 %, small proteins a few %); a breached BBB raises it towards 1. ``masks_fever``: once
+given, fever is no longer required to grade CRS; the ASTCT consensus (Lee, BBMT 2019) names
+tocilizumab and corticosteroids, so only those declare it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from carabm.io.catalog import Drug, register_drug
 for _drug in (
     Drug("tocilizumab", "IL6R", 8.0, None, 800.0, "iv", 11 * 24.0, 0.1, None, 1.0, 1.0, 0.002,
          source="dose 8 mg/kg (max 800 mg) and effective half-life up to 11-13 days: Actemra prescribing information; "
-                "V ~0.1 L/kg (IgG, plasma volume); EC50 1 ug/mL assumed (trough levels far above); CSF ~0.2 % of IgG assumed"),
+                "V ~0.1 L/kg (IgG, plasma volume); EC50 1 ug/mL assumed (trough levels far above); CSF ~0.2 % of IgG assumed",
+         masks_fever=True),
     Drug("siltuximab", "IL6", 11.0, None, None, "iv", 20.6 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
          source="dose 11 mg/kg and half-life ~20.6 days: Sylvant prescribing information; EC50 assumed"),
     Drug("anakinra", "IL1", None, 100.0, None, "sc", 5.0, 0.2, 0.5, 0.5, 1.0, 0.03,
@@ -21,10 +24,10 @@ for _drug in (
                 "CSF a few % of plasma, assumed; EC50 assumed"),
     Drug("dexamethasone", "steroid", None, 10.0, None, "iv", 4.0, 0.8, None, 0.01, 0.9, 0.5,
          source="10 mg IV every 6 h for ICANS (ASTCT/SITC practice); plasma half-life 3-5 h; crosses the BBB; "
-                "EC50 and Emax assumed"),
+                "EC50 and Emax assumed", masks_fever=True),
     Drug("methylprednisolone", "steroid", 1.0, None, None, "iv", 2.5, 1.2, None, 0.06, 0.9, 0.3,
          source="1 mg/kg IV every 12 h (CRS management); half-life 2-3 h; 5x less potent than dexamethasone, "
-                "EC50 scaled accordingly (assumed)"),
+                "EC50 scaled accordingly (assumed)", masks_fever=True),
     Drug("lenzilumab", "GMCSF", 10.0, None, None, "iv", 14 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
          source="10 mg/kg as in Sterner, Blood 2019 (mice, daily x10); IgG1 half-life ~2 weeks assumed; EC50 assumed"),
     Drug("emapalumab", "IFNg", 1.0, None, None, "iv", 22 * 24.0, 0.07, None, 0.5, 1.0, 0.002,

@@ -1,15 +1,28 @@
-"""Endothelial activation: BBB integrity per BBB voxel, and systemic capillary leak.
+"""Endothelial activation: its own state (Ang-2/Ang-1 balance), BBB integrity, systemic leak and vascular tone.
 
-IL-6 (trans-signalling), IL-1β, TNF-α and IFN-γ lower integrity ``I`` of each BBB voxel,
-``dI/dt = -k_damage D (1 - 0) I + k_recover (1 - I)``, with ``D`` the OR of Hill responses
-to the larger of the serum level (blood side) and the level in the BBB voxel. Integrity
-sets the field solver's face conductance (``p + (1 - p)(1 - I)`` per cytokine, ``p`` the
-intact permeability) and the cells' crossing probability (engine). The systemic leak
-``L`` (0..1) follows the same law from serum levels and drives hypotension and hypoxia.
+Endothelial activation ``E`` (0..1, systemic and per BBB voxel) rises with the OR of Hill
+responses ``D`` to IL-6, IL-1β, TNF-α and IFN-γ, ``dE/dt = r_on D (1 - E) - r_off E``:
+cytokines release Ang-2 from Weibel-Palade bodies, so the Ang-2/Ang-1 ratio
+``R = R0 (1 + f E)`` rises from the patient's baseline ``R0`` (``patient.ang2_ang1_baseline``;
+Gust, Cancer Discov 2017; Hay, Blood 2017). Ang-1 and Ang-2 compete for Tie2 with similar
+affinity (Maisonpierre, Science 1997), so the share of Tie2 without the stabilising Ang-1
+signal is ``U = R / (1 + R)``. Cytokine injury opens junctions in proportion to ``D U``:
+
+* BBB integrity ``I`` per BBB voxel: ``dI/dt = -k_damage D U I + k_recover (1 - I)``, ``D`` from
+  the larger of the serum level and the level in the voxel. Integrity sets the field
+  solver's face conductance and the cells' crossing probability (engine).
+* Systemic capillary leak ``L`` (pulmonary and peripheral; 0..1, drives hypoxia and part of
+  hypotension): ``dL/dt = k_leak D U (1 - L) - k_reseal L`` from serum levels.
+* Vasodilation ``V`` (0..1, drives hypotension): NO from iNOS that IL-1β and TNF-α induce in
+  myeloid cells (Giavridis, Nat Med 2018): ``dV/dt = k_no N (1 - V) - k_tone V``, ``N`` the OR
+  of Hill responses to serum IL-1β and TNF-α.
+
+All in :class:`Vascular` (checkpointed with the model).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +31,7 @@ from scipy import ndimage
 
 from carabm.biology import rules
 from carabm.engine.lattice import BBB, BLOOD, TISSUE, Lattice
+from carabm.errors import CheckpointError
 from carabm.io.config import CytokineMap, Strict, cytokine_map
 
 if TYPE_CHECKING:
@@ -25,22 +39,61 @@ if TYPE_CHECKING:
 
 
 class Endothelium(Strict):
-    """Endothelial activation and BBB integrity."""
+    """Endothelial activation (Ang-2/Ang-1), BBB integrity, systemic leak and vascular tone."""
 
-    damage_half_max_pg_ml: CytokineMap = Field(
-        cytokine_map(IL6=1000.0, IL1b=300.0, TNFa=300.0, IFNg=300.0),
-        description="concentration at the BBB for half-maximal damage, per cytokine [pg/mL]; assumed",
-    )
-    damage_hill: float = Field(2.0, gt=0, description="Hill power of the damaging signals [1]; assumed")
-    damage_per_h: float = Field(0.08, ge=0, description="integrity loss rate at full activation [1/h]; assumed (foot-process loss over a day)")
-    recovery_per_h: float = Field(0.01, ge=0, description="recovery rate towards 1 [1/h]; assumed (days)")
+    activation_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IL6=1000.0, IL1b=50.0, TNFa=100.0, IFNg=300.0),
+        description="level for half-maximal endothelial activation, per cytokine [pg/mL]; assumed: between the peaks of mild "
+                    "CRS (IL-6 ~1e2) and severe CRS (IL-6 1e3-1e4, Teachey, Cancer Discov 2016; Hay, Blood 2017), IL-1b and "
+                    "TNF-a at the tens to hundreds of pg/mL seen in severe CRS",
+    )  # fmt: skip
+    activation_hill: float = Field(2.0, gt=0, description="Hill power of the activating and iNOS-inducing signals [1]; assumed (a response over about a decade of concentration)")
+    activation_per_h: float = Field(0.5, ge=0, description="endothelial activation rate at full signal [1/h]; assumed (Weibel-Palade exocytosis within minutes, transcription over hours)")
+    resolution_per_h: float = Field(0.03, ge=0, description="return of endothelial activation to rest [1/h]; assumed (Ang-2 stays raised for days after the cytokine peak)")
+    ang2_release_fold: float = Field(
+        4.0, ge=0, description="rise of the Ang-2/Ang-1 ratio at full activation, as a multiple of the baseline [1]; assumed (Ang-2 several-fold "
+                               "above baseline in severe CRS, Hay, Blood 2017)",
+    )  # fmt: skip
+    damage_per_h: float = Field(0.06, ge=0, description="BBB integrity loss rate at full cytokine injury with no Tie2 protection [1/h]; assumed (foot-process loss over a day or two)")
+    recovery_per_h: float = Field(0.01, ge=0, description="recovery rate of BBB integrity towards 1 [1/h]; assumed (days)")
     crossing_hill: float = Field(2.0, gt=0, description="BBB opening (1 - integrity)^h scales cell crossing per try and cytokine conductance; assumed")
-    leak_half_max_pg_ml: CytokineMap = Field(
-        cytokine_map(IL6=300.0, IL1b=60.0, TNFa=60.0, IFNg=150.0),
-        description="serum level for half-maximal systemic capillary leak, per cytokine [pg/mL]; assumed",
-    )
-    leak_per_h: float = Field(0.15, ge=0, description="systemic leak rise rate at full activation [1/h]; assumed")
-    leak_recovery_per_h: float = Field(0.08, ge=0, description="systemic leak recovery rate [1/h]; assumed")
+    leak_per_h: float = Field(0.3, ge=0, description="systemic capillary leak rise rate at full cytokine injury with no Tie2 protection [1/h]; assumed (leak within hours)")
+    leak_recovery_per_h: float = Field(0.05, ge=0, description="resealing of the systemic capillary leak [1/h]; assumed (about a day once cytokines fall)")
+    vasodilation_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IL1b=50.0, TNFa=100.0),
+        description="serum level for half-maximal iNOS/NO vasodilation, per cytokine [pg/mL]; assumed: IL-1 drives macrophage iNOS and NO "
+                    "in CRS (Giavridis, Nat Med 2018), half-max at the tens to hundreds of pg/mL of severe CRS",
+    )  # fmt: skip
+    vasodilation_per_h: float = Field(0.3, ge=0, description="vasodilation rise rate at full iNOS induction [1/h]; assumed (iNOS expression within hours)")
+    vasodilation_recovery_per_h: float = Field(0.1, ge=0, description="return of vascular tone [1/h]; assumed (iNOS protein decays over hours)")
+
+
+class Vascular:
+    """The endothelium's state: activation per BBB voxel (device) and, systemic, activation, leak and vasodilation (host)."""
+
+    def __init__(self, xp: Any, n_bbb: int):
+        self.xp = xp
+        self.bbb_activation = xp.zeros(n_bbb, dtype=xp.float32)
+        self.activation = 0.0
+        self.leak = 0.0
+        self.vasodilation = 0.0
+
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Activation per BBB voxel (host copy) and the systemic numbers (docs/state.md)."""
+        from carabm.engine.backend import array_backend  # noqa: PLC0415
+
+        host = array_backend(self.bbb_activation).to_host(self.bbb_activation, "checkpoint").copy()
+        return {"bbb_activation": host, "activation": self.activation, "leak": self.leak, "vasodilation": self.vasodilation}
+
+    def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`checkpoint_state` (same lattice)."""
+        saved = np.asarray(state["bbb_activation"])
+        if saved.shape != tuple(self.bbb_activation.shape):
+            raise CheckpointError(f"saved endothelial activation has {saved.size} BBB voxels but this lattice has {self.bbb_activation.size}")
+        self.bbb_activation = self.xp.array(saved, dtype=self.xp.float32)
+        self.activation = float(state["activation"])
+        self.leak = float(state["leak"])
+        self.vasodilation = float(state["vasodilation"])
 
 
 def brain_separator(lattice: Lattice, reach: int = 4) -> np.ndarray:
@@ -88,28 +141,52 @@ class Conductance:
         solver.set_conductance(self.values, check=check)
 
 
-def damage_signal(levels: dict[str, Any], half_max: dict[str, float], power: float) -> Any:
-    """OR of Hill responses to the damaging cytokines."""
+def any_hill(levels: Mapping[str, Any], half_max: Mapping[str, float], power: float) -> Any:
+    """OR of Hill responses to the named signals."""
     return rules.any_of(*[rules.hill(levels[name], h, power) for name, h in half_max.items()])
 
 
+def ang2_ang1(baseline: float, activation: Any, p: Endothelium) -> Any:
+    """Ang-2/Ang-1 ratio: the patient's baseline raised by Weibel-Palade Ang-2 release with activation."""
+    return baseline * (1.0 + p.ang2_release_fold * activation)
+
+
+def tie2_unprotected(ratio: Any) -> Any:
+    """Share of Tie2 receptors held by Ang-2 rather than Ang-1 (equal affinities): ``R / (1 + R)``."""
+    return ratio / (1.0 + ratio)
+
+
+def step_systemic(state: Vascular, serum: Mapping[str, float], baseline: float, p: Endothelium, dt_h: float) -> None:
+    """Advance the systemic activation, capillary leak and vasodilation by one step from serum levels (free fractions)."""
+    injury = float(any_hill(serum, p.activation_half_max_pg_ml.as_dict(), p.activation_hill))
+    state.activation = float(rules.relax(state.activation, p.activation_per_h * injury, p.resolution_per_h, dt_h))
+    unprotected = float(tie2_unprotected(ang2_ang1(baseline, state.activation, p)))
+    state.leak = float(rules.relax(state.leak, p.leak_per_h * injury * unprotected, p.leak_recovery_per_h, dt_h))
+    inos = float(any_hill(serum, p.vasodilation_half_max_pg_ml.as_dict(), p.activation_hill))
+    state.vasodilation = float(rules.relax(state.vasodilation, p.vasodilation_per_h * inos, p.vasodilation_recovery_per_h, dt_h))
+
+
 def update(model: CrsModel, serum_pg_ml: Any = None) -> None:
-    """Advance BBB integrity and systemic leak by one step; refresh the solver's conductance.
+    """Advance the endothelium by one step (BBB voxels and systemic); refresh the solver's conductance.
 
     ``serum_pg_ml``: the serum per cytokine (host), when the caller has it; else read once.
     """
     p = model.config.endothelium
     xp = model.xp
+    baseline = model.config.patient.ang2_ang1_baseline
     free = model.effects.signal_free_fraction_scalar("blood")
     levels = model.serum if serum_pg_ml is None else serum_pg_ml
     serum = {name: float(levels[i]) * free[name] for name, i in model.index.items()}
-    bbb = model.bbb_voxels
+    state = model.vascular
     if model.n_bbb:
-        local = {name: xp.maximum(model.fields_flat[model.index[name], bbb] * free[name], serum[name]) for name in p.damage_half_max_pg_ml.as_dict()}
-        signal = damage_signal(local, p.damage_half_max_pg_ml.as_dict(), p.damage_hill)
+        bbb = model.bbb_voxels
+        half_max = p.activation_half_max_pg_ml.as_dict()
+        local = {name: xp.maximum(model.fields_flat[model.index[name], bbb] * free[name], serum[name]) for name in half_max}
+        injury = any_hill(local, half_max, p.activation_hill)
+        state.bbb_activation = rules.relax(state.bbb_activation, p.activation_per_h * injury, p.resolution_per_h, model.dt_h).astype(xp.float32)
+        unprotected = tie2_unprotected(ang2_ang1(baseline, state.bbb_activation, p))
         integrity = model.integrity.reshape(-1)
-        integrity[bbb] = rules.relax(integrity[bbb], p.recovery_per_h, p.damage_per_h * signal, model.dt_h).astype(xp.float32)
+        integrity[bbb] = rules.relax(integrity[bbb], p.recovery_per_h, p.damage_per_h * injury * unprotected, model.dt_h).astype(xp.float32)
         model.integrity_changed()
         model.conductance.refresh(model.solver, model.integrity, check=False)
-    leak_signal = float(damage_signal(serum, p.leak_half_max_pg_ml.as_dict(), p.damage_hill))
-    model.leak = float(rules.relax(model.leak, p.leak_per_h * leak_signal, p.leak_recovery_per_h, model.dt_h))
+    step_systemic(state, serum, baseline, p, model.dt_h)

@@ -1,6 +1,7 @@
 """Microglia: CNS-resident macrophages. They follow the shared myeloid rules
 (:mod:`carabm.biology.myeloid`) and, activated by cytokines and cells entering through a
-leaky BBB, run the local CNS loop.
+leaky BBB, run the local CNS loop with the astrocytes (:mod:`carabm.biology.astrocyte`):
+more sensitive to priming than tissue macrophages, and slow to return to rest.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class Microglia(Myeloid):
         description="secretion at full activation [pg/cell/h]; assumed 5x below macrophages (microglia are weaker producers)",
     )
     speed_um_min: float = Field(0.2, ge=0, description="soma motility [um/min]; assumed (nearly sessile)")
+    trigger_half_max_pg_ml: CytokineMap = Field(
+        cytokine_map(IFNg=100.0, GMCSF=100.0, DAMP=100.0),
+        description="half-maximal concentration of each priming signal [pg/mL]; assumed: 10x below tissue macrophages (microglia "
+                    "are primed sentinels of a normally cytokine-free parenchyma)",
+    )  # fmt: skip
+    deactivation_per_h: float = Field(
+        0.02, ge=0, description="rate of return to rest [1/h]; assumed: slow resolution, microglial activation after a systemic "
+                                "inflammatory insult persists for days (about 35 h half-life)",
+    )  # fmt: skip
 
 
 def kind_spec(p: Microglia, field_index: Mapping[str, int]) -> KindSpec:

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from carabm.biology import acute_phase, endothelium, readouts, rules
+from carabm.biology import acute_phase, astrocyte, endothelium, readouts, rules
 from carabm.biology.cytokines import Secretion, baselines, field_index, transport
 from carabm.biology.therapies import Effects, TherapyState
 from carabm.engine import rng_compiled
@@ -91,7 +91,6 @@ class CrsModel:
         self.last_readouts: dict[str, float] = {}
         self.row: dict[str, Any] = {}
         self.counters: Counter[str] = Counter()
-        self.leak = 0.0
         self._dies: Any = None  # bool [n]: agents to remove at the end of the decide layer
         self.tally_names = tuple(name for cell in CATALOG.cell_types.values() for name in cell.tallies)
         self.tallies = xp.zeros(len(self.tally_names), dtype=xp.int64)  # this step's tallies, on the device
@@ -124,6 +123,8 @@ class CrsModel:
         self.cns_voxels = xp.asarray(lattice.flat_indices(CNS))
         self.n_bbb = lattice.count(BBB)
         self.n_cns = lattice.count(CNS)
+        self.vascular = endothelium.Vascular(xp, self.n_bbb)
+        self.astrocytes = astrocyte.Astrocytes(xp, self.n_cns)
         self.conductance = endothelium.Conductance(xp, lattice, bbb_permeability, config.endothelium.crossing_hill, self.bbb_voxels)
         self.refresh_conductance()
         scale_of_secretion = [getattr(config.cytokines, name).secretion_scale for name in CATALOG.cytokines]
@@ -241,7 +242,7 @@ class CrsModel:
 
     # ------------------------------------------------------------------ state (docs/state.md)
     def checkpoint_state(self) -> dict[str, Any]:
-        """The run's dynamic state as plain data (a copy): step, fields, BBB, leak, counters and each part's own state."""
+        """The run's dynamic state as plain data (a copy): step, fields, BBB, counters and each part's own state."""
         if self._dies is not None:
             raise CheckpointError("model: deaths pending (state is saved only between steps)")
         b = self.backend
@@ -249,7 +250,8 @@ class CrsModel:
             "step_index": int(self.step_index),
             "fields": b.to_host(self.fields, "checkpoint").copy(),
             "integrity": b.to_host(self.integrity, "checkpoint").copy(),
-            "leak": float(self.leak),
+            "vascular": self.vascular.checkpoint_state(),
+            "astrocytes": self.astrocytes.checkpoint_state(),
             "counters": dict(self.counters),
             "last_readouts": dict(self.last_readouts),  # what the next step's triggers see
             "store": self.store.checkpoint_state(),
@@ -270,7 +272,10 @@ class CrsModel:
         self.step_index = int(state["step_index"])
         self.fields = xp.array(fields, dtype=self.fields.dtype, order="C")  # copies: the state stays the caller's
         self.integrity = xp.array(state["integrity"], dtype=self.integrity.dtype, order="C")
-        self.leak = float(state["leak"])
+        for part in ("vascular", "astrocytes"):
+            if part not in state:
+                raise CheckpointError(f"the checkpoint has no {part} state (written by an older carabm); start the run anew")
+            getattr(self, part).restore_checkpoint_state(state[part])
         self.counters = Counter(state["counters"])
         self.last_readouts = dict(state["last_readouts"])
         self.store.restore_checkpoint_state(state["store"])

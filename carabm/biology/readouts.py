@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from carabm.biology import acute_phase, clinical, monocyte
+from carabm.biology import acute_phase, clinical, endothelium, monocyte
 from carabm.engine.circulation import UL_PER_ML
 from carabm.engine.lattice import CNS
 from carabm.io.catalog import CATALOG
@@ -42,8 +42,9 @@ def packed(model: CrsModel) -> Any:
 
     Layout: lattice counts per kind ``[K]``, activated agents per kind ``[K]``, lattice-blood
     counts of the kinds that may be in blood ``[B]``, CNS infiltrate ``[1]``, mean CNS level
-    per cytokine ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), this
-    step's tallies ``[T]``, summed activation level per kind with one ``[A]``. Counts are exact in float64.
+    per cytokine ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), minimum
+    BBB integrity ``[1]``, BBB voxels below ``clinical.edema_integrity`` ``[1]``, this step's
+    tallies ``[T]``, summed activation level per kind with one ``[A]``. Counts are exact in float64.
     """
     xp, store = model.xp, model.store
     f64 = xp.float64
@@ -65,9 +66,11 @@ def packed(model: CrsModel) -> Any:
     else:
         parts.append(xp.zeros(len(CATALOG.cytokines), dtype=f64))
     if model.n_bbb:
-        parts.append(model.integrity_mean_device().astype(f64).reshape(1))
+        bbb = model.integrity.reshape(-1)[model.bbb_voxels]
+        edema = (bbb < model.config.clinical.edema_integrity).sum(dtype=xp.int64).astype(f64).reshape(1)
+        parts += [model.integrity_mean_device().astype(f64).reshape(1), bbb.min().astype(f64).reshape(1), edema]
     else:
-        parts.append(xp.ones(1, dtype=f64))
+        parts.append(xp.asarray([1.0, 1.0, 0.0], dtype=f64))
     parts.append(model.tallies.astype(f64))
     active_kinds = _activation_kinds(model)
     if active_kinds:
@@ -96,11 +99,11 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     infiltrate = int(values[at + n_blood])
     at += n_blood + 1
     cns = values[at : at + n_cyt]
-    integrity = float(values[at + n_cyt])
+    integrity, integrity_min, edema_voxels = (float(v) for v in values[at + n_cyt : at + n_cyt + 3])
     n_tallies = len(model.tally_names)
-    for name, value in zip(model.tally_names, values[at + n_cyt + 1 : at + n_cyt + 1 + n_tallies].astype(np.int64)):
+    for name, value in zip(model.tally_names, values[at + n_cyt + 3 : at + n_cyt + 3 + n_tallies].astype(np.int64)):
         model.counters[name] += int(value)
-    activation_sums = values[at + n_cyt + 1 + n_tallies :]
+    activation_sums = values[at + n_cyt + 3 + n_tallies :]
     model.integrity_known(integrity)
 
     out: dict[str, Any] = {"time_h": model.step_index * model.dt_h}
@@ -114,12 +117,32 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     serum_free = {name: float(serum[i]) * free[name] for i, name in enumerate(cytokines)}
     temperature = clinical.temperature_c(serum_free, config.clinical)
     out["temperature_c"] = temperature
-    out["vascular_leak"] = model.leak
-    out["crs_grade"] = clinical.crs_grade(temperature, model.leak, config.clinical, model.effects.fever_masked)
-    index = clinical.cns_inflammation({name: float(cns[i]) for i, name in enumerate(cytokines)}, config.clinical)
-    ice = clinical.ice_score(index, config.clinical)
+    vascular, p = model.vascular, config.clinical
+    out["endothelial_activation"] = vascular.activation
+    out["ang2_ang1"] = float(endothelium.ang2_ang1(config.patient.ang2_ang1_baseline, vascular.activation, config.endothelium))
+    out["vascular_leak"] = vascular.leak
+    out["vasodilation"] = vascular.vasodilation
+    vasopressor = clinical.vasopressor_need(vascular.vasodilation, vascular.leak, p)
+    oxygen = clinical.oxygen_need(vascular.leak)
+    out["vasopressor_need"] = vasopressor
+    out["oxygen_need"] = oxygen
+    out["crs_grade"] = clinical.crs_grade(temperature, vasopressor, oxygen, p, model.effects.fever_masked)
+    cns_levels = {name: float(cns[i]) for i, name in enumerate(cytokines)}
+    index = clinical.cns_inflammation(cns_levels, p)
+    ice = clinical.ice_score(index, p)
+    consciousness = clinical.consciousness_depression(index, p)
+    seizure = clinical.seizure_propensity(cns_levels, p)
+    motor = 1.0 - integrity_min
+    edema = edema_voxels / model.n_bbb if model.n_bbb else 0.0
     out["ice_score"] = ice
-    out["icans_grade"] = clinical.icans_grade(ice, integrity, config.clinical)
+    out["consciousness_depression"] = consciousness
+    out["seizure_propensity"] = seizure
+    out["motor_deficit"] = motor
+    out["cerebral_edema"] = edema
+    domains = clinical.icans_domains(ice, consciousness, seizure, motor, edema, p)
+    out["icans_grade"] = clinical.icans_grade(domains)
+    for name, grade in domains.items():
+        out[f"icans_domain/{name}"] = grade
     out["tumor_burden"] = int(sum(lattice_counts[k] for k in tumour))
     volume_ul = circ.total_volume_ml * UL_PER_ML  # as BloodCirculation.blood_count_per_ul
     for j, k in enumerate(blood_kinds):

@@ -125,7 +125,7 @@ class Effects:
         self.myeloid_activation = 1.0  # steroids
         self.supply: dict[str, float] = {}  # depletion: marrow supply of a cell type's blood pool (1 = full; absent: 1)
         self.depletion_per_h: dict[str, float] = {}  # depletion: removal rate per cell type [1/h]
-        self.fever_masked = False  # anti-cytokine or steroid given (ASTCT: fever then not required)
+        self.fever_masked = False  # a drug that declares masks_fever is in the body (ASTCT: fever then not required)
         # free (unbound, unblocked) fraction of each cytokine's signalling, periphery and CNS
         self.free = {"periphery": dict.fromkeys(CATALOG.cytokines, 1.0), "cns": dict.fromkeys(CATALOG.cytokines, 1.0)}
         self.il6r_free = {"periphery": 1.0, "cns": 1.0}
@@ -158,7 +158,7 @@ class Effects:
                 self.depletion_per_h[kind] = self.depletion_per_h.get(kind, 0.0) + rate
                 self.supply[kind] = self.supply.get(kind, 1.0) * (1.0 - exposure)
                 continue
-            self.fever_masked |= drug.mechanism != "CAR_signalling"
+            self.fever_masked |= drug.masks_fever
             levels = {"periphery": pk.conc_ug_ml, "cns": pk.cns_ug_ml(bbb_integrity)}
             for region, conc in levels.items():
                 effect = occupancy(conc, drug)

@@ -92,6 +92,7 @@ class Drug:
     depletion_fraction: float = 0.0  # depletion drugs: share removed over depletion_h
     depletion_h: float = 0.0
     source: str = ""
+    masks_fever: bool = False  # given, fever is no longer required to grade CRS (ASTCT: tocilizumab, corticosteroids)
 
 
 @dataclass(frozen=True)

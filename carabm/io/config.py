@@ -80,6 +80,11 @@ class Patient(Strict):
         "to cells.cart.max_divisions); 1 for the default patient; product T-cell fitness (CCR7+CD45RA+ T cells) sets expansion "
         "relative to tumour burden, which associates with durable response (Locke et al., Blood Adv 2020)",
     )
+    ang2_ang1_baseline: float = Field(
+        0.25, ge=0, description="pre-treatment serum Ang-2/Ang-1 ratio [1] (endothelial activation before infusion); a high ratio "
+                                "predicts severe neurotoxicity (Gust, Cancer Discov 2017) and severe CRS (Hay, Blood 2017); "
+                                "assumed 0.25 (Ang-1 dominates Tie2 in health; the default patient is high-risk)",
+    )  # fmt: skip
 
 
 class Run(Strict):

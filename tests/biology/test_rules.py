@@ -37,21 +37,20 @@ def test_relax_is_the_exact_solution_and_bounded(dt):
     assert np.all((level >= 0) & (level <= 1))
 
 
-def test_crs_grade_needs_fever_and_follows_leak():
+def test_crs_grade_needs_fever_and_takes_the_worse_organ():
     p = Clinical()
-    assert clinical.crs_grade(37.5, 0.9, p) == 0  # no fever: no CRS (ASTCT)
-    assert clinical.crs_grade(38.5, 0.0, p) == 1
-    assert clinical.crs_grade(38.5, p.hypotension_leak[0], p) == 2
-    assert clinical.crs_grade(38.5, p.hypotension_leak[2], p) == 4
-    assert clinical.crs_grade(37.2, p.hypotension_leak[1], p, fever_masked=True) == 3
+    assert clinical.crs_grade(37.5, 0.9, 0.9, p) == 0  # no fever: no CRS (ASTCT)
+    assert clinical.crs_grade(38.5, 0.0, 0.0, p) == 1
+    assert clinical.crs_grade(38.5, p.hypotension_thresholds[0], 0.0, p) == 2
+    assert clinical.crs_grade(38.5, 0.0, p.hypoxia_thresholds[1], p) == 3
+    assert clinical.crs_grade(38.5, p.hypotension_thresholds[2], 0.0, p) == 4
+    assert clinical.crs_grade(38.5, 0.0, p.hypoxia_thresholds[2], p) == 4
+    assert clinical.crs_grade(37.2, p.hypotension_thresholds[1], 0.0, p, fever_masked=True) == 3
+    assert clinical.crs_grade(37.2, 0.0, 0.0, p, fever_masked=True) == 0  # masked fever alone is no CRS
 
 
 def test_icans_grade_from_ice_score():
     p = Clinical()
-    assert clinical.icans_grade(10.0, 1.0, p) == 0
-    assert clinical.icans_grade(8.0, 1.0, p) == 1
-    assert clinical.icans_grade(4.0, 1.0, p) == 2
-    assert clinical.icans_grade(1.0, 1.0, p) == 3
-    assert clinical.icans_grade(1.0, 0.05, p) == 4
+    assert [clinical.ice_grade(s) for s in (10.0, 8.0, 4.0, 1.0)] == [0, 1, 2, 3]
     assert clinical.ice_score(0.0, p) == 10.0
     assert clinical.ice_score(p.ice_half_max, p) == pytest.approx(5.0)
