@@ -3,7 +3,9 @@
 Astrocytes fill the brain parenchyma, so they are a density per CNS voxel rather than agents
 (one agent per voxel would crowd out microglia and infiltrating cells). Their reactivity
 ``A`` (0..1) per CNS voxel follows ``dA/dt = r_on S (1 - A) - r_off A`` with ``S`` the OR of Hill
-responses to the local IL-1β and TNF-α (from microglia and infiltrating cells); reactive
+responses to the local IL-1β and TNF-α (from microglia and infiltrating cells) and to albumin
+leaking through the opened BBB (``1 - mean integrity``; albumin taken up by astrocytes through
+TGF-β receptors activates them: Ivens, Brain 2007), so reactivity lasts while the BBB heals; reactive
 astrocytes secrete IL-6 and MCP-1/CCL2, a major CNS source of both, and resolve slowly. This
 closes the CNS loop: microglia make IL-1β/TNF-α, astrocytes IL-6/MCP-1, MCP-1 draws monocytes
 through a leaky BBB (Santomasso, Cancer Discov 2018: IL-6 and MCP-1 disproportionately high in
@@ -35,6 +37,10 @@ class Astrocyte(Strict):
     activation_half_max_pg_ml: CytokineMap = Field(
         cytokine_map(IL1b=100.0, TNFa=100.0), description="local level for half-maximal astrocyte reactivity, per cytokine [pg/mL]; assumed"
     )
+    albumin_breach_half_max: float = Field(
+        0.3, gt=0, description="BBB breach (1 - mean integrity) for half-maximal reactivity from extravasated albumin [1]; assumed "
+                               "(albumin activates astrocytes through TGF-b receptors: Ivens, Brain 2007)",
+    )  # fmt: skip
     activation_per_h: float = Field(0.2, ge=0, description="reactivity rise rate at full signal [1/h]; assumed (hours)")
     resolution_per_h: float = Field(0.02, ge=0, description="return to rest [1/h]; assumed (reactive astrocytes persist for days)")
     secretion_pg_cell_h: CytokineMap = Field(
@@ -65,7 +71,7 @@ class Astrocytes:
 
 
 def step(model: CrsModel) -> None:
-    """Reactivity from the local IL-1β/TNF-α (free of drugs), then IL-6 and MCP-1 secretion into the CNS voxels."""
+    """Reactivity from the local IL-1β/TNF-α (free of drugs) and the BBB breach, then IL-6 and MCP-1 secretion into the CNS voxels."""
     if not model.n_cns:
         return
     p = model.config.astrocyte
@@ -73,8 +79,9 @@ def step(model: CrsModel) -> None:
     state = model.astrocytes
     free = model.effects.signal_free_fraction_scalar("cns")
     cns = model.cns_voxels
+    albumin = rules.hill(1.0 - model.integrity_mean_device(), p.albumin_breach_half_max) if model.n_bbb else 0.0
     signal = rules.any_of(*[rules.hill(model.fields_flat[model.index[name], cns] * free[name], h)
-                            for name, h in p.activation_half_max_pg_ml.as_dict().items()])  # fmt: skip
+                            for name, h in p.activation_half_max_pg_ml.as_dict().items()], albumin)  # fmt: skip
     state.reactivity = rules.relax(state.reactivity, p.activation_per_h * signal, p.resolution_per_h, model.dt_h).astype(xp.float32)
     drive = state.reactivity * (p.cells_per_voxel * model.effects.cytokine_production)
     for name, rate in p.secretion_pg_cell_h.as_dict().items():

@@ -159,3 +159,14 @@ def test_endothelium_and_astrocyte_state_resume_bit_identically():
     assert np.array_equal(reference.vascular.bbb_activation, resumed.vascular.bbb_activation)
     assert np.array_equal(reference.astrocytes.reactivity, resumed.astrocytes.reactivity)
     assert reference.vascular.leak == resumed.vascular.leak and reference.vascular.leak != 0.4  # it moved
+
+
+def test_astrocytes_react_to_a_breached_bbb_and_not_to_an_intact_one():
+    """Albumin through an opened BBB activates astrocytes (Ivens, Brain 2007); an intact BBB lets nothing in."""
+    intact, breached = cns_model(), cns_model()
+    breached.integrity.reshape(-1)[breached.bbb_voxels] = 0.3
+    for model in (intact, breached):
+        model.secretion.clear()
+        astrocyte.step(model)
+    assert float(intact.astrocytes.reactivity.max()) == 0.0
+    assert float(breached.astrocytes.reactivity.min()) > 0.0
