@@ -42,8 +42,8 @@ def test_a_run_snapshots_per_phase(tmp_path):
 
 def test_a_run_snapshots_more_often_while_the_bbb_trigger_holds(tmp_path):
     config = small_config("run.duration_h=3", "run.snapshot_every_h=2", "output.snapshot_bbb_below=0.99999",
-                          "output.snapshot_bbb_every_h=0.5", "endothelium.damage_per_h=5", "endothelium.damage_hill=0.5",
-                          "endothelium.damage_half_max_pg_ml={IL6: 1e-6, IL1b: 1e-6, TNFa: 1e-6, IFNg: 1e-6}")  # fmt: skip
+                          "output.snapshot_bbb_every_h=0.5", "endothelium.damage_per_h=5", "endothelium.activation_hill=0.5",
+                          "endothelium.activation_half_max_pg_ml={IL6: 1e-6, IL1b: 1e-6, TNFa: 1e-6, IFNg: 1e-6}")  # fmt: skip
     carabm.run(config, out=tmp_path / "bbb.h5")
     with h5py.File(tmp_path / "bbb.h5") as f:
         integrity = f["timeseries/bbb_integrity"][()]
