@@ -25,7 +25,6 @@ MISSING: dict[int, str] = {
     8: "peak IL-6 saturates across dose and burden: myeloid output graded without ceiling (i19myeloid), agents that do not starve (i19agents)",
     10: "severe CRS peaks at ~300 pg/mL IL-6 and grade 4 is unreachable: graded myeloid output (i19myeloid), separate hypotension "
         "and hypoxia (i19vascular)",
-    11: "ICANS ends with CRS and CNS levels stay below serum: CNS-made inflammation (i19vascular)",
     12: "every run cures the tumour: non-responders (antigen escape, poor expansion; i19response)",
 }  # fmt: skip
 
