@@ -37,7 +37,7 @@ from typing import Any
 from carabm.engine.backend import Backend, get_backend
 from carabm.errors import CarabmError
 from carabm.io.catalog import CATALOG
-from carabm.io.config import Config, load_config
+from carabm.io.config import Config, initial_agents, load_config
 from carabm.simulation import Simulation, run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,7 +70,7 @@ def big_overrides(config: Path = DEFAULT, side: int = BIG_SIDE, agents: int = BI
     for a larger share of the patient (and the CAR-T dose on the lattice scales with it).
     """
     base = load_config(config, check_memory=False)
-    counts = {name: getattr(base.cells, name).initial_count for name, cell in CATALOG.cell_types.items() if cell.placed}
+    counts = {name: initial_agents(base.cells, name) for name, cell in CATALOG.cell_types.items() if cell.placed}
     factor = agents / max(sum(counts.values()), 1)
     return [f"lattice.shape=[{side},{side},{side}]"] + [
         f"cells.{name}.initial_count={round(count * factor)}" for name, count in counts.items()

@@ -26,8 +26,7 @@ DEFAULT_YAML = ROOT / "configs" / "default.yaml"
 #: distance from tissue to vessel sets how much cytokine reaches the blood)
 DEFAULT_OVERRIDES = {
     "lattice": {"shape": [96, 24, 40]},
-    "cells": {"bcell": {"initial_count": 12000}, "macrophage": {"initial_count": 2400},
-              "monocyte": {"initial_count": 240}, "microglia": {"initial_count": 800}},
+    "cells": {"bcell": {"initial_count": 12000}, "microglia": {"initial_count": 800}},  # macrophages, monocytes: per tumour cell
 }  # fmt: skip
 
 

@@ -4,6 +4,14 @@ stimulated, secrete IFN-γ, GM-CSF, TNF-α and IL-2, then exhaust and contract.
 States: RESTING (infused, not yet stimulated), ACTIVATED, EXHAUSTED. ``stimulation_h``
 counts down from ``stimulation_memory_h`` after each antigen contact; proliferation and
 secretion need it above zero (a cell re-entering from the blood pool starts at zero).
+
+Super-individuals (Scheffer et al., Ecol Model 1995): an agent stands for ``weight`` cells
+(lattice-scale units). Infusion makes at least ``min_agents`` agents, of weight below 1 when
+the lattice's share of the dose is smaller; a division doubles the weight while it is below
+1 and splits the agent (two agents of the same weight) once it is whole, so agent numbers
+stay about ``max(min_agents, cells)``. Kills, secretion and the CD40L contact signal scale
+with the weight in expectation; ``kills`` counts kills per cell (each kill of an agent adds
+``1/weight``, stochastically rounded), so exhaustion does not depend on the weight.
 """
 
 from __future__ import annotations
@@ -14,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field
 
 from carabm.biology import bcell, rules
-from carabm.engine.agents import KindSpec
+from carabm.engine.agents import WEIGHT, KindSpec
 from carabm.engine.rng import stochastic_round
 from carabm.io.catalog import CellType
 from carabm.io.config import CellSection, CytokineMap, cytokine_map
@@ -28,9 +36,10 @@ RESTING, ACTIVATED, EXHAUSTED = range(len(STATES))
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 INTRAVASATION_PER_H = 0.02
 #: per-agent variables, and their units, long name and description
-VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32"}
+VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32", WEIGHT: "float32"}
 VARIABLE_DOCS = {
-    "kills": ("1", "kills", "CAR-T: B cells this cell has killed"),
+    "kills": ("1", "kills", "CAR-T: B cells each cell of this agent has killed (expected per cell, stochastically rounded)"),
+    WEIGHT: ("1", "weight", "CAR-T: cells this agent stands for (super-individual; 1 when the dose gives enough agents)"),
     "divisions": ("1", "divisions", "CAR-T: divisions counted along this cell's lineage"),
     "stimulation_h": ("h", "stimulation time", "CAR-T: hours of antigen-stimulation memory left (counts down after each contact)"),
 }
@@ -40,6 +49,12 @@ class CarT(CellSection):
     """CAR-T cells: infused into the blood at t = 0, home to tissue, kill CD19+ B cells, expand, contract."""
 
     dose: float = Field(1.4e8, ge=0, description="CAR-T cells infused at t = 0 [cells]; axi-cel label dose 2e6/kg x 70 kg")
+    min_agents: int = Field(
+        100, ge=1, le=100000,
+        description="fewest CAR-T agents infused [agents]: a smaller share of the dose is carried by this many agents of weight below 1 "
+                    "(super-individuals, Scheffer et al., Ecol Model 1995); assumed: 100 agents give a ~10 % Poisson error on the cells "
+                    "that home, kill and expand (1/sqrt(100)) at about 5x the agents of the default patient's share (21)",
+    )  # fmt: skip
     speed_um_min: float = Field(18.0, ge=0, description="T-cell speed [um/min]; Textor et al., PNAS 2011 (lymph node)")
     homing_per_h: float = Field(
         6.0, ge=0, description="extravasation rate from blood at the vessel wall [1/h]; assumed: most infused cells home within 2 days"
@@ -84,12 +99,15 @@ def step(model: CrsModel) -> None:
     activate = cells & has_target & (state == RESTING) & (model.uniform_all("cart:activate") < rules.probability(p.activation_per_h * signalling, model.dt_h))
     state = xp.where(activate, ACTIVATED, state)
 
-    # antigen contact keeps an activated cell stimulated; killing is serial
+    # antigen contact keeps an activated cell stimulated; killing is serial, in proportion to the cells an agent stands for
     engaged = cells & has_target & (state == ACTIVATED)
+    weight = store[WEIGHT]
     stimulation = store["stimulation_h"]
     stimulation = xp.where(engaged & (signalling > 0.5), p.stimulation_memory_h, xp.maximum(stimulation - model.dt_h, 0.0))
-    kill = engaged & (model.uniform_all("cart:kill") < rules.probability(p.kill_rate_per_h * signalling, model.dt_h))
-    kills = store["kills"] + kill.astype(xp.int32)
+    p_kill = rules.probability(p.kill_rate_per_h * signalling, model.dt_h) * weight
+    kill = engaged & (model.uniform_all("cart:kill") < p_kill)
+    per_cell = stochastic_round(1.0 / xp.maximum(weight, xp.float32(1e-30)), model.uniform_all("cart:kills_per_cell"))
+    kills = store["kills"] + xp.where(kill, per_cell, 0).astype(xp.int32)
     store["kills"][...] = kills
     store["stimulation_h"][...] = xp.where(cells, stimulation.astype(xp.float32), store["stimulation_h"])
 
@@ -114,7 +132,17 @@ def step(model: CrsModel) -> None:
 
     model.mark_dead(dies)
     bcell.lyse(model, targeted(model, target_slot, kill))
-    parents, daughters = model.movement.divide(divides, model.step_index, "cart:daughter")
+    divide(model, divides)
+
+
+def divide(model: CrsModel, divides: Any) -> None:
+    """Division of the agents where ``divides`` is set: a fractional agent doubles its weight, a whole one splits in two."""
+    store, xp = model.store, model.xp
+    weight = store[WEIGHT]
+    doubles = divides & (weight < 1.0)
+    store[WEIGHT][...] = xp.where(doubles, weight * xp.float32(2.0), weight)
+    store["divisions"][...] += doubles.astype(xp.int32)
+    parents, daughters = model.movement.divide(divides & ~doubles, model.step_index, "cart:daughter")
     store["divisions"][parents] += 1  # no-ops when nobody divided
     store["divisions"][daughters] += 1
 
@@ -129,11 +157,12 @@ def targeted(model: CrsModel, target_slot: Any, hit: Any) -> Any:
 
 def secrete(model: CrsModel) -> None:
     """Activated, stimulated CAR-T cells secrete IFN-γ, GM-CSF, TNF-α and IL-2."""
-    store = model.store
+    store, xp = model.store, model.xp
     active = model.mask_of(NAME) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+    cells = xp.where(active, store[WEIGHT], xp.float32(0.0))  # the cells each agent stands for
     voxels = model.voxels()
     for name, rate in model.config.cells.cart.secretion_pg_cell_h.as_dict().items():
-        model.secretion.add(name, voxels, active, rate * model.effects.cytokine_production)
+        model.secretion.add_each(name, voxels, cells * (rate * model.effects.cytokine_production))
 
 
 def pool_step(model: CrsModel) -> None:
@@ -149,9 +178,21 @@ def pool_step(model: CrsModel) -> None:
 
 
 def engaged(model: CrsModel) -> Any:
-    """Per agent: an activated CAR-T cell still stimulated by antigen (expresses CD40L)."""
+    """Per agent: an activated CAR-T cell still stimulated by antigen (expresses CD40L), as a contact partner.
+
+    An agent of weight below 1 is present as a partner with probability ``weight`` (drawn
+    each step), so the contact signal it gives scales with the cells it stands for.
+    """
     store = model.store
-    return (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+    on = (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+    return on & (model.uniform_all("cart:partner") < store[WEIGHT])
+
+
+def stimulus_weight(model: CrsModel) -> Any:
+    """Per agent ``float32 [n]``: the cells of an engaged CAR-T agent (its weight), 0 for every other agent."""
+    store, xp = model.store, model.xp
+    on = (store.kind == store.kind_id(NAME)) & (store.state == ACTIVATED) & (store["stimulation_h"] > 0)
+    return xp.where(on, store[WEIGHT], xp.float32(0.0))
 
 
 def stimulus_weight(model: CrsModel) -> Any:
@@ -160,8 +201,9 @@ def stimulus_weight(model: CrsModel) -> Any:
 
 
 def infuse(model: CrsModel) -> None:
-    """The dose enters the systemic blood pool at t = 0, resting."""
-    model.circulation.infuse(NAME, model.config.cells.cart.dose, RESTING, step=0)
+    """The dose enters the systemic blood pool at t = 0, resting, as at least ``min_agents`` agents."""
+    p = model.config.cells.cart
+    model.circulation.infuse(NAME, p.dose, RESTING, step=0, min_agents=p.min_agents)
 
 
 #: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)

@@ -23,7 +23,12 @@ NAME = "macrophage"
 class Macrophage(Myeloid):
     """Tissue-resident and monocyte-derived macrophages."""
 
-    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0 [cells]")
+    initial_count: int = Field(400, ge=0, description="tissue macrophages at t = 0 [cells]; used only when per_tumour_cell is null")
+    per_tumour_cell: float | None = Field(
+        0.2, ge=0, le=100,
+        description="tissue macrophages at t = 0 per tumour B cell on the lattice [cells/cell] (null: initial_count); assumed: 1 in 6 cells of "
+                    "the tumour site, near the median 12.8 % CD68+ cells (range 2.4-51 %) of DLBCL tumour nodules (Blood 2014;124(21):5390)",
+    )  # fmt: skip
     speed_um_min: float = Field(1.0, ge=0, description="macrophage speed [um/min]; assumed")
     death_per_day: float = Field(0.05, ge=0, description="turnover of tissue macrophages [1/day]; assumed (weeks-long lifespan)")
 

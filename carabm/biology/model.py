@@ -41,7 +41,7 @@ from carabm.engine.neighbourhood import Neighbourhood
 from carabm.engine.rng import stochastic_round
 from carabm.errors import CheckpointError, ConfigError
 from carabm.io.catalog import CATALOG
-from carabm.io.config import Config
+from carabm.io.config import Config, initial_agents, tumour_agents
 
 #: blood in a vessel segment of the lattice is replaced within about a second (flow of
 #: ~1 mm/s through a few hundred um), so lattice blood stays close to serum; assumed
@@ -101,8 +101,7 @@ class CrsModel:
         self.parts: dict[str, Any] = {}
 
         patient = config.patient
-        tumour = sum(getattr(config.cells, name).initial_count for name, cell in CATALOG.cell_types.items() if cell.tumour)
-        self.scale = max(tumour, 1) / patient.tumor_burden_cells  # the lattice's share of the patient's tumour
+        self.scale = max(tumour_agents(config.cells), 1) / patient.tumor_burden_cells  # the lattice's share of the patient's tumour
         self.labels = xp.asarray(lattice.labels.ravel())
         self.store = AgentStore(kind_specs(config), lattice.shape, backend, capacity=4096)
         self.neighbourhood = Neighbourhood(self.store, self.seed)
@@ -133,15 +132,15 @@ class CrsModel:
 
     # ------------------------------------------------------------------ set-up
     def _place_initial_cells(self) -> None:
-        """``initial_count`` agents of each placed cell type in free voxels of its home; then each type's set-up."""
+        """The t = 0 agents of each placed cell type (:func:`initial_agents`) in free voxels of its home; then each type's set-up."""
         xp = self.xp
         for name, cell in CATALOG.cell_types.items():
-            count = getattr(self.config.cells, name).initial_count if cell.placed else 0
+            count = initial_agents(self.config.cells, name) if cell.placed else 0
             free = self.lattice.flat_indices(cell.home)
             free = xp.asarray(free)[self.store.occupancy.ravel()[xp.asarray(free)] < 0]
             if count > int(free.size):
                 raise ConfigError(
-                    f"cells.{name}.initial_count: {count} cells do not fit in the {int(free.size)} free "
+                    f"cells.{name}: {count} cells at t = 0 do not fit in the {int(free.size)} free "
                     f"{cell.home} voxels of this lattice; lower the count or enlarge lattice.shape"
                 )
             self.store.place_random(name, count, free, self.seed, 0, purpose=f"place:{name}")

@@ -43,7 +43,11 @@ POOL_PART = "monocyte_pool"
 class Monocyte(Myeloid):
     """Circulating monocytes: recruited by MCP-1, main IL-1/IL-6 source, become macrophages."""
 
-    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul)")
+    initial_count: int = Field(40, ge=0, description="monocytes in lattice tissue at t = 0 [cells] (blood: patient.monocytes_per_ul); used only when per_tumour_cell is null")
+    per_tumour_cell: float | None = Field(
+        0.02, ge=0, le=100,
+        description="monocytes in lattice tissue at t = 0 per tumour B cell [cells/cell] (null: initial_count); assumed: a tenth of the macrophages (monocytes turn into macrophages within days)",
+    )  # fmt: skip
     speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
         cytokine_map(IL6=4e-2, IL1b=5e-3, TNFa=1e-3, IL10=5e-4),

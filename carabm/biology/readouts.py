@@ -41,10 +41,11 @@ def packed(model: CrsModel) -> Any:
     """Everything the readouts need from the device, as one float64 array (see :func:`row`).
 
     Layout: lattice counts per kind ``[K]``, activated agents per kind ``[K]``, lattice-blood
-    counts of the kinds that may be in blood ``[B]``, CNS infiltrate ``[1]``, mean CNS level
-    per cytokine ``[C]`` (float32 values), mean BBB integrity ``[1]`` (float32 value), minimum
-    BBB integrity ``[1]``, BBB voxels below ``clinical.edema_integrity`` ``[1]``, this step's
-    tallies ``[T]``, summed activation level per kind with one ``[A]``. Counts are exact in float64.
+    cells (agents' weights) of the kinds that may be in blood ``[B]``, lattice cells (agents'
+    weights) per kind ``[K]``, CNS infiltrate ``[1]``, mean CNS level per cytokine ``[C]``
+    (float32 values), mean BBB integrity ``[1]`` (float32 value), minimum BBB integrity ``[1]``,
+    BBB voxels below ``clinical.edema_integrity`` ``[1]``, this step's tallies ``[T]``, summed
+    activation level per kind with one ``[A]``. Counts are exact in float64.
     """
     xp, store = model.xp, model.store
     f64 = xp.float64
@@ -55,11 +56,12 @@ def packed(model: CrsModel) -> Any:
     activated_state = xp.asarray([c.code(c.activated) if c.activated else -1 for c in cells], dtype=xp.int16)
     activated = is_kind & (store.state.astype(xp.int16)[None, :] == activated_state[:, None])
     in_blood = model.circulation.in_lattice_blood()
+    weight = store.weights().astype(f64)[None, :]
     blood = is_kind[blood_kinds] & in_blood[None, :]
     in_cns = model.labels[store.flat_index()] == CNS
     infiltrating = is_kind[crossing].any(axis=0) & in_cns
-    parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), blood.sum(axis=1, dtype=xp.int64),
-             infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
+    parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), (blood * weight).sum(axis=1),
+             (is_kind * weight).sum(axis=1), infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
     parts = [part.astype(f64) for part in parts]
     if model.n_cns:
         parts.append(model.fields_flat[:, model.cns_voxels].mean(axis=1).astype(f64))
@@ -95,9 +97,10 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     lattice_counts = values[:n_kinds].astype(np.int64)
     activated = values[n_kinds : 2 * n_kinds].astype(np.int64)
     at = 2 * n_kinds
-    in_lattice_blood = values[at : at + n_blood].astype(np.int64)
-    infiltrate = int(values[at + n_blood])
-    at += n_blood + 1
+    in_lattice_blood = values[at : at + n_blood]
+    lattice_cells = values[at + n_blood : at + n_blood + n_kinds]
+    infiltrate = int(values[at + n_blood + n_kinds])
+    at += n_blood + n_kinds + 1
     cns = values[at : at + n_cyt]
     integrity, integrity_min, edema_voxels = (float(v) for v in values[at + n_cyt : at + n_cyt + 3])
     n_tallies = len(model.tally_names)
@@ -109,6 +112,8 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     out: dict[str, Any] = {"time_h": model.step_index * model.dt_h}
     for k, name in enumerate(cells):
         out[f"counts/{name}"] = int(lattice_counts[k] + circ.pool[k].sum())
+    for k, name in enumerate(cells):
+        out[f"cells/{name}"] = float(lattice_cells[k] + (circ.pool[k] * circ.pool_weight[k]).sum())
     free = model.effects.signal_free_fraction_scalar("blood")
     for i, name in enumerate(cytokines):
         out[f"serum/{name}"] = float(serum[i])
@@ -146,7 +151,7 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     out["tumor_burden"] = int(sum(lattice_counts[k] for k in tumour))
     volume_ul = circ.total_volume_ml * UL_PER_ML  # as BloodCirculation.blood_count_per_ul
     for j, k in enumerate(blood_kinds):
-        out[f"blood_per_ul/{cells[k]}"] = (circ.pool_count(cells[k]) + int(in_lattice_blood[j])) / volume_ul
+        out[f"blood_per_ul/{cells[k]}"] = (circ.pool_cells(cells[k]) + float(in_lattice_blood[j])) / volume_ul
     for k, cell in enumerate(CATALOG.cell_types.values()):
         if cell.activated is not None:
             in_pool = int(circ.pool[k, cell.code(cell.activated)]) if circ.circulating[k] else 0

@@ -22,6 +22,9 @@ from carabm.errors import CheckpointError
 CORE_COLUMNS = ("position", "kind", "state", "id")
 #: cached padded-grid flat index of each agent, kept in step with ``position``
 _PADDED_INDEX = "_padded_index"
+#: the declared variable (float32) of a super-individual kind: the cells one agent stands for
+#: (Scheffer et al., Ecol Model 1995); kinds without it stand for one cell per agent
+WEIGHT = "weight"
 
 
 def _compartment_code(value: str | int) -> int:
@@ -76,6 +79,11 @@ class KindSpec:
     def allows(self, compartment: int) -> bool:
         """True when the kind may occupy voxels of ``compartment`` (BBB also via ``bbb_crossing``)."""
         return compartment in self.allowed_compartments or (compartment == BBB and self.bbb_crossing)
+
+    @property
+    def weighted(self) -> bool:
+        """True when each agent of the kind carries a :data:`WEIGHT` (a super-individual)."""
+        return WEIGHT in self.variables
 
     @property
     def in_blood(self) -> bool:
@@ -192,6 +200,14 @@ class AgentStore:
     def __len__(self) -> int:
         return self.n
 
+    def weights(self) -> Any:
+        """Cells each live agent stands for ``float32 [n]``: its :data:`WEIGHT` where its kind declares one, else 1."""
+        xp = self.xp
+        if WEIGHT not in self.variables:
+            return xp.ones(self.n, dtype=xp.float32)
+        weighted = xp.asarray(np.array([k.weighted for k in self.kinds], dtype=bool))
+        return xp.where(weighted[self.kind], self[WEIGHT], xp.float32(1.0)).astype(xp.float32)
+
     def kind_id(self, name: str) -> int:
         """Index of a kind by name."""
         if name not in self.kind_index:
@@ -299,7 +315,7 @@ class AgentStore:
         """Add agents of one kind at ``position`` (``[k, 3]``, free distinct voxels); returns their slots.
 
         New ids are ``next_id, next_id + 1, ...`` in the order given. ``values`` set declared
-        variables (scalars or ``[k]`` arrays); unset variables start at 0. ``check=False``
+        variables (scalars or ``[k]`` arrays); unset variables start at 0 (a :data:`WEIGHT` at 1). ``check=False``
         skips checking that the voxels are inside, free and distinct (three host reads on a
         GPU), for callers that chose them so (e.g. :func:`choose_free_voxels`).
         """
@@ -331,7 +347,7 @@ class AgentStore:
         self._columns["state"][rows] = xp.asarray(state, dtype=xp.uint8)
         self._columns["id"][rows] = xp.arange(self.next_id, self.next_id + k, dtype=xp.int64)
         for name in self.variables:
-            self._columns[name][rows] = xp.asarray(values.get(name, 0), dtype=self.variables[name])
+            self._columns[name][rows] = xp.asarray(values.get(name, 1 if name == WEIGHT else 0), dtype=self.variables[name])
         slots = xp.arange(self.n, self.n + k, dtype=xp.int64)
         self._occupancy.ravel()[flat] = slots.astype(xp.int32)
         self.n += k

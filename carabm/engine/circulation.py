@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from carabm.engine import rng, rng_compiled, scatter
-from carabm.engine.agents import AgentStore, choose_free_voxels
+from carabm.engine.agents import WEIGHT, AgentStore, choose_free_voxels
 from carabm.engine.lattice import BLOOD, Lattice
 from carabm.errors import CheckpointError
 
@@ -31,8 +31,14 @@ class BloodCirculation:
     and state, stochastically rounded) enter free blood voxels. So at equilibrium the density
     in lattice blood equals the pool density, and exchange conserves pool + lattice counts.
     Cells lose their declared variables in the pool (they re-enter with zeros and new ids).
-    ``pool`` (int64 ``[kinds, 256]``, on the host) may be edited by biology (e.g. expansion
-    or death in the circulation, depletion therapies).
+    ``pool`` (int64 ``[kinds, 256]``, on the host) counts agents and may be edited by biology
+    (e.g. expansion or death in the circulation, depletion therapies).
+
+    Super-individuals (kinds with a :data:`~carabm.engine.agents.WEIGHT`): ``pool_weight``
+    (float64 ``[kinds, 256]``) is the mean weight of the pool's agents per (kind, state);
+    agents leaving the lattice fold their weights into it, agents entering take it, and
+    biology's edits of ``pool`` (deaths at random) leave it unchanged, so the cells the pool
+    stands for, ``pool * pool_weight``, stay right in expectation.
     """
 
     def __init__(
@@ -58,6 +64,8 @@ class BloodCirculation:
         self.pool_volume_ml = float(blood_volume_ml) * self.scale
         self.exchange_probability = 1.0 - math.exp(-self.dt_min / self.transit_min)
         self.pool = np.zeros((len(store.kinds), N_STATES), dtype=np.int64)
+        self.pool_weight = np.ones((len(store.kinds), N_STATES), dtype=np.float64)
+        self.weighted = np.array([k.weighted for k in store.kinds], dtype=bool)
         self.circulating = np.array([k.circulates and k.in_blood for k in store.kinds], dtype=bool)
         self._blood_padded = store.pad(self.xp.asarray(lattice.labels == BLOOD), False).ravel()
         self._blood_voxels_padded = store.padded_from_flat(self.blood_voxels)
@@ -74,47 +82,72 @@ class BloodCirculation:
             raise ValueError(f"kind {name!r} does not circulate (needs blood allowed and circulates=True)")
         return k
 
-    def infuse(self, kind: str | int, count: float, state: int = 0, step: int = 0) -> int:
+    def infuse(self, kind: str | int, count: float, state: int = 0, step: int = 0, min_agents: int = 0) -> int:
         """Infuse ``count`` cells (whole patient) into the pool; it receives ``count * scale`` of them.
 
         The fraction is rounded stochastically (keyed by seed, step, kind and state); returns
-        the number of cells added to the pool.
+        the number of agents added to the pool. A weighted kind whose share is below
+        ``min_agents`` (and above zero) gets ``min_agents`` agents of weight
+        ``count * scale / min_agents`` instead: the same cells, enough agents for statistics.
         """
         k = self._kind(kind)
         if count < 0:
             raise ValueError(f"infuse: count must be >= 0, got {count}")
+        if min_agents and not self.weighted[k]:
+            raise ValueError(f"infuse: kind {self.store.kinds[k].name!r} has no {WEIGHT!r} variable; min_agents needs one")
         expected = float(count) * self.scale
-        key = np.array([k * N_STATES + int(state)], dtype=np.int64)
-        u = float(rng.uniform(np, self.seed, step, key, "infuse")[0])
-        added = rng.stochastic_round(expected, u)
+        if self.weighted[k] and 0.0 < expected < min_agents:
+            added, weight = int(min_agents), expected / min_agents
+        else:
+            key = np.array([k * N_STATES + int(state)], dtype=np.int64)
+            u = float(rng.uniform(np, self.seed, step, key, "infuse")[0])
+            added, weight = rng.stochastic_round(expected, u), 1.0
+        self._fold_in(k, int(state), added, added * weight)
         self.pool[k, int(state)] += added
         return added
 
+    def _fold_in(self, k: int, state: int, agents: int, weight_sum: float) -> None:
+        """Fold ``agents`` of total weight ``weight_sum`` into the mean pool weight of (``k``, ``state``)."""
+        total = int(self.pool[k, state]) + int(agents)
+        if total > 0:
+            self.pool_weight[k, state] = (self.pool[k, state] * self.pool_weight[k, state] + weight_sum) / total
+
+    def pool_cells(self, kind: str | int, state: int | None = None) -> float:
+        """Cells the pool's agents of a kind (and state) stand for (their weights; 1 per agent for unweighted kinds)."""
+        k = self._kind(kind)
+        cells = self.pool[k] * self.pool_weight[k]
+        return float(cells.sum() if state is None else cells[int(state)])
+
     def checkpoint_state(self) -> dict[str, Any]:
-        """The systemic pool: cells per (kind, state) outside the lattice."""
-        return {"pool": self.pool.copy()}
+        """The systemic pool: agents per (kind, state) outside the lattice and their mean weights."""
+        return {"pool": self.pool.copy(), "pool_weight": self.pool_weight.copy()}
 
     def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
-        """Take the pool of :meth:`checkpoint_state` (the same cell types)."""
+        """Take the pool of :meth:`checkpoint_state` (the same cell types; a state without weights: all 1)."""
         pool = np.asarray(state["pool"])
         if pool.shape != self.pool.shape:
             raise CheckpointError(f"saved circulation pool has shape {list(pool.shape)}, expected {list(self.pool.shape)}")
         self.pool = pool.astype(self.pool.dtype)
+        weight = np.asarray(state.get("pool_weight", np.ones(pool.shape)), dtype=np.float64)
+        if weight.shape != self.pool.shape:
+            raise CheckpointError(f"saved pool weights have shape {list(weight.shape)}, expected {list(self.pool.shape)}")
+        self.pool_weight = weight.copy()
 
     def in_lattice_blood(self) -> Any:
         """Mask ``[n]`` of agents in lattice blood voxels."""
         return self._blood_padded[self.store.padded_flat()]
 
     def lattice_blood_counts(self) -> Any:
-        """Agents in lattice blood voxels per kind, int64 ``[kinds]`` on the backend (no host read)."""
+        """Cells (agents' weights) in lattice blood voxels per kind, float64 ``[kinds]`` on the backend (no host read)."""
         xp = self.xp
         in_blood = self.in_lattice_blood()
         kinds = xp.arange(len(self.store.kinds), dtype=xp.uint8)
-        return ((self.store.kind[None, :] == kinds[:, None]) & in_blood[None, :]).sum(axis=1, dtype=xp.int64)
+        selected = (self.store.kind[None, :] == kinds[:, None]) & in_blood[None, :]
+        return (selected * self.store.weights().astype(xp.float64)[None, :]).sum(axis=1)
 
-    def blood_per_ul(self, kind: str | int, lattice_count: int, state: int | None = None) -> float:
-        """Circulating cells per µL from a lattice-blood count already on the host (see :meth:`lattice_blood_counts`)."""
-        return (self.pool_count(kind, state) + int(lattice_count)) / (self.total_volume_ml * UL_PER_ML)
+    def blood_per_ul(self, kind: str | int, lattice_count: float, state: int | None = None) -> float:
+        """Circulating cells per µL from a lattice-blood count (cells) already on the host (see :meth:`lattice_blood_counts`)."""
+        return (self.pool_cells(kind, state) + float(lattice_count)) / (self.total_volume_ml * UL_PER_ML)
 
     def lattice_count(self, kind: str | int, state: int | None = None) -> int:
         """Agents of a kind (and state) in lattice blood voxels."""
@@ -129,16 +162,24 @@ class BloodCirculation:
         k = self._kind(kind)
         return int(self.pool[k].sum() if state is None else self.pool[k, int(state)])
 
+    def lattice_cells(self, kind: str | int, state: int | None = None) -> float:
+        """Cells (agents' weights) of a kind (and state) in lattice blood voxels."""
+        k = self._kind(kind)
+        mask = self.in_lattice_blood() & (self.store.kind == k)
+        if state is not None:
+            mask &= self.store.state == state
+        return float((self.store.weights() * mask).sum(dtype=self.xp.float64))
+
     def blood_count_per_ul(self, kind: str | int, state: int | None = None) -> float:
         """Circulating cells per µL: (pool + lattice blood) over the represented blood volume."""
-        total = self.pool_count(kind, state) + self.lattice_count(kind, state)
+        total = self.pool_cells(kind, state) + self.lattice_cells(kind, state)
         return total / (self.total_volume_ml * UL_PER_ML)
 
     def exchange(self, step: int) -> tuple[int, int]:
-        """One step of exchange between lattice blood and the pool; returns (left, entered).
+        """One step of exchange between lattice blood and the pool; returns (left, entered) agents.
 
         On a GPU this makes one documented host read ("circulation: cells leaving"): the
-        leaving cells per (kind, state) and the free blood voxels, packed together.
+        leaving agents (and their weights) per (kind, state) and the free blood voxels, packed together.
         """
         store, xp = self.store, self.xp
         inflow = self._inflow_counts(step)
@@ -149,21 +190,34 @@ class BloodCirculation:
             u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
             leaving = circulating & (u < xp.float32(self.exchange_probability))
             if store.launcher is not None:
-                out, n_free = self._leaving_counts(leaving)
+                out, out_weight, n_free = self._leaving_counts(leaving)
                 n_free += int(out.sum())
                 left = store.remove(leaving, count=int(out.sum()))
             else:
                 codes = store.kind[leaving].astype(xp.int64) * N_STATES + store.state[leaving]
                 out = store.backend.asnumpy(xp.bincount(codes, minlength=self.pool.size)).reshape(self.pool.shape)
+                out_weight = None
+                if self.weighted.any():
+                    weights = store.weights()[leaving].astype(xp.float64)
+                    out_weight = store.backend.asnumpy(xp.bincount(codes, weights=weights, minlength=self.pool.size)).reshape(self.pool.shape)
                 left = store.remove(leaving)
         entered = self._place(inflow, step, n_free)
         self.pool -= entered
         if left:
+            if out_weight is not None:
+                self._fold_in_weighted(out, out_weight)
             self.pool += out
         return left, int(entered.sum())
 
-    def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, int]:
-        """Leaving cells per (kind, state) and the free blood voxels now, in one host read."""
+    def _fold_in_weighted(self, agents: np.ndarray, weight_sum: np.ndarray) -> None:
+        """Fold leaving agents ``[kinds, 256]`` of total weights ``weight_sum`` into the mean weights of the weighted kinds."""
+        for k in np.flatnonzero(self.weighted):
+            total = self.pool[k] + agents[k]
+            mean = (self.pool[k] * self.pool_weight[k] + weight_sum[k]) / np.maximum(total, 1)
+            self.pool_weight[k] = np.where(total > 0, mean, self.pool_weight[k])
+
+    def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
+        """Leaving agents and their summed weights per (kind, state), and the free blood voxels now, in one host read."""
         store, xp = self.store, self.xp
         size = self.pool.size
         codes = xp.where(leaving, store.kind.astype(xp.int64) * N_STATES + store.state, 0)
@@ -172,9 +226,16 @@ class BloodCirculation:
         # spare bin, all atomics on one address)
         scatter.add_counts(histogram, codes, leaving, 1.0, launcher=store.launcher)
         free = (store.padded_occupancy.ravel()[self._blood_voxels_padded] < 0).sum(dtype=xp.int64)
-        packed = xp.concatenate([histogram.astype(xp.int64), free[None]])
-        host = store.backend.to_host(packed, "circulation: cells leaving")
-        return host[:size].reshape(self.pool.shape), int(host[size])
+        parts = [histogram.astype(xp.float64), free.astype(xp.float64)[None]]
+        weighted = bool(self.weighted.any())
+        if weighted:
+            weight_histogram = xp.zeros(size, dtype=xp.float32)
+            scatter.add_weights(weight_histogram, codes, xp.where(leaving, store.weights(), 0.0), 1.0, launcher=store.launcher)
+            parts.append(weight_histogram.astype(xp.float64))
+        host = store.backend.to_host(xp.concatenate(parts), "circulation: cells leaving")
+        out = host[:size].astype(np.int64).reshape(self.pool.shape)
+        out_weight = host[size + 1 :].reshape(self.pool.shape) if weighted else None
+        return out, out_weight, int(host[size])
 
     def _inflow_counts(self, step: int) -> np.ndarray:
         """Cells due to enter per (kind, state): ``pool * V_lattice / V_pool * q``, stochastically rounded."""
@@ -206,7 +267,8 @@ class BloodCirculation:
         for code in np.flatnonzero(inflow.ravel()):  # loop over (kind, state) groups, not agents
             k, state = divmod(int(code), N_STATES)
             count = int(inflow[k, state])
-            self.store.add(k, position[start : start + count], state=state, check=False)
+            weight = {WEIGHT: float(self.pool_weight[k, state])} if self.weighted[k] else {}
+            self.store.add(k, position[start : start + count], state=state, check=False, **weight)
             placed[k, state] = count
             start += count
         return placed

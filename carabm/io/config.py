@@ -147,7 +147,44 @@ class CellSection(Strict):
     """Parameters shared by every cell type (the base of each ``cells.<name>`` section)."""
 
     initial_count: int = Field(0, ge=0, description="agents placed on the lattice at t = 0 [cells]")
+    per_tumour_cell: float | None = Field(
+        None, ge=0, le=100,
+        description="agents placed at t = 0 per tumour agent on the lattice [cells/cell]; when set it replaces initial_count, so the same "
+                    "patient sampled by more or fewer tumour agents keeps its cell ratios (null: initial_count, a fixed number)",
+    )  # fmt: skip
     speed_um_min: float = Field(0.0, ge=0, description="random-walk speed [um/min]")
+
+
+def tumour_agents(cells: Any) -> int:
+    """Tumour agents placed at t = 0: the ``initial_count`` of the cell types declared ``tumour``."""
+    return sum(getattr(cells, name).initial_count for name, cell in CATALOG.cell_types.items() if cell.tumour)
+
+
+def initial_agents(cells: Any, name: str) -> int:
+    """Agents of cell type ``name`` placed at t = 0: ``per_tumour_cell`` x the tumour agents when set, else ``initial_count``."""
+    section = getattr(cells, name)
+    ratio = getattr(section, "per_tumour_cell", None)
+    if ratio is None:
+        return int(section.initial_count)
+    return int(round(ratio * tumour_agents(cells)))
+
+
+def _keep_fixed_counts(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """A ``cells.<name>`` section that names ``initial_count`` but not ``per_tumour_cell`` keeps its fixed count.
+
+    Deprecated meaning, kept readable: before ``per_tumour_cell``, ``initial_count`` was the only
+    way to set the macrophages and monocytes; a config that sets it still gets that many.
+    """
+    cells = data.get("cells")
+    if not isinstance(cells, dict):
+        return data
+    fixed = {}
+    for name, section in cells.items():
+        default = defaults.get("cells", {}).get(name, {})
+        if (isinstance(section, dict) and "initial_count" in section and "per_tumour_cell" not in section
+                and default.get("per_tumour_cell") is not None):  # fmt: skip
+            fixed[name] = {**section, "per_tumour_cell": None}
+    return {**data, "cells": {**cells, **fixed}} if fixed else data
 
 
 def _known_cytokine(name: str) -> str:
@@ -540,7 +577,10 @@ def derived_problems(config: Config) -> list[str]:
         problems.append(f"run.duration_h: {run.duration_h:g} h in steps of run.dt_min={run.dt_min:g} min is {steps:.3g} steps; "
                         f"at most {MAX_STEPS:.0e} steps are allowed")  # fmt: skip
     tumour = [name for name, cell in CATALOG.cell_types.items() if cell.tumour]
-    scale = max(sum(getattr(cells, name).initial_count for name in tumour), 1) / patient.tumor_burden_cells
+    for name in tumour:
+        if getattr(getattr(cells, name), "per_tumour_cell", None) is not None:
+            problems.append(f"cells.{name}.per_tumour_cell: the tumour itself is set by initial_count; allowed here: null")
+    scale = max(tumour_agents(cells), 1) / patient.tumor_burden_cells
     why = f"(scale = {' + '.join(f'cells.{name}.initial_count' for name in tumour)} / patient.tumor_burden_cells)"
     pool_ml = patient.blood_volume_ml * scale
     if not (math.isfinite(scale) and math.isfinite(pool_ml) and pool_ml > 0):
@@ -577,16 +617,21 @@ def lattice_problems(config: Config) -> list[str]:
     problems: list[str] = []
     wanted: dict[str, list[str]] = {}
     for name, cell in CATALOG.cell_types.items():
-        if cell.placed and getattr(config.cells, name).initial_count > 0:
+        if cell.placed and initial_agents(config.cells, name) > 0:
             wanted.setdefault(cell.home, []).append(name)
     for home, names in wanted.items():
         voxels = int((labels == COMPARTMENTS[home]).sum())
-        total = sum(getattr(config.cells, n).initial_count for n in names)
+        total = sum(initial_agents(config.cells, n) for n in names)
         if total > voxels:
-            keys = " + ".join(f"cells.{n}.initial_count" for n in names)
+            keys = " + ".join(f"cells.{n}.{_count_key(config.cells, n)}" for n in names)
             problems.append(f"{keys}: {total} cells do not fit in the {voxels} {home} voxels of lattice.shape {list(lat.shape)}; "
                             "lower the counts or enlarge lattice.shape")  # fmt: skip
     return problems
+
+
+def _count_key(cells: Any, name: str) -> str:
+    """The key that sets a cell type's agents at t = 0 (``per_tumour_cell`` when set)."""
+    return "initial_count" if getattr(getattr(cells, name), "per_tumour_cell", None) is None else "per_tumour_cell"
 
 
 def run_problems(config: Config, check_memory: bool = True) -> list[str]:
@@ -624,8 +669,9 @@ def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
         raise ConfigError(f"plugins: this process has loaded {', '.join(map(repr, others))}, which this config does not name; "
                           "run it in a new process (e.g. its own carabm command)")  # fmt: skip
     model = schema()
+    defaults = model().model_dump(mode="json")
     try:
-        config = model.model_validate(_merge(model().model_dump(mode="json"), data))
+        config = model.model_validate(_merge(defaults, _keep_fixed_counts(data, defaults)))
     except ValidationError as exc:
         raise ConfigError(problems_from(exc)) from None
     problems = run_problems(config, check_memory)

@@ -41,7 +41,8 @@ _PHONY = "This is a netCDF dimension but not a netCDF variable."
 #: time-series metadata by name (or name prefix before "/"): UDUNITS units, long name ("{}" = the part after "/"), description
 SERIES: dict[str, tuple[str, str, str]] = {
     "time_h": ("h", "time since CAR-T infusion", "simulated time since CAR-T infusion (t = 0), in hours"),
-    "counts": ("1", "{} cells", "cells of this type, lattice plus systemic blood pool"),
+    "counts": ("1", "{} agents", "agents of this type, lattice plus systemic blood pool (a CAR-T agent may stand for several or a fraction of a cell: see cells/)"),
+    "cells": ("1", "{} cells", "cells the agents of this type stand for (their weights), lattice plus systemic blood pool, in lattice-scale units"),
     "serum": ("pg mL-1", "serum {}", "serum (systemic blood pool) concentration"),
     "cns": ("pg mL-1", "CNS {}", "mean concentration over CNS voxels"),
     "bbb_integrity": ("1", "mean BBB integrity", "mean BBB integrity over BBB voxels (1 = intact, 0 = fully open)"),

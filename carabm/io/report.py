@@ -109,10 +109,10 @@ def summarize(series: RunSeries) -> dict[str, Any]:
         out[f"max_{grade}_grade"] = int(np.max(values))
         out[f"{grade}_onset_day_grade_ge1"] = _first_time_day(t, values >= 1)
         out[f"{grade}_onset_day_grade_ge2"] = _first_time_day(t, values >= 2)
-    cart = series.get("counts/cart")
+    cart = series.get("cells/cart", series.get("counts/cart"))  # cells: files before weighted agents have counts only
     if cart is not None:
         i = int(np.argmax(cart))
-        out["cart_peak_count"] = int(cart[i])
+        out["cart_peak_count"] = float(cart[i])
         out["cart_peak_day"] = float(t[i] / HOURS_PER_DAY)
     burden = series.get("tumor_burden")
     if burden is not None:

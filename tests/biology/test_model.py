@@ -61,7 +61,7 @@ def test_any_single_cell_type_absent_still_runs(absent):
 def test_infusion_is_scaled_to_the_lattice():
     model = make("cells.cart.dose=1e8", "patient.tumor_burden_cells=1e10")
     expected = 1e8 * 300 / 1e10
-    assert abs(model.circulation.pool_count("cart") - expected) <= 1
+    assert abs(model.circulation.pool_cells("cart") - expected) <= 1
 
 
 def test_brain_is_sealed_from_tumour_tissue():

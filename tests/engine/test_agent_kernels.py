@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from carabm.engine import rng, rng_compiled, scatter
-from carabm.engine.agents import AgentStore, KindSpec
+from carabm.engine.agents import WEIGHT, AgentStore, KindSpec
 from carabm.engine.backend import count_host_reads
 from carabm.engine.circulation import BloodCirculation
 from carabm.engine.lattice import BLOOD, TISSUE, Lattice, default_layout
@@ -320,3 +320,44 @@ def test_scratch_left_unfilled_is_never_read_where_unwritten(emulator, monkeypat
         emu_movement.divide(emulated.kind == 0, step, "divide")
         ref_movement.divide(reference.kind == 0, step, "divide")
         assert_same_world(reference, emulated)
+
+
+def test_weighted_circulation_matches_numpy_with_one_host_read(emulator) -> None:
+    """Super-individuals: the kernel path carries the leaving weights in the same one host read."""
+
+    def weighted_world(launcher=None):  # noqa: ANN001, ANN202
+        specs = kinds()
+        specs[0] = KindSpec("tcell", 8.0, ("tissue", "blood", "cns"), extravasation_per_h=30.0, variables={"timer": "float32", WEIGHT: "float32"})
+        labels = default_layout(SHAPE, VOXEL_UM)
+        lattice = Lattice(labels, VOXEL_UM)
+        store = AgentStore(specs, SHAPE, capacity=64)
+        store.launcher = launcher
+        for name, count in (("tcell", 60), ("mono", 40)):
+            slots = store.place_random(name, count, lattice.flat_indices("blood"), 11, 0, purpose=f"place:{name}")
+            if name == "tcell":
+                store[WEIGHT][slots] = np.linspace(0.125, 2.0, count).astype(np.float32)
+        # a pool of about the lattice's blood volume: cells go both ways
+        blood = BloodCirculation(store, lattice, dt_min=3.0, seed=4, scale=1e-9, blood_volume_ml=5000.0)
+        blood.infuse("tcell", 2e10, state=1, min_agents=50)  # 20 cells as 50 agents of weight 0.4
+        blood.infuse("mono", 4e10)
+        return store, blood
+
+    reference, ref_blood = weighted_world()
+    emulated, emu_blood = weighted_world(emulator)
+    cells = ref_blood.pool_cells("tcell") + float(reference.weights()[reference.kind == 0].sum())
+    moved = 0
+    for step in range(1, 6):
+        with count_host_reads() as reads:
+            got = emu_blood.exchange(step)
+        assert dict(reads) == {"circulation: cells leaving": 1}
+        assert got == ref_blood.exchange(step)
+        moved += sum(got)
+        np.testing.assert_array_equal(emu_blood.pool, ref_blood.pool)
+        np.testing.assert_allclose(emu_blood.pool_weight, ref_blood.pool_weight, rtol=1e-6)  # float32 atomic sums
+        np.testing.assert_array_equal(emulated.id, reference.id)
+        np.testing.assert_allclose(emulated[WEIGHT], reference[WEIGHT], rtol=1e-6)
+    assert moved > 50
+    # exchange moves cells between pool and lattice blood but keeps their number (weights)
+    after = ref_blood.pool_cells("tcell") + float(reference.weights()[reference.kind == 0].sum())
+    assert after == pytest.approx(cells, rel=1e-6)  # float32 weights on the lattice
+    assert np.all(np.asarray(reference.weights()[reference.kind == 2]) == 1.0)  # unweighted kinds: one cell per agent

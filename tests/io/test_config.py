@@ -161,7 +161,7 @@ def test_run_checks_made_at_validation_all_at_once():
     with pytest.raises(ConfigError) as caught:
         load_config(None, ["lattice.shape=[2, 4, 24]", "run.duration_h=1e300", "therapies=[{drug: anakinra, when: 'crs_grade >= 2 or'}]"])
     found = caught.value.problems
-    assert any(line.startswith("cells.bcell.initial_count + cells.macrophage.initial_count") and "do not fit in the" in line
+    assert any(line.startswith("cells.bcell.initial_count + cells.macrophage.per_tumour_cell") and "do not fit in the" in line
                for line in found), found  # fmt: skip
     assert any(line.startswith("cells.microglia.initial_count: 150 cells do not fit in the") for line in found), found
     assert any(line.startswith("run.duration_h:") for line in found), found
