@@ -68,6 +68,8 @@ SCENARIOS: dict[str, list[str]] = {
     "burden_1e11": ["patient.tumor_burden_cells=1e11", SHORT],
     # fact 12: a quarter dose against ten times the tumour, 10 days
     "low_dose_high_burden": [_dose(0.25), "patient.tumor_burden_cells=1e11", "run.duration_h=240"],
+    # the standard patient sampled by half the tumour agents (the quickstart's 1500 -> 750): fact 13
+    "sampling_half": ["cells.bcell.initial_count=750"],
 }  # fmt: skip
 DOSE_SERIES = {"dose_0.25x": 0.25, "standard": 1.0, "dose_4x": 4.0}
 BURDEN_SERIES = {"burden_1e9": 1e9, "standard": 1e10, "burden_1e11": 1e11}
@@ -308,6 +310,21 @@ def fact12(s: Series, poor: Series) -> tuple[bool, str]:
     ok = tumour_left(s) <= RESPONDED_FRACTION < tumour_left(poor)
     return ok, (f"low dose, high burden: tumour at day {poor['time_h'][-1] / 24:.0f} {tumour_left(poor):.0%} of start "
                 f"(no response: above {RESPONDED_FRACTION:.0%}); standard: {tumour_left(s):.0%} at day {s['time_h'][-1] / 24:.0f}")  # fmt: skip
+def fact13(s: Series, half: Series) -> tuple[bool, str]:
+    """Fact 13: the standard patient and the same patient sampled by half the tumour agents give the same answers.
+
+    Within the noise of one seed: peak serum IL-6 within a factor 1.5, max CRS and ICANS
+    grades within one grade, the tumour cleared in both or in neither.
+    """
+    peak_s, peak_h = float(s["serum/IL6"].max()), float(half["serum/IL6"].max())
+    ratio = peak_h / max(peak_s, 1e-9)
+    crs = abs(float(half["crs_grade"].max()) - float(s["crs_grade"].max()))
+    icans = abs(float(half["icans_grade"].max()) - float(s["icans_grade"].max()))
+    cleared = [bool(x["tumor_burden"].min() <= 0.02 * x["tumor_burden"][0]) for x in (s, half)]
+    ok = 1 / 1.5 <= ratio <= 1.5 and crs <= 1 and icans <= 1 and cleared[0] == cleared[1]
+    return ok, (f"peak IL-6 {peak_h:.0f} vs {peak_s:.0f} pg/mL (x{ratio:.2f}); max CRS {half['crs_grade'].max():.0f} vs "
+                f"{s['crs_grade'].max():.0f}, ICANS {half['icans_grade'].max():.0f} vs {s['icans_grade'].max():.0f}; "
+                f"tumour cleared {cleared[1]} vs {cleared[0]} (half vs full sampling)")  # fmt: skip
 
 
 FACTS: tuple[Fact, ...] = (
@@ -331,4 +348,5 @@ FACTS: tuple[Fact, ...] = (
          ("standard", "dose_4x", "burden_1e11"), fact11),
     Fact(12, "Some patients do not respond: a quarter dose against 1e11 tumour cells (10 days) leaves more than 35 % of the tumour",
          ("standard", "low_dose_high_burden"), fact12),
+    Fact(13, "Answers do not depend on how finely the lattice samples the patient (half the tumour agents)", ("standard", "sampling_half"), fact13),
 )  # fmt: skip

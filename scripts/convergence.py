@@ -1,0 +1,179 @@
+"""Convergence: the same patient on the quickstart lattice and on one 2x larger per axis, over seeds.
+
+Runs ``configs/quickstart.yaml`` and the same patient on a lattice ``--factor`` times larger
+along every axis (layout volume fractions equal: the vessel radius and the brain vessel
+scale with the lattice, the BBB stays one cell layer; every agent count at t = 0 scaled to
+the volume, so the lattice stands for ``factor**3`` times more of the patient), for each
+seed, and compares the distributions of the clinical readouts side by side: mean, standard
+deviation, a 95 % confidence interval of the difference of the means (Welch) and Welch's
+two-sample t-test. Writes one JSON line (``--json``, default stdout) and a markdown table
+(``--markdown``). A readout "agrees" when the 95 % interval of the difference holds 0 or
+the two samples are identical.
+
+    python scripts/convergence.py --seeds 1 2 3 --duration-h 240 --markdown conv.md --json conv.jsonl
+
+The larger lattice costs about ``factor**3`` times a quickstart run (8x at factor 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from carabm.io.catalog import CATALOG
+from carabm.io.config import load_config
+from carabm.validation import first_day, run_series
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICKSTART = ROOT / "configs" / "quickstart.yaml"
+#: the readouts compared, with their labels (days are days after infusion)
+READOUTS = {
+    "peak_il6_pg_ml": "peak serum IL-6 [pg/mL]",
+    "max_crs_grade": "max CRS grade",
+    "crs_onset_day": "CRS onset (grade >= 1) [day]",
+    "max_icans_grade": "max ICANS grade",
+    "icans_onset_day": "ICANS onset (grade >= 1) [day]",
+    "cart_peak_day": "CAR-T peak [day]",
+    "cart_fold": "CAR-T expansion [fold]",
+    "tumour_left": "tumour left at the end [fraction]",
+}
+
+
+def larger_overrides(config: Path = QUICKSTART, factor: int = 2) -> list[str]:
+    """``--set`` overrides for the same patient on a lattice ``factor`` times larger per axis.
+
+    Lengths of the layout scale with the lattice (equal volume fractions) except the BBB,
+    one endothelial cell layer; every placed cell type's t = 0 count scales with the volume
+    (``per_tumour_cell`` types follow the tumour by themselves).
+    """
+    base = load_config(config, check_memory=False)
+    layout = base.lattice.layout
+    shape = [n * factor for n in base.lattice.shape]
+    out = [f"lattice.shape=[{','.join(map(str, shape))}]",
+           f"lattice.layout.vessel_radius_um={layout.vessel_radius_um * factor:g}",
+           f"lattice.layout.brain_vessel_width_um={layout.brain_vessel_width_um * factor:g}"]  # fmt: skip
+    for name, cell in CATALOG.cell_types.items():
+        section = getattr(base.cells, name)
+        if cell.placed and getattr(section, "per_tumour_cell", None) is None and section.initial_count:
+            out.append(f"cells.{name}.initial_count={section.initial_count * factor**3}")
+    return out
+
+
+def readouts(s: dict[str, np.ndarray]) -> dict[str, float]:
+    """The compared readouts of one run's time series (``inf``: never reached)."""
+    cart = s.get("cells/cart", s["counts/cart"])
+    peak = int(np.argmax(cart))
+    burden = s["tumor_burden"]
+    return {
+        "peak_il6_pg_ml": float(s["serum/IL6"].max()),
+        "max_crs_grade": float(s["crs_grade"].max()),
+        "crs_onset_day": first_day(s, "crs_grade", 1),
+        "max_icans_grade": float(s["icans_grade"].max()),
+        "icans_onset_day": first_day(s, "icans_grade", 1),
+        "cart_peak_day": float(s["time_h"][peak] / 24.0),
+        "cart_fold": float(cart[peak] / cart[0]) if cart[0] > 0 else float("nan"),
+        "tumour_left": float(burden[-1] / max(burden[0], 1)),
+    }
+
+
+def _one(job: tuple[str, list[str], int]) -> tuple[str, int, dict[str, float], float]:
+    label, overrides, seed = job
+    start = time.perf_counter()
+    series = run_series(QUICKSTART, overrides, seed=seed)
+    return label, seed, readouts(series), time.perf_counter() - start
+
+
+def compare(a: list[float], b: list[float]) -> dict[str, Any]:
+    """Mean and sd of each sample, the 95 % CI of ``mean(b) - mean(a)`` (Welch) and Welch's p; ``agrees`` when the CI holds 0."""
+    x, y = np.asarray(a, float), np.asarray(b, float)
+    finite = np.isfinite(x).all() and np.isfinite(y).all()
+    if not finite:  # e.g. an onset that some runs never reach: compare how often it is reached
+        fx, fy = x[np.isfinite(x)], y[np.isfinite(y)]
+        return {"a_mean": float(fx.mean()) if fx.size else None, "b_mean": float(fy.mean()) if fy.size else None,
+                "a_sd": None, "b_sd": None, "a_reached": int(fx.size), "b_reached": int(fy.size), "n": int(x.size),
+                "p": None, "ci": None, "agrees": bool(fx.size == fy.size)}  # fmt: skip
+    out: dict[str, Any] = {"a_mean": float(np.mean(x)), "b_mean": float(np.mean(y)),
+                           "a_sd": float(np.std(x, ddof=1)) if x.size > 1 else 0.0,
+                           "b_sd": float(np.std(y, ddof=1)) if y.size > 1 else 0.0}  # fmt: skip
+    if np.ptp(np.concatenate([x, y])) == 0.0:
+        out.update(p=1.0, ci=[0.0, 0.0], agrees=True)
+        return out
+    va, vb = np.var(x, ddof=1) / x.size, np.var(y, ddof=1) / y.size
+    se = math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / ((va**2 / (x.size - 1) if va else 0.0) + (vb**2 / (y.size - 1) if vb else 0.0) or 1e-300)
+    half = float(stats.t.ppf(0.975, max(dof, 1.0))) * se
+    diff = float(np.mean(y) - np.mean(x))
+    p = float(stats.ttest_ind(x, y, equal_var=False).pvalue) if se > 0 else 1.0
+    out.update(p=p, ci=[diff - half, diff + half], agrees=bool(diff - half <= 0.0 <= diff + half))
+    return out
+
+
+def markdown(rows: dict[str, dict[str, Any]], factor: int, seeds: list[int], duration_h: float) -> str:
+    """The side-by-side table."""
+    big = f"{factor}x per axis"
+    lines = [f"Convergence over seeds {seeds}, {duration_h:g} h: quickstart vs the same patient on a lattice {big} "
+             f"({factor**3}x the volume and agents)", "",
+             f"| readout | quickstart mean ± sd | {big} mean ± sd | 95 % CI of the difference | Welch p | agrees |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for key, label in READOUTS.items():
+        r = rows[key]
+        ci = "n/a" if r["ci"] is None else f"[{r['ci'][0]:.3g}, {r['ci'][1]:.3g}]"
+        p = "n/a" if r["p"] is None else f"{r['p']:.2f}"
+        if "n" in r:  # some runs never reached it
+            a = f"reached {r['a_reached']}/{r['n']}" + (f", mean {r['a_mean']:.3g}" if r["a_mean"] is not None else "")
+            b = f"reached {r['b_reached']}/{r['n']}" + (f", mean {r['b_mean']:.3g}" if r["b_mean"] is not None else "")
+        else:
+            a, b = f"{r['a_mean']:.3g} ± {r['a_sd']:.2g}", f"{r['b_mean']:.3g} ± {r['b_sd']:.2g}"
+        lines.append(f"| {label} | {a} | {b} | {ci} | {p} | {'yes' if r['agrees'] else 'NO'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run both lattices over the seeds and write the JSON line and the markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--factor", type=int, default=2, help="lattice size factor per axis (default 2)")
+    parser.add_argument("--duration-h", type=float, default=336.0, help="simulated hours per run (default 336, the quickstart's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--json", type=Path, help="append the JSON line here (default: stdout)")
+    parser.add_argument("--markdown", type=Path, help="write the markdown table here (default: stdout)")
+    args = parser.parse_args(argv)
+    common = [f"run.duration_h={args.duration_h:g}"]
+    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", common + larger_overrides(factor=args.factor), s) for s in args.seeds]
+    results: dict[str, dict[int, dict[str, float]]] = {"quickstart": {}, "larger": {}}
+    wall: dict[str, float] = {"quickstart": 0.0, "larger": 0.0}
+    with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+        for label, seed, values, seconds in pool.map(_one, jobs):
+            results[label][seed] = values
+            wall[label] += seconds
+            print(f"{label} seed {seed}: {json.dumps(values)} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    rows = {key: compare([results["quickstart"][s][key] for s in args.seeds], [results["larger"][s][key] for s in args.seeds])
+            for key in READOUTS}  # fmt: skip
+    runs = {label: {seed: {k: (v if math.isfinite(v) else None) for k, v in values.items()} for seed, values in by_seed.items()}
+            for label, by_seed in results.items()}  # fmt: skip  (JSON has no inf: never reached -> null)
+    line = json.dumps({"factor": args.factor, "seeds": args.seeds, "duration_h": args.duration_h, "wall_s": wall,
+                       "runs": runs, "comparison": rows})  # fmt: skip
+    if args.json:
+        with args.json.open("a") as f:
+            f.write(line + "\n")
+    else:
+        print(line)
+    table = markdown(rows, args.factor, args.seeds, args.duration_h)
+    if args.markdown:
+        args.markdown.write_text(table)
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
