@@ -29,7 +29,7 @@ class CellType:
     pydantic model of ``cells.<name>`` in the config. ``spec``: builds the engine's
     :class:`KindSpec` from that section and the cytokine field indices. ``variable_docs``:
     units, long name and description of each variable (HDF5 attributes). ``layers``: phase
-    (:data:`PHASES`) -> function of the model. ``placed``: ``initial_count`` agents are placed
+    (:data:`PHASES`) -> function of the model. ``placed``: ``initial_count`` agents (or ``per_tumour_cell`` x the tumour agents) are placed
     in ``home`` at t = 0 (infused kinds enter through ``setup`` instead). ``setup``: runs once
     after placement (infusion, blood pools). ``extravasation_scale``: per-agent multiplier on
     leaving the blood (``float32 [n]``, 1 for other kinds). ``tumour``: its lattice count is

@@ -577,9 +577,13 @@ def derived_problems(config: Config) -> list[str]:
         problems.append(f"run.duration_h: {run.duration_h:g} h in steps of run.dt_min={run.dt_min:g} min is {steps:.3g} steps; "
                         f"at most {MAX_STEPS:.0e} steps are allowed")  # fmt: skip
     tumour = [name for name, cell in CATALOG.cell_types.items() if cell.tumour]
-    for name in tumour:
-        if getattr(getattr(cells, name), "per_tumour_cell", None) is not None:
+    for name, cell in CATALOG.cell_types.items():
+        if getattr(getattr(cells, name), "per_tumour_cell", None) is None:
+            continue
+        if cell.tumour:
             problems.append(f"cells.{name}.per_tumour_cell: the tumour itself is set by initial_count; allowed here: null")
+        elif not cell.placed:
+            problems.append(f"cells.{name}.per_tumour_cell: {name} is not placed on the lattice at t = 0 (it enters otherwise); allowed here: null")
     scale = max(tumour_agents(cells), 1) / patient.tumor_burden_cells
     why = f"(scale = {' + '.join(f'cells.{name}.initial_count' for name in tumour)} / patient.tumor_burden_cells)"
     pool_ml = patient.blood_volume_ml * scale

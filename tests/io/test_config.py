@@ -7,7 +7,7 @@ import pytest
 
 from carabm.errors import ConfigError
 from carabm.io.catalog import cell_names, cytokine_names, drug_names
-from carabm.io.config import Config, load_config, validate_config
+from carabm.io.config import Config, initial_agents, load_config, validate_config
 
 # run configs; sweep and calibration files (sweep_*.yaml, cohort_*.yaml, calibration_*.yaml) are checked in tests/hpc
 CONFIGS = sorted(p for p in (Path(__file__).parents[2] / "configs").glob("*.yaml")
@@ -175,3 +175,26 @@ def test_mask_of_the_wrong_shape_is_found_at_validation(tmp_path):
     (tmp_path / "run.yaml").write_text("lattice:\n  shape: [4, 6, 8]\n  layout: {kind: mask, file: mask.npy}\n")
     with pytest.raises(ConfigError, match=r"lattice.layout.file: mask shape \[4, 6, 9\] differs from lattice.shape \[4, 6, 8\]"):
         load_config(tmp_path / "run.yaml")
+
+
+def test_macrophages_and_monocytes_follow_the_tumour_sample():
+    for tumour in (750, 1500, 2250):
+        cells = load_config(Path(__file__).parents[2] / "configs" / "quickstart.yaml", [f"cells.bcell.initial_count={tumour}"]).cells
+        assert initial_agents(cells, "macrophage") == round(0.2 * tumour) and initial_agents(cells, "monocyte") == round(0.02 * tumour)
+        assert initial_agents(cells, "microglia") == 100  # a density of the CNS, which the tumour sample does not change
+
+
+def test_initial_count_alone_keeps_its_old_fixed_meaning():
+    cells = load_config(None, ["cells.bcell.initial_count=1000", "cells.macrophage.initial_count=77"]).cells
+    assert cells.macrophage.per_tumour_cell is None and initial_agents(cells, "macrophage") == 77
+    assert initial_agents(cells, "monocyte") == 20  # still per tumour cell (0.02): its section names neither key
+    both = load_config(None, ["cells.macrophage.initial_count=77", "cells.macrophage.per_tumour_cell=0.5"]).cells
+    assert initial_agents(both, "macrophage") == round(0.5 * both.bcell.initial_count)  # the new key wins when both are set
+
+
+@pytest.mark.parametrize(("key", "why"), [("cells.bcell.per_tumour_cell=0.1", "the tumour itself is set by initial_count"),
+                                          ("cells.cart.per_tumour_cell=0.1", "cart is not placed on the lattice")])  # fmt: skip
+def test_per_tumour_cell_where_it_means_nothing_is_one_clear_line(key, why):
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, [key])
+    assert any(line.startswith(key.split("=")[0] + ": ") and why in line for line in caught.value.problems), caught.value.problems
