@@ -109,7 +109,9 @@ def summarize(series: RunSeries) -> dict[str, Any]:
         out[f"max_{grade}_grade"] = int(np.max(values))
         out[f"{grade}_onset_day_grade_ge1"] = _first_time_day(t, values >= 1)
         out[f"{grade}_onset_day_grade_ge2"] = _first_time_day(t, values >= 2)
-    cart = series.get("cells/cart", series.get("counts/cart"))  # cells: files before weighted agents have counts only
+    cart = series.get("cells/cart")
+    if cart is None:  # files from before weighted agents have agent counts only (one cell each)
+        cart = series.get("counts/cart")
     if cart is not None:
         i = int(np.argmax(cart))
         out["cart_peak_count"] = float(cart[i])
