@@ -7,8 +7,8 @@ cell); the serum levels, concentrations of the whole patient, must not move beyo
 The full-length version is fact 13 of ``carabm.validation`` (scripts/validate.py).
 
 Known gap (xfail, strict: remove the mark when it passes): with macrophages and tissue
-monocytes per tumour cell and weighted CAR-T agents, 750 agents still give about 1.5x the
-IL-6 of 1500 (docs/model.md, section 8): monocytes recruited through the lattice's vessel,
+monocytes per tumour cell and weighted CAR-T agents, 750 agents still give about 1.4x the
+peak IL-6 of 1500 (1.8x before) (docs/model.md, section 8): monocytes recruited through the lattice's vessel,
 whose blood holds the patient's monocytes per µL whatever the tumour sample, feed a blood pool
 that halves with the sample.
 """
@@ -28,16 +28,17 @@ SEEDS = (1, 2)
 HOURS = 48
 
 
-def mean_il6(tumour_agents: int) -> float:
-    """Serum IL-6 averaged over the run and over the seeds [pg/mL]."""
+def peak_il6(tumour_agents: int) -> float:
+    """Peak serum IL-6 of the run, averaged over the seeds [pg/mL]."""
     runs = [run_series(QUICKSTART, [f"cells.bcell.initial_count={tumour_agents}", f"run.duration_h={HOURS}"], seed=seed)
             for seed in SEEDS]  # fmt: skip
-    return float(np.mean([s["serum/IL6"].mean() for s in runs]))
+    return float(np.mean([s["serum/IL6"].max() for s in runs]))
 
 
 @pytest.mark.xfail(strict=True, reason="known gap: monocyte recruitment through the fixed vessel does not follow the tumour sample")
 def test_half_the_tumour_agents_give_the_same_serum_il6():
-    full, half = mean_il6(1500), mean_il6(750)
-    assert full > 1.0  # the storm has begun (resting IL-6 is far below 1 pg/mL)
-    # within noise (seeds pooled): a sampling artefact moves it by a factor near 2
-    assert 1 / 1.35 <= half / full <= 1.35, f"serum IL-6 {half:.3g} pg/mL at 750 tumour agents vs {full:.3g} at 1500"
+    full, half = peak_il6(1500), peak_il6(750)
+    assert full > 10.0  # the storm has begun (resting IL-6 is far below 1 pg/mL)
+    # within noise (seeds pooled; seed to seed the peak varies by ~10 %): before the myeloid
+    # cells followed the tumour sample the factor was 1.8, now 1.4
+    assert 1 / 1.25 <= half / full <= 1.25, f"peak serum IL-6 {half:.3g} pg/mL at 750 tumour agents vs {full:.3g} at 1500"
