@@ -195,11 +195,6 @@ def stimulus_weight(model: CrsModel) -> Any:
     return xp.where(on, store[WEIGHT], xp.float32(0.0))
 
 
-def stimulus_weight(model: CrsModel) -> Any:
-    """Per agent, the contact stimulus it gives a myeloid neighbour (CD40L), ``float32 [n]``: 1 per engaged CAR-T agent, 0 for others."""
-    return engaged(model).astype(model.xp.float32)
-
-
 def infuse(model: CrsModel) -> None:
     """The dose enters the systemic blood pool at t = 0, resting, as at least ``min_agents`` agents."""
     p = model.config.cells.cart
