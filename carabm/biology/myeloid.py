@@ -73,6 +73,16 @@ class Myeloid(CellSection):
     )
     il1_for_il6_half_max_pg_ml: float = Field(1000.0, gt=0, description="IL-1b giving half of the IL-1-dependent IL-6 production [pg/mL]; assumed")
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
+    il1b_needs_inflammasome: float = Field(
+        0.9, ge=0, le=1,
+        description="share of IL-1b release that needs caspase-1 activation by a second signal, factors released by pyroptotic "
+        "target cells (the DAMP field) [1]; Liu et al., Sci Immunol 2020: CAR-T-induced target-cell pyroptosis activates caspase-1 "
+        "in macrophages, and caspase-1 inhibition eliminated CRS in mice; the share is assumed (pro-IL-1b is made on priming, "
+        "its release needs the inflammasome)",
+    )
+    inflammasome_damp_half_max_pg_ml: float = Field(
+        100.0, gt=0, description="DAMP level for half-maximal caspase-1 activation [pg/mL]; assumed equal to the DAMP priming half-maximum"
+    )
 
 
 
@@ -129,14 +139,17 @@ def next_active_h(level: Any, active_h: Any, dt_h: float, xp: Any) -> Any:
     return xp.where(level > ACTIVE_THRESHOLD, active_h + dt_h, xp.where(level < 0.2, 0.0, active_h))
 
 
-def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid, production: Any = 1.0) -> dict[str, Any]:
-    """Secretion per cell [pg/cell/h] of each cytokine at activation ``level`` (IL-10 late, IL-6 induced by IL-1)."""
+def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid, production: Any = 1.0, damp: Any = 0.0) -> dict[str, Any]:
+    """Secretion per cell [pg/cell/h] of each cytokine at activation ``level`` (IL-10 late, IL-6 induced by IL-1,
+    IL-1β released by the inflammasome, whose second signal is the DAMP level ``damp`` [pg/mL] the cell sees)."""
     drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * production
     late = rules.hill(active_h, params.il10_delay_h)
     il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
+    s = params.il1b_needs_inflammasome
+    il1b_release = (1.0 - s) + s * rules.hill(damp, params.inflammasome_damp_half_max_pg_ml, params.activation_hill)
     out = {}
     for name, rate in params.secretion_pg_cell_h.as_dict().items():
-        factor = late if name == "IL10" else il6_induction if name == "IL6" else 1.0
+        factor = late if name == "IL10" else il6_induction if name == "IL6" else il1b_release if name == "IL1b" else 1.0
         out[name] = rate * drive * factor
     return out
 
@@ -167,7 +180,8 @@ def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
     compartments = model.compartments()
     il1_free = model.effects.signal_free_fraction(compartments)["IL1b"]
     il1_signal = il1_induction_signal(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params)
-    rates = secretion_rates(store["activation"], store["active_h"], il1_signal, params, model.effects.cytokine_production)
+    damp = model.fields_flat[model.index["DAMP"], voxels]
+    rates = secretion_rates(store["activation"], store["active_h"], il1_signal, params, model.effects.cytokine_production, damp)
     for name, rate in rates.items():
         model.secretion.add_each(name, voxels, xp.where(cells, rate, 0.0))
     free_receptors = model.effects.il6_receptor_free(compartments)
