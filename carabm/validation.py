@@ -8,7 +8,9 @@ physiological; ranges are the ones VALIDATION.md writes, not widened to fit the 
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,6 +88,25 @@ def run_series(config_path: str | Path, overrides: list[str], seed: int | None =
         rows.append(sim.readouts())
     keys = rows[-1].keys()
     return {key: np.array([row.get(key, 0.0) for row in rows], dtype=float) for key in keys}
+
+
+def _run_scenario(args: tuple[str, str, int | None]) -> tuple[str, Series]:
+    config_path, name, seed = args
+    return name, run_series(config_path, SCENARIOS[name], seed)
+
+
+def run_scenarios(config_path: str | Path, names: list[str], seed: int | None = None, workers: int = 1) -> dict[str, Series]:
+    """:func:`run_series` of each named scenario, on ``workers`` fresh (spawned) processes when more than one.
+
+    Each run is the same deterministic model whichever process runs it, so the results do not
+    depend on ``workers``. Spawned, not forked: a fork of a process whose compiled code has
+    started threads can hang or die.
+    """
+    jobs = [(str(config_path), name, seed) for name in names]
+    if workers <= 1 or len(jobs) <= 1:
+        return dict(map(_run_scenario, jobs))
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(pool.map(_run_scenario, jobs))
 
 
 def first_day(s: Series, key: str, threshold: float) -> float:

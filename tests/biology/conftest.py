@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from carabm.validation import SCENARIOS, run_series
+from carabm.validation import SCENARIOS, run_scenarios, run_series
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
-#: the quickstart run itself (14 days on a small lattice): the README's promise, tested
-REDUCED: list[str] = []
 #: the figures of one session's scenarios, for the record (pytest -s shows them)
 NUMBERS: dict[str, str] = {}
-
-
-def _run(name: str):
-    return name, run_series(QUICKSTART, REDUCED + SCENARIOS[name])
 
 
 def _selected_scenarios(session) -> list[str]:
@@ -45,14 +38,9 @@ def scenario(request):
     def get(name):
         if not cache:
             wanted = _selected_scenarios(request.session) or [name]
-            workers = max(1, min(4, os.cpu_count() or 1, len(wanted)))
-            if workers == 1:
-                cache.update(_run(n) for n in wanted)
-            else:
-                with ProcessPoolExecutor(workers) as pool:
-                    cache.update(pool.map(_run, wanted))
+            cache.update(run_scenarios(QUICKSTART, wanted, workers=min(4, os.cpu_count() or 1)))
         if name not in cache:
-            cache[name] = run_series(QUICKSTART, REDUCED + SCENARIOS[name])
+            cache[name] = run_series(QUICKSTART, SCENARIOS[name])
         return cache[name]
 
     return get
