@@ -28,6 +28,10 @@ def _activation_kinds(model: CrsModel) -> list[int]:
     return [k for k, cell in enumerate(CATALOG.cell_types.values()) if ACTIVATION in cell.variables]
 
 
+#: activation levels are summed as whole multiples of 1/ACTIVATION_QUANTUM (order-independent sums)
+ACTIVATION_QUANTUM = float(2**32)
+
+
 def _kind_groups(model: CrsModel) -> tuple[list[int], list[int], list[int]]:
     """Kind ids of the cell types that may be in blood, that cross the BBB, and that are the tumour."""
     kinds = model.store.kinds
@@ -76,8 +80,11 @@ def packed(model: CrsModel) -> Any:
     parts.append(model.tallies.astype(f64))
     active_kinds = _activation_kinds(model)
     if active_kinds:
-        level = store[ACTIVATION].astype(f64)
-        parts.append(xp.where(is_kind[active_kinds], level[None, :], 0.0).sum(axis=1))
+        # summed as integers of 2^-32 (exact, so the same whatever the agents' order: the GPU path
+        # sorts agents by voxel), then back to a level sum; 4096 agents at 1.0 stay far below 2^63
+        level = xp.rint(store[ACTIVATION].astype(f64) * ACTIVATION_QUANTUM).astype(xp.int64)
+        sums = xp.where(is_kind[active_kinds], level[None, :], 0).sum(axis=1, dtype=xp.int64)
+        parts.append(sums.astype(f64) / ACTIVATION_QUANTUM)
     return xp.concatenate(parts)
 
 
