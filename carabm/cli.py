@@ -22,9 +22,10 @@ log = logging.getLogger("carabm")
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from carabm.io.checkpoint import checkpoint_path, read_checkpoint  # noqa: PLC0415
-    from carabm.io.config import apply_overrides, load_config, validate_config, yaml_load  # noqa: PLC0415
+    from carabm.io.config import load_config, validate_config  # noqa: PLC0415
     from carabm.io.hdf5 import check_run_file  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
+    from carabm.io.yaml_input import apply_overrides, yaml_load  # noqa: PLC0415
     from carabm.simulation import check_output, run  # noqa: PLC0415
 
     overrides = list(args.set or [])

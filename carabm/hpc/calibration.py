@@ -340,8 +340,8 @@ def apply_reduced(data: dict[str, Any]) -> dict[str, Any]:
 def apply_settings(data: dict[str, Any], settings: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """``--set KEY=VALUE`` on a calibration mapping: ``abc.population=4``, ``cohort.n=2``,
     ``cohort.overrides.run.duration_h=120`` (after ``cohort.overrides.`` the rest is one config key)."""
-    from carabm.io.config import parse_override  # noqa: PLC0415
     from carabm.io.dotted import parent_of  # noqa: PLC0415
+    from carabm.io.yaml_input import parse_override  # noqa: PLC0415
 
     data = copy.deepcopy(data)
     for text in settings:
@@ -358,7 +358,7 @@ def load_calibration(path: str | Path, reduced: bool = False, settings: list[str
     ``reduced``: lay the file's ``reduced:`` section over it (small cohorts, short runs, few
     generations); ``settings``: ``--set KEY=VALUE`` changes after that (:func:`apply_settings`).
     """
-    from carabm.io.config import read_yaml  # noqa: PLC0415
+    from carabm.io.yaml_input import read_yaml  # noqa: PLC0415
 
     path = Path(path)
     data = read_yaml(path)

@@ -203,7 +203,7 @@ def read_trial(folder: str | Path) -> Trial | None:
     path = Path(folder) / "sweep.yaml"
     if not path.is_file():
         return None
-    from carabm.io.config import read_yaml  # noqa: PLC0415
+    from carabm.io.yaml_input import read_yaml  # noqa: PLC0415
 
     data = read_yaml(path).get("trial")
     return parse_trial(data, f"{path}: trial") if data is not None else None

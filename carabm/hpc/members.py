@@ -21,8 +21,9 @@ from carabm.errors import ConfigError
 from carabm.hpc.derived import evaluate
 from carabm.hpc.designs import axis_blocks, sample_axis
 from carabm.hpc.trial import parse_trial
-from carabm.io.config import Config, read_yaml, schema, validate_config
+from carabm.io.config import Config, schema, validate_config
 from carabm.io.dotted import flatten, get_path, set_path
+from carabm.io.yaml_input import read_yaml
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,7 @@
-"""The run configuration: typed schema (pydantic), YAML loading, ``--set`` overrides, errors.
+"""The run configuration: typed schema (pydantic) and its validation.
+
+YAML reading and ``--set`` overrides live in :mod:`carabm.io.yaml_input` and the one-line
+error messages in :mod:`carabm.io.config_errors`; their functions are re-exported here.
 
 Every value has a default, a unit in its name where ambiguous, and a description.
 Problems are reported all at once as ``key.path: what is wrong`` lines (ConfigError).
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -29,9 +31,11 @@ from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout
 from carabm.errors import ConfigError
 from carabm.io.catalog import CATALOG, cytokine_names, drug_names
 from carabm.io.catalog import Cytokine as CatalogCytokine
-from carabm.io.dotted import parent_of
+from carabm.io.config_errors import describe
+from carabm.io.config_errors import problems_from as config_problems
 from carabm.io.masks import load_mask
 from carabm.io.plugins import load_plugins, resolve_plugin
+from carabm.io.yaml_input import apply_overrides, read_yaml, yaml_load
 
 #: most time steps a run may have
 MAX_STEPS = 10**8
@@ -187,22 +191,21 @@ def _keep_fixed_counts(data: dict[str, Any], defaults: dict[str, Any]) -> dict[s
     return {**data, "cells": {**cells, **fixed}} if fixed else data
 
 
-def _known_cytokine(name: str) -> str:
-    names = cytokine_names()
+def _known(kind: str, name: str, names: list[str]) -> str:
+    """``name`` if it is one of ``names``, else a one-line error naming the ``kind``, a close match and what is allowed."""
     if name not in names:
         hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"unknown cytokine {name!r}{extra} (allowed: {', '.join(names)})")
+        raise ValueError(f"unknown {kind} {name!r}{extra} (allowed: {', '.join(names)})")
     return name
+
+
+def _known_cytokine(name: str) -> str:
+    return _known("cytokine", name, list(cytokine_names()))
 
 
 def _known_drug(name: str) -> str:
-    names = drug_names()
-    if name not in names:
-        hint = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
-        extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ValueError(f"unknown drug {name!r}{extra} (allowed: {', '.join(names)})")
-    return name
+    return _known("drug", name, list(drug_names()))
 
 
 #: a registered cytokine's name
@@ -363,177 +366,9 @@ def _cytokine_section(c: CatalogCytokine) -> Cytokine:
                     bbb_permeability=c.bbb_permeability, baseline_pg_ml=c.baseline_pg_ml)  # fmt: skip
 
 
-# --------------------------------------------------------------------------- errors
-
-
-def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif isinstance(part, str) and part.startswith("function-") or part in {"tuple", "list"}:
-            continue
-        else:
-            out += ("." if out else "") + str(part)
-    return out
-
-
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
-    model: Any = schema()
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
-            return None
-        annotation = model.model_fields[part].annotation
-        args = getattr(annotation, "__args__", ())
-        model = next((a for a in (annotation, *args) if isinstance(a, type) and issubclass(a, BaseModel)), annotation)
-    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _allowed_names(parent: tuple[Any, ...]) -> list[str]:
-    model = _model_at(parent)
-    return list(model.model_fields) if model else []
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, str):
-        return repr(value)
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def _message(err: dict[str, Any]) -> str:
-    kind, loc, value, ctx = err["type"], tuple(err["loc"]), err.get("input"), err.get("ctx") or {}
-    path = _path(loc)
-    if kind == "extra_forbidden":
-        parent, name = loc[:-1], str(loc[-1])
-        allowed = _allowed_names(parent)
-        where = _path(parent)
-        what = {"cells": "cell type", "cytokines": "cytokine"}.get(where, "key")
-        hint = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
-        text = f"{path}: unknown {what} {name!r}"
-        if hint:
-            text += f"; did you mean {hint[0]!r}?"
-        return text + (f" (allowed: {', '.join(allowed)})" if allowed else "")
-    if kind == "literal_error":
-        expected = ctx.get("expected", "")
-        return f"{path}: must be one of {expected}, got {_describe(value)}"
-    bounds = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
-    if kind in bounds:
-        limit = next(iter(ctx.values()))
-        return f"{path}: must be {bounds[kind]} {limit:g}, got {_describe(value)}"
-    types = {
-        "float_type": "a number", "int_type": "an integer", "bool_type": "true or false",
-        "string_type": "a string", "list_type": "a list", "tuple_type": "a list",
-        "model_type": "a mapping of keys", "dict_type": "a mapping of keys", "model_attributes_type": "a mapping of keys",
-    }  # fmt: skip
-    if kind in types:
-        return f"{path}: must be {types[kind]}, got {_describe(value)}"
-    if kind == "finite_number":
-        return f"{path}: must be a finite number, got {_describe(value)}"
-    if kind == "missing" and loc and isinstance(loc[-1], int):
-        return f"{_path(loc[:-1])}: too few entries (expected [nz, ny, nx])"
-    if kind == "missing":
-        return f"{path}: required key is missing"
-    if kind == "too_short" or kind == "too_long":
-        return f"{path}: wrong length, got {_describe(value)} ({err['msg']})"
-    if kind == "value_error":
-        msg = str(ctx.get("error", err["msg"]))
-        if ":" in msg.split(" ")[0]:  # "file: required ..." -> nested key
-            sub, rest = msg.split(":", 1)
-            return f"{path}.{sub}:{rest}" if path else f"{sub}:{rest}"
-        return f"{path}: {msg}" if path else msg
-    return f"{path}: {err['msg']}, got {_describe(value)}"
-
-
 def problems_from(error: ValidationError) -> list[str]:
-    """One readable line per pydantic error, with its key path."""
-    lines: list[str] = []
-    for err in error.errors():
-        line = _message(err)
-        if line not in lines:
-            lines.append(line)
-    return lines
-
-
-# --------------------------------------------------------------------------- loading
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e8`` and ``1.4e8`` as floats (YAML 1.2 style), as people write them."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-        |\.[0-9_]+(?:[eE][-+][0-9]+)?
-        |[-+]?\.(?:inf|Inf|INF)
-        |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def yaml_load(text: str) -> Any:
-    """Parse YAML text safely (no arbitrary objects), reading ``1e8`` as a number."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506  (a SafeLoader subclass)
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning I/O and syntax errors into ConfigError."""
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
-    if path.is_dir():
-        raise ConfigError(f"{path}: is a directory, expected a YAML config file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc.__class__.__name__}: {exc})") from exc
-    try:
-        data = yaml_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: malformed YAML at {where}: {problem}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """Split ``a.b.c=VALUE`` into the key path and the YAML-parsed value."""
-    if "=" not in text:
-        raise ConfigError(f"--set {text!r}: expected KEY=VALUE, e.g. run.seed=3")
-    key, raw = text.split("=", 1)
-    parts = [p for p in key.strip().split(".")]
-    if not key.strip() or any(not p for p in parts):
-        raise ConfigError(f"--set {text!r}: empty key; expected a dotted path like cells.cart.dose")
-    try:
-        value = yaml_load(raw) if raw.strip() else None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({str(exc).splitlines()[0]})") from exc
-    return parts, value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """Apply ``--set`` overrides to a raw config mapping; unknown keys are reported by validation."""
-    problems: list[str] = []
-    for text in overrides:
-        try:
-            parts, value = parse_override(text)
-            parent_of(data, parts)[parts[-1]] = value
-        except ConfigError as exc:
-            problems.extend(exc.problems)
-    if problems:
-        raise ConfigError(problems)
-    return data
+    """One readable line per pydantic error of a config, with its key path (:mod:`carabm.io.config_errors`)."""
+    return config_problems(error, schema())
 
 
 def check_resources(config: Config) -> list[str]:
@@ -666,7 +501,7 @@ def validate_config(data: dict[str, Any], check_memory: bool = True) -> Config:
     """
     plugins = data.get("plugins") or []
     if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
-        raise ConfigError(f"plugins: must be a list of module names or .py files, got {_describe(plugins)}")
+        raise ConfigError(f"plugins: must be a list of module names or .py files, got {describe(plugins)}")
     load_plugins(plugins)  # before validation: plug-ins add cell types, cytokines and drugs to the schema
     others = [name for name in CATALOG.plugins if name not in plugins]
     if others:  # their cell types would take part in this run too: a registration cannot be undone

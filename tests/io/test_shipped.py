@@ -14,8 +14,8 @@ import yaml
 
 from carabm.cli import main
 from carabm.errors import ConfigError
-from carabm.io.config import yaml_load
 from carabm.io.shipped import CONFIGS_DIR, SCHEMA_NAME, config_schema, init_folder, resolve_config, shipped_configs
+from carabm.io.yaml_input import yaml_load
 
 ROOT = Path(__file__).parents[2]
 
