@@ -34,7 +34,7 @@ def run(config, out=None, **kwargs):  # noqa: ANN001, ANN003, ANN201
 
 
 def open_run(path):  # noqa: ANN001, ANN201
-    """Open a run's time series as an ``xarray.Dataset`` (see :mod:`carabm.io.hdf5`)."""
-    from carabm.io.hdf5 import open_run as _open  # noqa: PLC0415
+    """Open a run's time series as an ``xarray.Dataset`` (see :mod:`carabm.io.runfile`)."""
+    from carabm.io.runfile import open_run as _open  # noqa: PLC0415
 
     return _open(path)

@@ -23,7 +23,7 @@ log = logging.getLogger("carabm")
 def _cmd_run(args: argparse.Namespace) -> int:
     from carabm.io.checkpoint import checkpoint_path, read_checkpoint  # noqa: PLC0415
     from carabm.io.config import load_config, validate_config  # noqa: PLC0415
-    from carabm.io.hdf5 import check_run_file  # noqa: PLC0415
+    from carabm.io.runfile import check_run_file  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
     from carabm.io.yaml_input import apply_overrides, yaml_load  # noqa: PLC0415
     from carabm.simulation import check_output, run  # noqa: PLC0415
@@ -72,7 +72,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from carabm.io.hdf5 import check_run_file  # noqa: PLC0415
+    from carabm.io.runfile import check_run_file  # noqa: PLC0415
 
     check_run_file(args.file, need_timeseries=False)
     try:

@@ -22,8 +22,9 @@ from carabm.errors import ConfigError, InputFileError
 from carabm.io.catalog import CATALOG
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
 from carabm.io.config import Config, config_from_text, load_config
-from carabm.io.hdf5 import RunWriter, check_run_file, open_read
+from carabm.io.hdf5 import RunWriter
 from carabm.io.masks import load_mask
+from carabm.io.runfile import check_run_file, open_read
 from carabm.io.shipped import resolve_config
 from carabm.io.xdmf import write_xdmf
 from carabm.progress import RunProgress
@@ -458,7 +459,7 @@ def _copy_snapshots(parent: Path, writer: RunWriter, sim: Simulation, expected: 
     again from the restored state when it cannot be read.
     """
     from carabm.errors import CarabmError  # noqa: PLC0415
-    from carabm.io.hdf5 import Snapshots  # noqa: PLC0415
+    from carabm.io.runfile import Snapshots  # noqa: PLC0415
 
     copied: set[str] = set()
     step = sim.step_index

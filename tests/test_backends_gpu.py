@@ -63,7 +63,7 @@ def run_then_resume(tmp_path: Path, first: str, second: str) -> None:
     import subprocess  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    from carabm.io.hdf5 import open_run  # noqa: PLC0415
+    from carabm.io.runfile import open_run  # noqa: PLC0415
 
     out, branch = tmp_path / f"{first}.h5", tmp_path / f"{first}-{second}.h5"
     run = [sys.executable, "-m", "carabm", "run", str(QUICKSTART), "--out", str(out), "--backend", first,

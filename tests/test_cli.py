@@ -11,7 +11,7 @@ import h5py
 import pytest
 
 import carabm
-from carabm.io.hdf5 import Snapshots
+from carabm.io.runfile import Snapshots
 
 ROOT = Path(__file__).parents[1]
 QUICK = ROOT / "configs" / "quickstart.yaml"

@@ -9,7 +9,7 @@ import pytest
 import carabm
 from carabm.errors import ConfigError
 from carabm.io.config import load_config
-from carabm.io.hdf5 import Snapshots
+from carabm.io.runfile import Snapshots
 
 ROOT = Path(__file__).parents[1]
 SMALL = ["lattice.shape=[6, 12, 24]", "cells.bcell.initial_count=50", "cells.macrophage.initial_count=10",

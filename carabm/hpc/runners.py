@@ -61,7 +61,7 @@ def run_member(sweep_file: str | Path, out: str | Path, index: int, backend: str
 def _run_member(member: Member, folder: Path, backend: str | None, progress: bool | None = False) -> MemberResult:
     from carabm.io.checkpoint import checkpoint_path  # noqa: PLC0415
     from carabm.io.config import config_from_text  # noqa: PLC0415
-    from carabm.io.hdf5 import read_config_text  # noqa: PLC0415
+    from carabm.io.runfile import read_config_text  # noqa: PLC0415
     from carabm.simulation import config_differences, run  # noqa: PLC0415
 
     out = folder / OUTPUT_NAME

@@ -18,7 +18,7 @@ import numpy as np
 
 from carabm.errors import InputFileError
 from carabm.io.catalog import CATALOG
-from carabm.io.hdf5 import check_run_file, open_read, read_events
+from carabm.io.runfile import check_run_file, open_read, read_events
 from carabm.io.summary import config_tumour_cells, tumour_response
 
 HOURS_PER_DAY = 24.0

@@ -18,7 +18,7 @@ import numpy as np
 
 from carabm.errors import InputFileError
 from carabm.io.checkpoint import checkpoint_path
-from carabm.io.hdf5 import check_run_file, open_read
+from carabm.io.runfile import check_run_file, open_read
 from carabm.io.xdmf import xdmf_path
 
 HOURS_PER_DAY = 24.0

@@ -18,7 +18,8 @@ import carabm.biology  # noqa: F401  (registers the built-in cell types, whose c
 from carabm.errors import CarabmError, InputFileError
 from carabm.io.catalog import CATALOG
 from carabm.io.config import config_from_text
-from carabm.io.hdf5 import Snapshots, open_read, read_config_text, read_state_codes
+from carabm.io.hdf5 import read_state_codes
+from carabm.io.runfile import Snapshots, open_read, read_config_text
 
 
 class _CatalogColours(Mapping[str, tuple[float, float, float]]):

@@ -18,7 +18,7 @@ import pytest
 from carabm.cli import main
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint
 from carabm.io.crash import run_and_crash
-from carabm.io.hdf5 import Snapshots
+from carabm.io.runfile import Snapshots
 
 ROOT = Path(__file__).parents[2]
 QUICK = ROOT / "configs" / "quickstart.yaml"

@@ -12,7 +12,8 @@ import carabm
 from carabm.errors import InputFileError
 from carabm.io.catalog import cell_names, cytokine_names
 from carabm.io.config import load_config
-from carabm.io.hdf5 import RunWriter, Snapshots, check_run_file, open_run
+from carabm.io.hdf5 import RunWriter
+from carabm.io.runfile import Snapshots, check_run_file, open_run
 
 ROOT = Path(__file__).parents[2]
 QUICK = ROOT / "configs" / "quickstart.yaml"

@@ -8,7 +8,7 @@ import pytest
 import carabm
 from carabm.io.catalog import cytokine_names
 from carabm.io.config import load_config
-from carabm.io.hdf5 import Snapshots
+from carabm.io.runfile import Snapshots
 from carabm.io.xdmf import write_xdmf, xdmf_path
 
 vtk = pytest.importorskip("vtk")

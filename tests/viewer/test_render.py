@@ -9,7 +9,7 @@ import pytest
 
 from carabm.cli import main
 from carabm.errors import InputFileError
-from carabm.io.hdf5 import Snapshots
+from carabm.io.runfile import Snapshots
 from carabm.viewer.render import choose_backend, render
 from carabm.viewer.scene import BBB_BREACHED, BBB_INTACT, CELL_COLORS, COMPARTMENT_COLORS, STATE_COLORS, state_name
 
