@@ -282,7 +282,9 @@ def test_submit_script_queues_the_array_then_collect(sweep_file: Path, tmp_path:
     log = tmp_path / "sbatch.log"
     (bindir / "sbatch").write_text(f'#!/usr/bin/env bash\necho "$@" >> {log}\necho $((1000 + $(wc -l < {log})))\n')
     (bindir / "sbatch").chmod(0o755)
-    carabm_bin = Path(shutil.which("carabm") or sys.executable).parent
+    # the carabm of the interpreter running the tests (another carabm earlier on PATH would be a different install)
+    here = Path(sys.executable).parent
+    carabm_bin = here if (here / "carabm").exists() else Path(shutil.which("carabm") or sys.executable).parent
     env = {"PATH": f"{bindir}:{carabm_bin}:/usr/bin:/bin", "HOME": str(tmp_path)}
     out = tmp_path / "dir"
     proc = subprocess.run(["bash", str(ROOT / "scripts" / "slurm" / "submit.sh"), str(sweep_file), str(out), "--partition=x"],
