@@ -8,6 +8,7 @@ needs. On the CPU without numba it falls back to the array version; on a GPU the
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -72,21 +73,34 @@ def random_bits_kernel(xp: Any, seed: int, step: int, ids: Any, purpose: str | i
 
 def random_bits(xp: Any, seed: int, step: int, ids: Any, purpose: str | int) -> tuple[Any, ...]:
     """Same result as :func:`carabm.engine.rng.random_bits`; compiled for NumPy (numba) and CuPy (CUDA)."""
-    launch = launcher_for(xp)
-    if launch is not None:
-        return random_bits_kernel(xp, seed, step, ids, purpose, launch)
+    if xp is not np:
+        launch = launcher_for(xp)
+        if launch is not None:
+            return random_bits_kernel(xp, seed, step, ids, purpose, launch)
     if numba is None:
         return rng.random_bits(xp, seed, step, ids, purpose)
-    ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
+    if type(ids) is not np.ndarray or ids.dtype != np.int64 or ids.ndim != 1 or not ids.flags.c_contiguous:
+        ids = np.ascontiguousarray(ids, dtype=np.int64).ravel()
     parallel = ids.size >= PARALLEL_MIN_IDS
-    if parallel not in _kernels:
-        _kernels[parallel] = _build_kernel(parallel)
-    kernel = _kernels[parallel]
+    kernel = _kernels.get(parallel)
+    if kernel is None:
+        kernel = _kernels[parallel] = _build_kernel(parallel)
     out = np.empty((4, ids.size), dtype=np.uint32)
-    k0, k1 = rng._seed_key(seed)
-    step_word = np.uint64(int(step) & rng._MASK32)
-    kernel(ids, step_word, np.uint64(rng.purpose_id(purpose)), np.uint64(k0), np.uint64(k1), out)
+    kernel(ids, np.uint64(int(step) & rng._MASK32), _purpose_word(purpose), *_seed_words(seed), out)
     return out[0], out[1], out[2], out[3]
+
+
+@functools.lru_cache(maxsize=4096)
+def _purpose_word(purpose: str | int) -> np.uint64:
+    """:func:`carabm.engine.rng.purpose_id` as the kernel's word (a run uses a few dozen purposes: kept)."""
+    return np.uint64(rng.purpose_id(purpose))
+
+
+@functools.lru_cache(maxsize=64)
+def _seed_words(seed: int) -> tuple[np.uint64, np.uint64]:
+    """The Philox key of a seed as the kernel's two words."""
+    k0, k1 = rng._seed_key(seed)
+    return np.uint64(k0), np.uint64(k1)
 
 
 def to_unit(word: Any, xp: Any) -> Any:
