@@ -38,3 +38,12 @@ def random_neighbour(table, among_padded, u, slot, has):  # noqa: ANN001
                 seen += 1
         has[j] = count > 0
         slot[j] = table[direction, j] - 1 if count > 0 else -1
+
+
+@nb.njit(cache=CACHE, nogil=True, boundscheck=False)
+def neighbour_table(occupancy, padded_flat, offsets, out):  # noqa: ANN001
+    """``out[d, i] = 1 + occupancy[padded_flat[i] + offsets[d]]`` (int64; 0: no agent), as the array version's take."""
+    for d in range(offsets.shape[0]):
+        offset = offsets[d]
+        for i in range(padded_flat.shape[0]):
+            out[d, i] = np.int64(occupancy[padded_flat[i] + offset]) + 1

@@ -39,6 +39,20 @@ def _cpu_kernel() -> Any:
 _KERNEL: list[Any] = []
 
 
+def _table_kernel() -> Any:
+    """The numba twin of the neighbour table's gather, or None without numba."""
+    if not _TABLE:
+        try:
+            from carabm.engine._neighbourhood_numba import neighbour_table  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - numba is an install requirement
+            neighbour_table = None
+        _TABLE.append(neighbour_table)
+    return _TABLE[0]
+
+
+_TABLE: list[Any] = []
+
+
 class Neighbourhood:
     """Per-agent voxels and 26-neighbour table of an :class:`AgentStore`, cached until :meth:`forget`."""
 
@@ -76,8 +90,13 @@ class Neighbourhood:
         """
         if self._neighbours is None or self._neighbours.shape[1] > self.store.n:
             store, xp = self.store, self.xp
-            voxel = store.padded_offsets(26)[:, None] + store.padded_flat()[None, :]
-            self._neighbours = xp.take(store.padded_occupancy.ravel(), voxel).astype(xp.int64) + 1
+            offsets, flat = store.padded_offsets(26), store.padded_flat()
+            table = _table_kernel() if not on_device(xp) else None
+            if table is not None:  # one compiled pass, the same table
+                self._neighbours = np.empty((offsets.shape[0], flat.shape[0]), dtype=np.int64)
+                table(store.padded_occupancy.ravel(), np.ascontiguousarray(flat), offsets, self._neighbours)
+            else:
+                self._neighbours = xp.take(store.padded_occupancy.ravel(), offsets[:, None] + flat[None, :]).astype(xp.int64) + 1
         return self._neighbours
 
     def flags(self, flag: Any) -> Any:

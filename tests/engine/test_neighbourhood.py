@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from carabm.engine.agents import AgentStore, KindSpec
-from carabm.engine.neighbourhood import Neighbourhood, _cpu_kernel
+from carabm.engine.neighbourhood import Neighbourhood, _cpu_kernel, _table_kernel
 
 SHAPE = (6, 7, 8)
 
@@ -99,3 +99,14 @@ def test_neighbour_sum_agrees_with_has_neighbour_and_pads_daughters():
     store.add("a", free)  # an agent added after the neighbourhood was cached: nobody's neighbour yet, sum 0
     sums = hood.neighbour_sum(np.ones(store.n, dtype=np.float32))
     assert sums.shape == (store.n,) and sums[-1] == 0.0
+
+
+@pytest.mark.skipif(_table_kernel() is None, reason="numba is not installed")
+@pytest.mark.parametrize("fraction", [0.05, 0.9])
+def test_compiled_neighbour_table_is_the_gather_of_the_occupancy(fraction):
+    store = crowded_store(fraction, seed=3)
+    table = Neighbourhood(store, seed=7).neighbours()
+    voxel = store.padded_offsets(26)[:, None] + store.padded_flat()[None, :]
+    expected = np.take(store.padded_occupancy.ravel(), voxel).astype(np.int64) + 1
+    assert table.dtype == expected.dtype and np.array_equal(table, expected)
+    assert table.max() > 0  # some agent has a neighbour
