@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from carabm.biology import acute_phase, clinical, endothelium, monocyte
+from carabm.engine import scatter
 from carabm.engine.circulation import UL_PER_ML
 from carabm.engine.lattice import CNS
 from carabm.io.catalog import CATALOG
@@ -62,13 +63,13 @@ def packed(model: CrsModel) -> Any:
     in_blood = model.circulation.in_lattice_blood()
     weight = store.weights().astype(f64)[None, :]
     blood = is_kind[blood_kinds] & in_blood[None, :]
-    in_cns = model.labels[store.flat_index()] == CNS
+    in_cns = model.compartments() == CNS
     infiltrating = is_kind[crossing].any(axis=0) & in_cns
     parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), (blood * weight).sum(axis=1),
              (is_kind * weight).sum(axis=1), infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
     parts = [part.astype(f64) for part in parts]
     if model.n_cns:
-        parts.append(model.fields_flat[:, model.cns_voxels].mean(axis=1).astype(f64))
+        parts.append(scatter.mean_at(model.fields_flat, model.cns_voxels).astype(f64))
     else:
         parts.append(xp.zeros(len(CATALOG.cytokines), dtype=f64))
     if model.n_bbb:

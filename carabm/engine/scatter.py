@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from carabm.engine import kernels
-from carabm.engine.backend import launcher_for
+from carabm.engine.backend import launcher_for, on_device
 
 _BLOCK = 256
 
@@ -62,11 +62,38 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
     )  # fmt: skip
 
 
+def mean_at(fields_flat: Any, voxels: Any) -> Any:
+    """Mean of every field over ``voxels`` (e.g. the CNS): ``fields_flat[:, voxels].mean(axis=1)``, float32 ``[K]``.
+
+    NumPy's gather ``[:, voxels]`` is column-major and its mean sums each field in voxel order;
+    on the CPU one compiled pass makes the same sums without the gather (same numbers, checked in
+    tests/engine/test_agent_kernels.py). One field (a contiguous row, summed pairwise), float64
+    and GPU data take the expression itself.
+    """
+    k, n = int(fields_flat.shape[0]), int(voxels.shape[0])
+    if on_device(fields_flat) or k < 2 or n == 0 or fields_flat.dtype != np.float32:
+        return fields_flat[:, voxels].mean(axis=1)
+    if "mean_at" not in _CPU:
+        try:
+            from carabm.engine._scatter_numba import mean_at as kernel  # noqa: PLC0415
+        except ImportError:  # pragma: no cover - numba is an install requirement
+            kernel = None
+        _CPU["mean_at"] = kernel
+    if _CPU["mean_at"] is None:  # pragma: no cover
+        return fields_flat[:, voxels].mean(axis=1)
+    out = np.empty(k, dtype=np.float32)
+    _CPU["mean_at"](np.ascontiguousarray(fields_flat), np.ascontiguousarray(voxels, dtype=np.int64), out)
+    return out
+
+
+_CPU: dict[str, Any] = {}
+
+
 def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = None) -> Any:
     """Every field at every agent's voxel: ``fields_flat[:, voxels]`` as float32 ``[K, n]``."""
     launch = launcher_for(fields_flat, launcher)
     if launch is None:
-        return fields_flat[:, voxels]
+        return np.take(fields_flat, voxels, axis=1)  # fields_flat[:, voxels], without fancy indexing's slower path
     xp = kernels.array_module(fields_flat)
     k, n_voxels = (int(s) for s in fields_flat.shape)
     n = int(voxels.shape[0])

@@ -361,3 +361,15 @@ def test_weighted_circulation_matches_numpy_with_one_host_read(emulator) -> None
     after = ref_blood.pool_cells("tcell") + float(reference.weights()[reference.kind == 0].sum())
     assert after == pytest.approx(cells, rel=1e-6)  # float32 weights on the lattice
     assert np.all(np.asarray(reference.weights()[reference.kind == 2]) == 1.0)  # unweighted kinds: one cell per agent
+
+
+def test_mean_over_voxels_gives_the_gathers_mean_to_the_bit() -> None:
+    # the compiled CPU mean_at against the NumPy expression it replaces (column-major gather, summed in voxel order)
+    rng_np = np.random.default_rng(3)
+    for k, n_voxels, n in ((9, 11520, 3744), (2, 300, 299), (5, 20000, 9000), (1, 500, 200)):
+        fields = (rng_np.random((k, n_voxels)) * 10 ** rng_np.uniform(-2, 4, (k, 1))).astype(np.float32)
+        voxels = np.sort(rng_np.choice(n_voxels, n, replace=False))
+        expected = fields[:, voxels].mean(axis=1)
+        got = scatter.mean_at(fields, voxels)
+        assert got.dtype == expected.dtype == np.float32 and np.array_equal(got, expected)
+    assert scatter._CPU["mean_at"] is not None  # the compiled path ran (numba is an install requirement)
