@@ -98,8 +98,11 @@ def _write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
             array = np.asarray(value)
             big = array.size > 4096
             group.create_dataset("value", data=array, compression="gzip" if big else None, shuffle=big, compression_opts=1 if big else None)
-    for key, sub in tree.get("items", {}).items():
-        _write_tree(group.require_group("items").create_group(key), sub)
+    items = tree.get("items", {})
+    if items:
+        parent = group.require_group("items")  # looked up once, not per entry
+        for key, sub in items.items():
+            _write_tree(parent.create_group(key), sub)
 
 
 def _read_tree(group: h5py.Group) -> dict[str, Any]:
