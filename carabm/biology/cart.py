@@ -4,6 +4,9 @@ stimulated, secrete IFN-γ, GM-CSF, TNF-α and IL-2, then exhaust and contract.
 States: RESTING (infused, not yet stimulated), ACTIVATED, EXHAUSTED. ``stimulation_h``
 counts down from ``stimulation_memory_h`` after each antigen contact; proliferation and
 secretion need it above zero (a cell re-entering from the blood pool starts at zero).
+A resting cell that activates first leaves G0 and completes its first cell cycle
+(``lag_h`` counts down from ``first_division_h``) before it can divide; its daughters,
+already cycling, divide every ``doubling_time_h`` while stimulated.
 
 Super-individuals (Scheffer et al., Ecol Model 1995): an agent stands for ``weight`` cells
 (lattice-scale units). Infusion makes at least ``min_agents`` agents, of weight below 1 when
@@ -36,12 +39,13 @@ RESTING, ACTIVATED, EXHAUSTED = range(len(STATES))
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 INTRAVASATION_PER_H = 0.02
 #: per-agent variables, and their units, long name and description
-VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32", WEIGHT: "float32"}
+VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32", "lag_h": "float32", WEIGHT: "float32"}
 VARIABLE_DOCS = {
     "kills": ("1", "kills", "CAR-T: B cells each cell of this agent has killed (expected per cell, stochastically rounded)"),
     WEIGHT: ("1", "weight", "CAR-T: cells this agent stands for (super-individual; 1 when the dose gives enough agents)"),
     "divisions": ("1", "divisions", "CAR-T: divisions counted along this cell's lineage"),
     "stimulation_h": ("h", "stimulation time", "CAR-T: hours of antigen-stimulation memory left (counts down after each contact)"),
+    "lag_h": ("h", "time to first division", "CAR-T: hours left before a newly activated cell can first divide (0: cycling or resting)"),
 }
 
 
@@ -64,7 +68,12 @@ class CarT(CellSection):
         0.12, ge=0, description="lysis rate of a contacted target by an activated cell [1/h]; assumed (serial killing, one target per ~8 h of contact)"
     )
     max_kills: int = Field(25, ge=1, description="kills before exhaustion [targets]; assumed (serial-killing capacity)")
-    doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated [h]; assumed (activated T cells divide every 8-24 h)")
+    first_division_h: float = Field(
+        26.0, ge=0, description="time from activation to the first division [h]; Mishima et al., Cell Mol Biol Lett 2014: stimulated T cells "
+        "leave G0 about 10 h after stimulation and complete a first cell cycle of about 16 h (later cycles are shorter); human PHA-stimulated "
+        "lymphocytes enter S phase 24-48 h after stimulation",
+    )
+    doubling_time_h: float = Field(12.0, gt=0, description="division time when stimulated, after the first division [h]; assumed (activated T cells divide every 8-24 h)")
     max_divisions: int = Field(10, ge=0, description="divisions before exhaustion; assumed (2^10 = 1024-fold per clone, within 1e2-1e5-fold)")
     stimulation_memory_h: float = Field(36.0, gt=0, description="proliferation/secretion continue this long after the last antigen contact [h]; assumed")
     death_resting_per_day: float = Field(0.02, ge=0, description="death rate of resting CAR-T cells [1/day]; assumed")
@@ -95,9 +104,11 @@ def step(model: CrsModel) -> None:
     has_target = bcell.recognised(model, target_slot, has_target)  # antigen escape: only contacts the CAR recognises count
     signalling = effects.cart_signalling  # dasatinib blocks CAR signalling (1 = free)
 
-    # activation on contact with a CD19+ B cell
+    # activation on contact with a CD19+ B cell; the first cell cycle starts (no division before it ends)
     activate = cells & has_target & (state == RESTING) & (model.uniform_all("cart:activate") < rules.probability(p.activation_per_h * signalling, model.dt_h))
     state = xp.where(activate, ACTIVATED, state)
+    lag = xp.where(activate, xp.float32(p.first_division_h), xp.maximum(store["lag_h"] - xp.float32(model.dt_h), xp.float32(0.0)))
+    store["lag_h"][...] = xp.where(cells, lag.astype(xp.float32), store["lag_h"])
 
     # antigen contact keeps an activated cell stimulated; killing is serial, in proportion to the cells an agent stands for
     engaged = cells & has_target & (state == ACTIVATED)
@@ -128,7 +139,8 @@ def step(model: CrsModel) -> None:
 
     # proliferation while stimulated (steroids slow it)
     rate_div = rules.rate_per_h_from_half_life(p.doubling_time_h) * effects.tcell_proliferation
-    divides = cells & (state == ACTIVATED) & (stimulation > 0) & ~dies & (model.uniform_all("cart:divide") < rules.probability(rate_div, model.dt_h))
+    cycling = (state == ACTIVATED) & (stimulation > 0) & (lag <= 0)
+    divides = cells & cycling & ~dies & (model.uniform_all("cart:divide") < rules.probability(rate_div, model.dt_h))
 
     model.mark_dead(dies)
     bcell.lyse(model, targeted(model, target_slot, kill))
