@@ -126,3 +126,4 @@ def test_resume_with_weights_is_bit_identical(tmp_path):
     a, b = reference.model.store, resumed.model.store
     np.testing.assert_array_equal(a[WEIGHT], b[WEIGHT])
     np.testing.assert_array_equal(a["kills"], b["kills"])
+    np.testing.assert_array_equal(a["lag_h"], b["lag_h"])  # the first-cycle clock of newly activated cells
