@@ -39,6 +39,12 @@ class BloodCirculation:
     agents leaving the lattice fold their weights into it, agents entering take it, and
     biology's edits of ``pool`` (deaths at random) leave it unchanged, so the cells the pool
     stands for, ``pool * pool_weight``, stay right in expectation.
+
+    Carried variables (:meth:`carry`, e.g. a CAR-T cell's kills and divisions, which decide its
+    exhaustion): ``pool_means[name]`` (float64 ``[kinds, 256]``) is the mean of the variable
+    over the pool's agents per (kind, state), folded in like the weights; agents entering the
+    lattice take it, stochastically rounded, so a cell's history survives a passage through the
+    blood in expectation (without it, every passage would reset it to zero).
     """
 
     def __init__(
@@ -66,6 +72,9 @@ class BloodCirculation:
         self.pool = np.zeros((len(store.kinds), N_STATES), dtype=np.int64)
         self.pool_weight = np.ones((len(store.kinds), N_STATES), dtype=np.float64)
         self.weighted = np.array([k.weighted for k in store.kinds], dtype=bool)
+        #: variables kept through the pool (name -> the kinds that carry it) and their pool means
+        self.carried: dict[str, set[int]] = {}
+        self.pool_means: dict[str, np.ndarray] = {}
         self.circulating = np.array([k.circulates and k.in_blood for k in store.kinds], dtype=bool)
         self._blood_padded = store.pad(self.xp.asarray(lattice.labels == BLOOD), False).ravel()
         self._blood_voxels_padded = store.padded_from_flat(self.blood_voxels)
@@ -106,11 +115,31 @@ class BloodCirculation:
         self.pool[k, int(state)] += added
         return added
 
+    def carry(self, kind: str | int, names: tuple[str, ...]) -> None:
+        """Keep the declared variables ``names`` of ``kind`` through the pool (as pool means, see the class)."""
+        k = self._kind(kind)
+        for name in names:
+            if name not in self.store.kinds[k].variables:
+                raise ValueError(f"carry: kind {self.store.kinds[k].name!r} has no variable {name!r}")
+            self.carried.setdefault(name, set()).add(k)
+            self.pool_means.setdefault(name, np.zeros(self.pool.shape, dtype=np.float64))
+
+    def _fold_in_means(self, agents: np.ndarray, sums: dict[str, np.ndarray]) -> None:
+        """Fold leaving agents ``[kinds, 256]`` with the summed carried variables ``sums`` into the pool means."""
+        for name, total in sums.items():
+            for k in self.carried[name]:
+                count = self.pool[k] + agents[k]
+                mean = (self.pool[k] * self.pool_means[name][k] + total[k]) / np.maximum(count, 1)
+                self.pool_means[name][k] = np.where(count > 0, mean, self.pool_means[name][k])
+
     def _fold_in(self, k: int, state: int, agents: int, weight_sum: float) -> None:
         """Fold ``agents`` of total weight ``weight_sum`` into the mean pool weight of (``k``, ``state``)."""
         total = int(self.pool[k, state]) + int(agents)
         if total > 0:
             self.pool_weight[k, state] = (self.pool[k, state] * self.pool_weight[k, state] + weight_sum) / total
+            for name, kinds in self.carried.items():  # the new agents carry nothing yet
+                if k in kinds:
+                    self.pool_means[name][k, state] *= self.pool[k, state] / total
 
     def pool_cells(self, kind: str | int, state: int | None = None) -> float:
         """Cells the pool's agents of a kind (and state) stand for (their weights; 1 per agent for unweighted kinds)."""
@@ -120,7 +149,8 @@ class BloodCirculation:
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The systemic pool: agents per (kind, state) outside the lattice and their mean weights."""
-        return {"pool": self.pool.copy(), "pool_weight": self.pool_weight.copy()}
+        return {"pool": self.pool.copy(), "pool_weight": self.pool_weight.copy(),
+                "pool_means": {name: mean.copy() for name, mean in self.pool_means.items()}}
 
     def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
         """Take the pool of :meth:`checkpoint_state` (the same cell types; a state without weights: all 1)."""
@@ -132,6 +162,12 @@ class BloodCirculation:
         if weight.shape != self.pool.shape:
             raise CheckpointError(f"saved pool weights have shape {list(weight.shape)}, expected {list(self.pool.shape)}")
         self.pool_weight = weight.copy()
+        saved = state.get("pool_means", {})  # a state from before carried variables: means 0
+        for name in self.pool_means:
+            mean = np.asarray(saved.get(name, np.zeros(pool.shape)), dtype=np.float64)
+            if mean.shape != self.pool.shape:
+                raise CheckpointError(f"saved pool means of {name!r} have shape {list(mean.shape)}, expected {list(self.pool.shape)}")
+            self.pool_means[name] = mean.copy()
 
     def in_lattice_blood(self) -> Any:
         """Mask ``[n]`` of agents in lattice blood voxels."""
@@ -189,8 +225,9 @@ class BloodCirculation:
             circulating = xp.asarray(self.circulating)[store.kind] & self.in_lattice_blood()
             u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
             leaving = circulating & (u < xp.float32(self.exchange_probability))
+            sums: dict[str, np.ndarray] = {}
             if store.launcher is not None:
-                out, out_weight, n_free = self._leaving_counts(leaving)
+                out, out_weight, n_free, sums = self._leaving_counts(leaving)
                 n_free += int(out.sum())
                 left = store.remove(leaving, count=int(out.sum()))
             else:
@@ -200,12 +237,16 @@ class BloodCirculation:
                 if self.weighted.any():
                     weights = store.weights()[leaving].astype(xp.float64)
                     out_weight = store.backend.asnumpy(xp.bincount(codes, weights=weights, minlength=self.pool.size)).reshape(self.pool.shape)
+                for name in self.carried:
+                    values = store[name][leaving].astype(xp.float64)
+                    sums[name] = store.backend.asnumpy(xp.bincount(codes, weights=values, minlength=self.pool.size)).reshape(self.pool.shape)
                 left = store.remove(leaving)
         entered = self._place(inflow, step, n_free)
         self.pool -= entered
         if left:
             if out_weight is not None:
                 self._fold_in_weighted(out, out_weight)
+            self._fold_in_means(out, sums)
             self.pool += out
         return left, int(entered.sum())
 
@@ -216,8 +257,8 @@ class BloodCirculation:
             mean = (self.pool[k] * self.pool_weight[k] + weight_sum[k]) / np.maximum(total, 1)
             self.pool_weight[k] = np.where(total > 0, mean, self.pool_weight[k])
 
-    def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, np.ndarray | None, int]:
-        """Leaving agents and their summed weights per (kind, state), and the free blood voxels now, in one host read."""
+    def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, np.ndarray | None, int, dict[str, np.ndarray]]:
+        """Leaving agents, their summed weights and carried variables per (kind, state), and the free blood voxels now, in one host read."""
         store, xp = self.store, self.xp
         size = self.pool.size
         codes = xp.where(leaving, store.kind.astype(xp.int64) * N_STATES + store.state, 0)
@@ -232,10 +273,20 @@ class BloodCirculation:
             weight_histogram = xp.zeros(size, dtype=xp.float32)
             scatter.add_weights(weight_histogram, codes, xp.where(leaving, store.weights(), 0.0), 1.0, launcher=store.launcher)
             parts.append(weight_histogram.astype(xp.float64))
+        for name in self.carried:  # summed in float32: exact for integer sums below 2**24
+            histogram_of = xp.zeros(size, dtype=xp.float32)
+            scatter.add_weights(histogram_of, codes, xp.where(leaving, store[name], 0).astype(xp.float64), 1.0, launcher=store.launcher)
+            parts.append(histogram_of.astype(xp.float64))
         host = store.backend.to_host(xp.concatenate(parts), "circulation: cells leaving")
         out = host[:size].astype(np.int64).reshape(self.pool.shape)
-        out_weight = host[size + 1 :].reshape(self.pool.shape) if weighted else None
-        return out, out_weight, int(host[size])
+        start = size + 1
+        out_weight = None
+        if weighted:
+            out_weight, start = host[start : start + size].reshape(self.pool.shape), start + size
+        sums = {}
+        for name in self.carried:
+            sums[name], start = host[start : start + size].reshape(self.pool.shape), start + size
+        return out, out_weight, int(host[size]), sums
 
     def _inflow_counts(self, step: int) -> np.ndarray:
         """Cells due to enter per (kind, state): ``pool * V_lattice / V_pool * q``, stochastically rounded."""
@@ -267,8 +318,12 @@ class BloodCirculation:
         for code in np.flatnonzero(inflow.ravel()):  # loop over (kind, state) groups, not agents
             k, state = divmod(int(code), N_STATES)
             count = int(inflow[k, state])
-            weight = {WEIGHT: float(self.pool_weight[k, state])} if self.weighted[k] else {}
-            self.store.add(k, position[start : start + count], state=state, check=False, **weight)
+            values: dict[str, Any] = {WEIGHT: float(self.pool_weight[k, state])} if self.weighted[k] else {}
+            for name, kinds in self.carried.items():  # each entering agent: the pool mean, stochastically rounded
+                if k in kinds:
+                    u = rng.uniform(np, self.seed, step, np.arange(count, dtype=np.int64) + code * 1_000_003, f"carry:{name}")
+                    values[name] = self.xp.asarray(rng.stochastic_round(np.full(count, self.pool_means[name][k, state]), u))
+            self.store.add(k, position[start : start + count], state=state, check=False, **values)
             placed[k, state] = count
             start += count
         return placed

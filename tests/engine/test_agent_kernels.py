@@ -373,3 +373,32 @@ def test_mean_over_voxels_gives_the_gathers_mean_to_the_bit() -> None:
         got = scatter.mean_at(fields, voxels)
         assert got.dtype == expected.dtype == np.float32 and np.array_equal(got, expected)
     assert scatter._CPU["mean_at"] is not None  # the compiled path ran (numba is an install requirement)
+
+
+def test_carried_variables_match_numpy_in_the_same_host_read(emulator) -> None:
+    """Variables carried through the pool (a CAR-T cell's divisions) ride in the one host read of the kernel path."""
+
+    def carried_world(launcher=None):  # noqa: ANN001, ANN202
+        specs = kinds()
+        specs[0] = KindSpec("tcell", 8.0, ("tissue", "blood", "cns"), extravasation_per_h=30.0,
+                            variables={"gen": "int32", WEIGHT: "float32"})  # fmt: skip
+        lattice = Lattice(default_layout(SHAPE, VOXEL_UM), VOXEL_UM)
+        store = AgentStore(specs, SHAPE, capacity=64)
+        store.launcher = launcher
+        slots = store.place_random("tcell", 60, lattice.flat_indices("blood"), 11, 0, purpose="place:tcell")
+        store["gen"][slots] = np.arange(60) % 9
+        blood = BloodCirculation(store, lattice, dt_min=3.0, seed=4, scale=1e-9, blood_volume_ml=5000.0)
+        blood.carry("tcell", ("gen",))
+        blood.infuse("tcell", 2e10, state=1, min_agents=50)
+        return store, blood
+
+    reference, ref_blood = carried_world()
+    emulated, emu_blood = carried_world(emulator)
+    for step in range(1, 6):
+        with count_host_reads() as reads:
+            got = emu_blood.exchange(step)
+        assert dict(reads) == {"circulation: cells leaving": 1}
+        assert got == ref_blood.exchange(step)
+        np.testing.assert_array_equal(emu_blood.pool_means["gen"], ref_blood.pool_means["gen"])  # integer sums: exact
+        np.testing.assert_array_equal(emulated["gen"], reference["gen"])
+    assert ref_blood.pool_means["gen"][0].max() > 0

@@ -119,3 +119,41 @@ def test_exchange_with_movement_does_not_depend_on_storage_order():
         results.append((store.id[order].copy(), store.position[order].copy(), circulation.pool.copy()))
     for a, b in zip(*results):
         assert np.array_equal(a, b)
+
+
+def carried_world():
+    lattice = Lattice(default_layout(SHAPE, VOXEL_UM), VOXEL_UM)
+    kinds = [KindSpec("cart", speed_um_min=5, allowed_compartments=("blood", "tissue"), variables={"divisions": "int32", "lag_h": "float32"})]
+    store = AgentStore(kinds, SHAPE)
+    scale = 10.0 * lattice.count(BLOOD) * lattice.voxel_volume_ml / 5000.0
+    return lattice, store, BloodCirculation(store, lattice, dt_min=1.0, seed=4, scale=scale)
+
+
+def test_carried_variables_survive_the_pool_in_expectation_and_others_reset():
+    lattice, store, circulation = carried_world()
+    circulation.carry("cart", ("divisions",))
+    slots = store.place_random("cart", 200, lattice.flat_indices(BLOOD), seed=2, state=1)
+    store["divisions"][slots] = np.where(np.arange(slots.size) % 2 == 0, 6, 7)  # mean 6.5 in state 1
+    store["lag_h"][slots] = 5.0
+    for step in range(40):  # everyone leaves and comes back many times
+        circulation.exchange(step)
+    back = store.kind == 0
+    assert back.sum() > 10
+    divisions = np.asarray(store["divisions"])[back]
+    assert set(divisions.tolist()) <= {6, 7} and divisions.mean() == pytest.approx(6.5, abs=0.25)  # kept, not reset to 0
+    assert circulation.pool_means["divisions"][0, 1] == pytest.approx(6.5, abs=0.25)
+    assert np.all(np.asarray(store["lag_h"])[back] == 0)  # not carried: a passage resets it
+    # infusion of fresh cells into the same state dilutes the mean by their share
+    before, agents = circulation.pool_means["divisions"][0, 1], circulation.pool_count("cart", 1)
+    added = circulation.infuse("cart", agents / circulation.scale, state=1, step=99)
+    assert circulation.pool_means["divisions"][0, 1] == pytest.approx(before * agents / (agents + added))
+    # checkpointed with the pool; a state from before carried variables restores means of 0
+    state = circulation.checkpoint_state()
+    _, _, other = carried_world()
+    other.carry("cart", ("divisions",))
+    other.restore_checkpoint_state(state)
+    np.testing.assert_array_equal(other.pool_means["divisions"], circulation.pool_means["divisions"])
+    other.restore_checkpoint_state({"pool": state["pool"]})
+    assert not other.pool_means["divisions"].any()
+    with pytest.raises(ValueError, match="no variable 'kills'"):
+        other.carry("cart", ("kills",))
