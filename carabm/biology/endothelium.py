@@ -1,7 +1,7 @@
 """Endothelial activation: its own state (Ang-2/Ang-1 balance), BBB integrity, systemic leak and vascular tone.
 
 Endothelial activation ``E`` (0..1, systemic and per BBB voxel) rises with the OR of Hill
-responses ``D`` to IL-6, IL-1β, TNF-α and IFN-γ, ``dE/dt = r_on D (1 - E) - r_off E``:
+responses ``D`` to IL-6, IL-1β and TNF-α (not IFN-γ: it acts through myeloid cells), ``dE/dt = r_on D (1 - E) - r_off E``:
 cytokines release Ang-2 from Weibel-Palade bodies, so the Ang-2/Ang-1 ratio
 ``R = R0 (1 + f E)`` rises from the patient's baseline ``R0`` (``patient.ang2_ang1_baseline``;
 Gust, Cancer Discov 2017; Hay, Blood 2017). Ang-1 and Ang-2 compete for Tie2 with similar
@@ -42,10 +42,12 @@ class Endothelium(Strict):
     """Endothelial activation (Ang-2/Ang-1), BBB integrity, systemic leak and vascular tone."""
 
     activation_half_max_pg_ml: CytokineMap = Field(
-        cytokine_map(IL6=1000.0, IL1b=50.0, TNFa=100.0, IFNg=300.0),
+        cytokine_map(IL6=1000.0, IL1b=50.0, TNFa=100.0),
         description="level for half-maximal endothelial activation, per cytokine [pg/mL]; assumed: between the peaks of mild "
                     "CRS (IL-6 ~1e2) and severe CRS (IL-6 1e3-1e4, Teachey, Cancer Discov 2016; Hay, Blood 2017), IL-1b and "
-                    "TNF-a at the tens to hundreds of pg/mL seen in severe CRS",
+                    "TNF-a at the tens to hundreds of pg/mL seen in severe CRS. No IFN-g: CAR-T cells that make IFN-g (and "
+                    "GM-CSF) cause no CRS in mice without monocytes and macrophages (Giavridis, Nat Med 2018; Norelli, Nat Med "
+                    "2018), so IFN-g acts through myeloid priming, not on the endothelium directly",
     )  # fmt: skip
     activation_hill: float = Field(2.0, gt=0, description="Hill power of the activating and iNOS-inducing signals [1]; assumed (a response over about a decade of concentration)")
     activation_per_h: float = Field(0.5, ge=0, description="endothelial activation rate at full signal [1/h]; assumed (Weibel-Palade exocytosis within minutes, transcription over hours)")
@@ -57,7 +59,12 @@ class Endothelium(Strict):
     damage_per_h: float = Field(0.06, ge=0, description="BBB integrity loss rate at full cytokine injury with no Tie2 protection [1/h]; assumed (foot-process loss over a day or two)")
     recovery_per_h: float = Field(0.01, ge=0, description="recovery rate of BBB integrity towards 1 [1/h]; assumed (days)")
     crossing_hill: float = Field(2.0, gt=0, description="BBB opening (1 - integrity)^h scales cell crossing per try and cytokine conductance; assumed")
-    leak_per_h: float = Field(0.3, ge=0, description="systemic capillary leak rise rate at full cytokine injury with no Tie2 protection [1/h]; assumed (leak within hours)")
+    leak_per_h: float = Field(
+        0.15, ge=0,
+        description="systemic capillary leak rise rate at full cytokine injury with no Tie2 protection [1/h]; assumed: leak within "
+        "hours (time constant ~6 h at full injury); with the resealing rate, the leak's steady state is graded over the whole "
+        "range of injury, reaching the positive-pressure level (0.75) only near full injury and full Tie2 loss",
+    )
     leak_recovery_per_h: float = Field(0.05, ge=0, description="resealing of the systemic capillary leak [1/h]; assumed (about a day once cytokines fall)")
     vasodilation_half_max_pg_ml: CytokineMap = Field(
         cytokine_map(IL1b=50.0, TNFa=100.0),

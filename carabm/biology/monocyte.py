@@ -50,7 +50,7 @@ class Monocyte(Myeloid):
     )  # fmt: skip
     speed_um_min: float = Field(5.0, ge=0, description="monocyte crawling speed [um/min]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        cytokine_map(IL6=4e-2, IL1b=5e-3, TNFa=1e-3, IL10=5e-4),
+        cytokine_map(IL6=1.5e-2, IL1b=1.5e-3, TNFa=4e-4, IL10=5e-4),
         description="secretion at full activation [pg/cell/h]; assumed 4-5x macrophages for IL-6/IL-1 (Norelli, Nat Med 2018: monocytes are the main source); no MCP-1, so recruited cells do not attract each other",
     )
     recruitment_per_h: float = Field(0.3, ge=0, description="baseline extravasation rate at the vessel wall [1/h]; assumed")

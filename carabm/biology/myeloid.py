@@ -10,7 +10,8 @@ neighbourhood (CD40L contact, graded in the number of contacts: a weighted neigh
 probabilistic OR of Hill responses) multiply it by up to ``1 + g``. Amplifiers alone do not
 activate a resting cell, so the resting state is stable and the storm needs the CAR-T
 trigger; IL-10 damps it. Secretion rises from a basal fraction to full with ``a``; IL-6
-production largely needs IL-1 signalling (IL-1 induces IL-6), so IL-1 blockade lowers IL-6;
+production largely needs IL-1 signalling (IL-1 induces IL-6, and partly TNF-α and IL-1β itself:
+``il1_induced_share``), so IL-1 blockade lowers all three;
 IL-10 comes late (after ``il10_delay_h`` of activation), closing the negative feedback loop.
 The same rules, fed with serum levels instead of voxel levels, drive the circulating monocyte
 pool (:mod:`carabm.biology.monocyte`).
@@ -64,14 +65,26 @@ class Myeloid(CellSection):
     il10_half_max_pg_ml: float = Field(300.0, gt=0, description="IL-10 halving activation [pg/mL]; assumed")
     il10_delay_h: float = Field(48.0, gt=0, description="time activated before half-maximal IL-10 secretion [h]; assumed")
     secretion_pg_cell_h: CytokineMap = Field(
-        cytokine_map(IL6=1e-2, IL1b=1e-3, MCP1=1e-3, TNFa=5e-4, IL10=1e-3),
-        description="secretion at full activation [pg/cell/h]; assumed: 10x the 1-10 ng/1e6 cells/day of LPS-stimulated myeloid cells in vitro, so that serum IL-6 reaches the levels of severe CRS",
+        cytokine_map(IL6=4e-3, IL1b=3e-4, MCP1=1e-3, TNFa=2e-4, IL10=1e-3),
+        description="secretion at full activation [pg/cell/h]; assumed: above the 1-10 ng/1e6 cells/day of LPS-stimulated "
+        "myeloid cells in vitro, so that serum IL-6 reaches the 1e3-1e4 pg/mL of severe CRS once IL-1 induces it; IL-1b and "
+        "TNF-a a tenth and a twentieth of IL-6, so that serum IL-1b and TNF-a stay at tens to about a hundred pg/mL "
+        "(IL-1b acts mostly locally; serum IL-1b is low even in severe CRS)",
     )
     basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
-    il6_needs_il1: float = Field(
-        0.8, ge=0, le=1, description="share of IL-6 production that needs IL-1 signalling [1]; assumed (IL-1 induces IL-6; Norelli, Nat Med 2018: IL-1 precedes IL-6)"
+    il1_induced_share: CytokineMap = Field(
+        cytokine_map(IL6=0.8, TNFa=0.5, IL1b=0.5),
+        description="share of each cytokine's production that needs IL-1 signalling at the cell (1 - s + s H(IL-1b_free)) [1]: "
+        "IL-1 induces IL-6, TNF-a and its own synthesis in monocytes (Dinarello, Blood 1996); Norelli, Nat Med 2018: IL-1 precedes "
+        "IL-6 and IL-1 blockade prevented CRS; the shares are assumed (IL-6 mostly IL-1-driven, TNF-a and IL-1b also made on "
+        "priming alone)",
     )
-    il1_for_il6_half_max_pg_ml: float = Field(1000.0, gt=0, description="IL-1b giving half of the IL-1-dependent IL-6 production [pg/mL]; assumed")
+    il1_induction_half_max_pg_ml: float = Field(
+        30.0, gt=0,
+        description="IL-1b at the cell (free of drugs) giving half of the IL-1-dependent production [pg/mL]; assumed: IL-1b acts "
+        "at pg/mL (a few bound receptors suffice), well above the resting ~1 pg/mL and below the tens to hundreds of pg/mL near "
+        "activated myeloid cells in CRS, so the autocrine IL-1 loop runs in the storm and anakinra cuts it",
+    )
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
     il1b_needs_inflammasome: float = Field(
         0.9, ge=0, le=1,
@@ -140,23 +153,25 @@ def next_active_h(level: Any, active_h: Any, dt_h: float, xp: Any) -> Any:
 
 
 def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid, production: Any = 1.0, damp: Any = 0.0) -> dict[str, Any]:
-    """Secretion per cell [pg/cell/h] of each cytokine at activation ``level`` (IL-10 late, IL-6 induced by IL-1,
+    """Secretion per cell [pg/cell/h] of each cytokine at activation ``level`` (IL-10 late, IL-6, TNF-α and IL-1β partly induced by IL-1,
     IL-1β released by the inflammasome, whose second signal is the DAMP level ``damp`` [pg/mL] the cell sees)."""
     drive = (params.basal_fraction + (1.0 - params.basal_fraction) * level) * production
     late = rules.hill(active_h, params.il10_delay_h)
-    il6_induction = (1.0 - params.il6_needs_il1) + params.il6_needs_il1 * il1_signal
+    induced = params.il1_induced_share.as_dict()
     s = params.il1b_needs_inflammasome
     il1b_release = (1.0 - s) + s * rules.hill(damp, params.inflammasome_damp_half_max_pg_ml, params.activation_hill)
     out = {}
     for name, rate in params.secretion_pg_cell_h.as_dict().items():
-        factor = late if name == "IL10" else il6_induction if name == "IL6" else il1b_release if name == "IL1b" else 1.0
+        factor = late if name == "IL10" else il1b_release if name == "IL1b" else 1.0
+        if name in induced:
+            factor = factor * ((1.0 - induced[name]) + induced[name] * il1_signal)
         out[name] = rate * drive * factor
     return out
 
 
 def il1_induction_signal(il1b_pg_ml: Any, params: Myeloid) -> Any:
-    """IL-1 signalling that induces IL-6 (0..1), from the free IL-1β level [pg/mL]."""
-    return rules.hill(il1b_pg_ml, params.il1_for_il6_half_max_pg_ml, params.activation_hill)
+    """IL-1 signalling that induces IL-6, TNF-α and IL-1β (0..1), from the free IL-1β level [pg/mL]."""
+    return rules.hill(il1b_pg_ml, params.il1_induction_half_max_pg_ml, params.activation_hill)
 
 
 def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:

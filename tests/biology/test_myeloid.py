@@ -167,3 +167,17 @@ def test_new_state_checkpoints_and_resumes_bit_identically():
     del state["parts"][acute_phase.PART]
     with pytest.raises(CheckpointError, match="acute_phase"):
         Simulation(config).model.restore_checkpoint_state(state)
+
+
+def test_il1_signalling_induces_il6_tnf_and_il1b_so_blocking_it_cuts_all_three():
+    """Dinarello, Blood 1996: IL-1 induces IL-6, TNF-a and its own synthesis in monocytes (Norelli, Nat Med 2018: IL-1 blockade prevents CRS)."""
+    for kind in ("macrophage", "monocyte", "microglia"):
+        p = getattr(load_config(None, []).cells, kind)
+        on = myeloid.secretion_rates(1.0, 0.0, 1.0, p, damp=1e6)
+        off = myeloid.secretion_rates(1.0, 0.0, 0.0, p, damp=1e6)
+        for name, rate in on.items():
+            share = p.il1_induced_share.as_dict().get(name, 0.0)
+            assert off[name] == pytest.approx((1.0 - share) * rate), (kind, name)
+        assert off["IL6"] < 0.5 * on["IL6"] and off["TNFa"] < on["TNFa"] and off["IL1b"] < on["IL1b"]
+    # IL-1b at the cell: the resting ~1 pg/mL induces almost nothing, the tens to hundreds of pg/mL of the storm most of it
+    assert myeloid.il1_induction_signal(1.0, p) < 0.01 and myeloid.il1_induction_signal(100.0, p) > 0.9

@@ -3,6 +3,7 @@
 import math
 import re
 
+import numpy as np
 import pytest
 
 from carabm.biology.therapies import Effects, Plasma, TherapyState, dose_mg, occupancy
@@ -138,3 +139,21 @@ def test_triggers_and_sweep_derived_share_one_evaluator_with_limits():
         with pytest.raises(ConfigError, match=re.escape(why)):
             evaluate(bad, {"patient": {"weight_kg": 70.0}}, "derived.x")
     assert evaluate("2e6 * patient.weight_kg", {"patient": {"weight_kg": 70.0}}, "derived.x") == 1.4e8
+
+
+def test_anakinra_sc_pk_matches_its_label():
+    """Kineret: 4-6 h half-life after SC injection (absorption-limited); exposure = dose / CL (CL/F 170 mL/min, Yang 2003)."""
+    drug = CATALOG.drugs["anakinra"]
+    pk = Plasma(drug, drug.volume_l_per_kg * 70.0)
+    pk.dose(100.0)
+    dt, conc = 0.05, []
+    for _ in range(int(72 / dt)):
+        pk.advance(dt)
+        conc.append(pk.conc_ug_ml)
+    conc = np.array(conc)
+    t = dt * np.arange(1, conc.size + 1)
+    terminal_half_life = 12.0 * math.log(2) / math.log(conc[np.argmin(abs(t - 12))] / conc[np.argmin(abs(t - 24))])
+    assert 4.0 <= terminal_half_life <= 6.0
+    auc_mg_h_l = float(np.sum(conc) * dt)
+    assert auc_mg_h_l == pytest.approx(100.0 / (0.170 * 60.0), rel=0.05)
+    assert 1.0 <= t[np.argmax(conc)] <= 7.0  # label: peak 3-7 h; the one-compartment population fit peaks near 2 h

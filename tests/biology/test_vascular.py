@@ -170,3 +170,10 @@ def test_astrocytes_react_to_a_breached_bbb_and_not_to_an_intact_one():
         astrocyte.step(model)
     assert float(intact.astrocytes.reactivity.max()) == 0.0
     assert float(breached.astrocytes.reactivity.min()) > 0.0
+
+
+def test_ifn_gamma_alone_does_not_injure_the_endothelium():
+    """Giavridis and Norelli (Nat Med 2018): CAR-T IFN-g without monocytes and macrophages gives no CRS; IFN-g acts through myeloid priming."""
+    state = hold({"IFNg": 1000.0})
+    assert state.activation == 0.0 and state.leak == 0.0 and state.vasodilation == 0.0
+    assert hold({"IL6": 1000.0}).leak > 0.0
