@@ -73,17 +73,20 @@ class Myeloid(CellSection):
     )
     basal_fraction: float = Field(0.00005, ge=0, le=1, description="secretion at rest as a fraction of full [1]; assumed (gives baseline levels)")
     il1_induced_share: CytokineMap = Field(
-        cytokine_map(IL6=0.8, TNFa=0.5, IL1b=0.5),
+        cytokine_map(IL6=0.9, TNFa=0.8, IL1b=0.5),
         description="share of each cytokine's production that needs IL-1 signalling at the cell (1 - s + s H(IL-1b_free)) [1]: "
         "IL-1 induces IL-6, TNF-a and its own synthesis in monocytes (Dinarello, Blood 1996); Norelli, Nat Med 2018: IL-1 precedes "
-        "IL-6 and IL-1 blockade prevented CRS; the shares are assumed (IL-6 mostly IL-1-driven, TNF-a and IL-1b also made on "
-        "priming alone)",
+        "IL-6 and IL-1 blockade prevented both CRS and neurotoxicity although CAR-T cells still made their cytokines; the shares "
+        "are assumed: IL-6 and TNF-a of the storm mostly IL-1-driven (the priming here is by IFN-g, GM-CSF, DAMPs and CD40L, "
+        "not by bacterial products), IL-1b half made on priming alone",
     )
     il1_induction_half_max_pg_ml: float = Field(
-        30.0, gt=0,
+        22.0, gt=0,
         description="IL-1b at the cell (free of drugs) giving half of the IL-1-dependent production [pg/mL]; assumed: IL-1b acts "
         "at pg/mL (a few bound receptors suffice), well above the resting ~1 pg/mL and below the tens to hundreds of pg/mL near "
-        "activated myeloid cells in CRS, so the autocrine IL-1 loop runs in the storm and anakinra cuts it",
+        "activated myeloid cells in CRS, so the autocrine IL-1 loop runs in the storm and anakinra cuts it; a calibration choice "
+        "within 15-30 pg/mL (tried: 30 left severe CRS at 1e11 tumour cells with IL-6 below 1e3 pg/mL, 15 left anakinra's worst "
+        "ICANS grade unchanged)",
     )
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
     il1b_needs_inflammasome: float = Field(

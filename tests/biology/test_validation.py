@@ -17,8 +17,6 @@ from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting
 
 #: fact number -> the mechanism it waits for (issue 19)
 MISSING: dict[int, str] = {
-    5: "anakinra lowers CRS and ICANS grade-days (~20 %, ~10 %) and peak IL-6 (~2.4x) but not the worst grade: the storm peaks "
-       "on day 6-7, as the 7-day course ends, and TNF-a (not IL-1-dependent enough) still drives leak and NO (issue 19)",
     8: "peak IL-6 rises with dose but falls from 1e10 to 1e11 tumour cells, and the high-burden peak lies beyond the 8-day "
        "window: at 1e11 the lattice's share of the blood monocytes (38 cells) is drained by recruitment, so tissue monocytes "
        "stay ~6x fewer than at 1e10, and the CAR-T need 3.3 more doublings to reach the same density (issue 19)",
