@@ -38,6 +38,8 @@ STATES = ("resting", "activated", "exhausted")
 RESTING, ACTIVATED, EXHAUSTED = range(len(STATES))
 #: T cells leave tissue through lymph slowly (assumed 2 %/h)
 INTRAVASATION_PER_H = 0.02
+#: what decides a cell's exhaustion survives its passages through the blood (pool means, see BloodCirculation)
+CARRIED = ("kills", "divisions")
 #: per-agent variables, and their units, long name and description
 VARIABLES = {"kills": "int32", "divisions": "int32", "stimulation_h": "float32", "lag_h": "float32", WEIGHT: "float32"}
 VARIABLE_DOCS = {
@@ -208,8 +210,9 @@ def stimulus_weight(model: CrsModel) -> Any:
 
 
 def infuse(model: CrsModel) -> None:
-    """The dose enters the systemic blood pool at t = 0, resting, as at least ``min_agents`` agents."""
+    """The dose enters the systemic blood pool at t = 0, resting, as at least ``min_agents`` agents; kills and divisions are carried through the pool."""
     p = model.config.cells.cart
+    model.circulation.carry(NAME, CARRIED)
     model.circulation.infuse(NAME, p.dose, RESTING, step=0, min_agents=p.min_agents)
 
 
