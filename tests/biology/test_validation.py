@@ -18,14 +18,11 @@ from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting
 #: fact number -> the mechanism it waits for (issue 19)
 MISSING: dict[int, str] = {
     5: "with the first-division lag the storm peaks on day ~7, as the 7-day anakinra course ends: grade-days fall "
-       "(CRS 11.3 -> 7.6, ICANS 12.3 -> 10.2) but the worst grades stay 3 (issue 19)",
-    8: "dose 0.25x -> 1x raises peak IL-6 ~23x (allowed <= 4x: the quarter dose has barely expanded by day 8) and it falls "
-       "from 1e10 to 1e11 tumour cells: at 1e11 the lattice's share of the blood monocytes is drained by recruitment and "
-       "the CAR-T need ~3 more doublings, so the high-burden peak lies beyond the 8-day window (issue 19)",
-    10: "the 1e11-cell run reaches CRS 3 with peak IL-6 ~860 pg/mL, below the 1e3-1e4 of severe CRS, for the reasons of "
-        "fact 8 (issue 19)",
-    12: "the quarter dose against 1e11 cells leaves ~22 % of the tumour on day 10 (> 35 % needed): CAR-T kill and "
-        "division counters restart at each passage through the blood pool, so exhaustion barely binds (issue 19)",
+       "(CRS 12.0 -> 7.3, ICANS 12.5 -> 9.8) but the worst grades stay 3 (issue 19)",
+    8: "dose 0.25x -> 1x raises peak IL-6 ~20x (allowed <= 4x: the quarter dose has barely expanded by day 8) and it falls "
+       "from 1e10 to 1e11 tumour cells (3,820 -> 635 pg/mL): at 1e11 the lattice's share of the blood monocytes is "
+       "drained by recruitment and the CAR-T need ~3 more doublings, so the high-burden peak lies beyond the 8-day "
+       "window (issue 19)",
 }  # fmt: skip
 
 
