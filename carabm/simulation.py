@@ -5,10 +5,14 @@ The order of DESIGN.md's layers within a step is :data:`carabm.biology.model.STE
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import signal
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +301,37 @@ def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
     log.debug("checkpoint at %.4g h (step %d): %s", sim.time_h, sim.step_index, checkpoint_path(writer.path))
 
 
+@contextlib.contextmanager
+def _interrupt_between_steps() -> Iterator[Callable[[], None]]:
+    """Ctrl-C (SIGINT) ends a run between two steps, after that step's writes, never inside one.
+
+    Python raises KeyboardInterrupt at whatever bytecode runs when the signal arrives; inside
+    an HDF5 object's destructor that exception is unraisable and silently lost, so a run could
+    ignore Ctrl-C. The handler only records it; the loop calls the yielded check after each
+    step's writes. A second Ctrl-C interrupts at once. Only where Python's default handler is
+    installed, in the main thread (elsewhere the check does nothing).
+    """
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield lambda: None
+        return
+    pending: list[int] = []
+
+    def record(signum: int, frame: Any) -> None:
+        if pending:
+            raise KeyboardInterrupt
+        pending.append(signum)
+
+    def check() -> None:
+        if pending:
+            raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, record)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | None) -> dict[str, Any]:
     """Step from the current state to ``run.duration_h``, appending to ``writer``."""
     cfg = config.run
@@ -309,7 +344,7 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     if first < steps:
         announce_compile(sim.backend.name)
     started = time.perf_counter()
-    with RunProgress(steps, first, sim.dt_h, enabled=progress) as bar:
+    with RunProgress(steps, first, sim.dt_h, enabled=progress) as bar, _interrupt_between_steps() as interrupted:
         while sim.step_index < steps:
             sim.step()
             rows.append(sim.readouts())
@@ -326,6 +361,7 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
             if checkpoint_due:
                 _checkpoint(writer, sim, config)
             bar.update(1)
+            interrupted()
     wall = time.perf_counter() - started
     # wall time over every session that wrote this file (a resume adds to it): ms/step in the summary
     wall_total = float(writer.file.attrs.get("wall_s", 0.0)) + wall
