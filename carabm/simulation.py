@@ -305,9 +305,9 @@ def _checkpoint(writer: RunWriter, sim: Simulation, config: Config) -> None:
 def _interrupt_between_steps() -> Iterator[Callable[[], None]]:
     """Ctrl-C (SIGINT) ends a run between two steps, after that step's writes, never inside one.
 
-    Python raises KeyboardInterrupt at whatever bytecode runs when the signal arrives; inside
-    an HDF5 object's destructor that exception is unraisable and silently lost, so a run could
-    ignore Ctrl-C. The handler only records it; the loop calls the yielded check after each
+    Python raises KeyboardInterrupt at whatever code runs when the signal arrives, e.g. in the
+    middle of an HDF5 write or in an h5py object's destructor (where an exception cannot
+    propagate). The handler only records it; the loop calls the yielded check after each
     step's writes. A second Ctrl-C interrupts at once. Only where Python's default handler is
     installed, in the main thread (elsewhere the check does nothing).
     """

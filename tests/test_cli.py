@@ -204,8 +204,11 @@ def test_report_into_a_closed_pipe_is_quiet(tmp_path):
 def test_ctrl_c_leaves_no_temp_file_and_says_how_to_continue(tmp_path):
     out = tmp_path / "run.h5"
     long = [*TINY, "--set", "run.duration_h=500", "--set", "run.checkpoint_every_h=0.1", "--backend", "numpy"]
+    # the child gets the default SIGINT action: a suite started in the background (cmd &) hands its children SIGINT
+    # ignored, and a run that ignores Ctrl-C would go on for its 500 h
     proc = subprocess.Popen([sys.executable, "-m", "carabm", "run", str(QUICK), "--out", str(out), *long],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     ckpt = tmp_path / "run.h5.ckpt"
     while not ckpt.exists() and proc.poll() is None:
         time.sleep(0.05)
