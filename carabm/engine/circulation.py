@@ -34,7 +34,7 @@ class BloodCirculation:
     ``pool`` (int64 ``[kinds, 256]``, on the host) counts agents and may be edited by biology
     (e.g. expansion or death in the circulation, depletion therapies).
 
-    Super-individuals (kinds with a :data:`~carabm.engine.agents.WEIGHT`): ``pool_weight``
+    Super-individuals (kinds with a :data:`~carabm.engine.kinds.WEIGHT`): ``pool_weight``
     (float64 ``[kinds, 256]``) is the mean weight of the pool's agents per (kind, state);
     agents leaving the lattice fold their weights into it, agents entering take it, and
     biology's edits of ``pool`` (deaths at random) leave it unchanged, so the cells the pool

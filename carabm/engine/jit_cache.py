@@ -7,7 +7,18 @@ cache locator, so ``NUMBA_CACHE_DIR`` and numba's defaults are honoured.
 
 from __future__ import annotations
 
+import functools
+import importlib
 from typing import Any
+
+
+@functools.cache
+def compiled_twin(module: str, name: str) -> Any:
+    """The numba-compiled CPU twin ``name`` of ``carabm.engine.<module>``, imported once; None without numba."""
+    try:
+        return getattr(importlib.import_module(f"carabm.engine.{module}"), name)
+    except ImportError:  # pragma: no cover - numba is an install requirement
+        return None
 
 
 def _cached(dispatcher: Any) -> bool:

@@ -13,6 +13,7 @@ import numpy as np
 from carabm.engine import rng_compiled
 from carabm.engine.agents import AgentStore
 from carabm.engine.backend import on_device
+from carabm.engine.jit_cache import compiled_twin
 
 
 def first_beyond(xp: Any, flags: Any, pick: Any) -> Any:
@@ -23,34 +24,6 @@ def first_beyond(xp: Any, flags: Any, pick: Any) -> Any:
             np.add(running[i], running[i - 1], out=running[i])
         return (running <= np.minimum(pick, 255).astype(np.uint8)[None, :]).sum(axis=0, dtype=np.uint8).astype(np.int64)
     return (xp.cumsum(flags, axis=0) <= pick[None, :]).sum(axis=0)
-
-
-def _cpu_kernel() -> Any:
-    """The numba twin of :meth:`Neighbourhood.random_neighbour`, or None without numba."""
-    if not _KERNEL:
-        try:
-            from carabm.engine._neighbourhood_numba import random_neighbour  # noqa: PLC0415
-        except ImportError:  # pragma: no cover - numba is an install requirement
-            random_neighbour = None
-        _KERNEL.append(random_neighbour)
-    return _KERNEL[0]
-
-
-_KERNEL: list[Any] = []
-
-
-def _table_kernel() -> Any:
-    """The numba twin of the neighbour table's gather, or None without numba."""
-    if not _TABLE:
-        try:
-            from carabm.engine._neighbourhood_numba import neighbour_table  # noqa: PLC0415
-        except ImportError:  # pragma: no cover - numba is an install requirement
-            neighbour_table = None
-        _TABLE.append(neighbour_table)
-    return _TABLE[0]
-
-
-_TABLE: list[Any] = []
 
 
 class Neighbourhood:
@@ -91,7 +64,7 @@ class Neighbourhood:
         if self._neighbours is None or self._neighbours.shape[1] > self.store.n:
             store, xp = self.store, self.xp
             offsets, flat = store.padded_offsets(26), store.padded_flat()
-            table = _table_kernel() if not on_device(xp) else None
+            table = compiled_twin("_neighbourhood_numba", "neighbour_table") if not on_device(xp) else None
             if table is not None:  # one compiled pass, the same table
                 self._neighbours = np.empty((offsets.shape[0], flat.shape[0]), dtype=np.int64)
                 table(store.padded_occupancy.ravel(), np.ascontiguousarray(flat), offsets, self._neighbours)
@@ -120,7 +93,7 @@ class Neighbourhood:
         xp = self.xp
         nb = self.neighbours()
         m = int(nb.shape[1])
-        kernel = _cpu_kernel() if not on_device(xp) else None
+        kernel = compiled_twin("_neighbourhood_numba", "random_neighbour") if not on_device(xp) else None
         if kernel is not None:  # one compiled pass instead of ~30 array operations (same numbers)
             word = rng_compiled.random_bits(xp, self.seed, step, self.store.id[:m], purpose)[0]
             slot, has = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)

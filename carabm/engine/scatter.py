@@ -16,6 +16,7 @@ import numpy as np
 
 from carabm.engine import kernels
 from carabm.engine.backend import launcher_for, on_device
+from carabm.engine.jit_cache import compiled_twin
 
 _BLOCK = 256
 
@@ -73,20 +74,12 @@ def mean_at(fields_flat: Any, voxels: Any) -> Any:
     k, n = int(fields_flat.shape[0]), int(voxels.shape[0])
     if on_device(fields_flat) or k < 2 or n == 0 or fields_flat.dtype != np.float32:
         return fields_flat[:, voxels].mean(axis=1)
-    if "mean_at" not in _CPU:
-        try:
-            from carabm.engine._scatter_numba import mean_at as kernel  # noqa: PLC0415
-        except ImportError:  # pragma: no cover - numba is an install requirement
-            kernel = None
-        _CPU["mean_at"] = kernel
-    if _CPU["mean_at"] is None:  # pragma: no cover
+    kernel = compiled_twin("_scatter_numba", "mean_at")
+    if kernel is None:  # pragma: no cover
         return fields_flat[:, voxels].mean(axis=1)
     out = np.empty(k, dtype=np.float32)
-    _CPU["mean_at"](np.ascontiguousarray(fields_flat), np.ascontiguousarray(voxels, dtype=np.int64), out)
+    kernel(np.ascontiguousarray(fields_flat), np.ascontiguousarray(voxels, dtype=np.int64), out)
     return out
-
-
-_CPU: dict[str, Any] = {}
 
 
 def gather(fields_flat: Any, voxels: Any, launcher: kernels.Launcher | None = None) -> Any:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from carabm.engine.agents import AgentStore, KindSpec
-from carabm.engine.neighbourhood import Neighbourhood, _cpu_kernel, _table_kernel
+from carabm.engine.jit_cache import compiled_twin
+from carabm.engine.neighbourhood import Neighbourhood
 
 SHAPE = (6, 7, 8)
 
@@ -23,7 +24,7 @@ def crowded_store(fraction: float, seed: int) -> AgentStore:
     return store
 
 
-@pytest.mark.skipif(_cpu_kernel() is None, reason="numba is not installed")
+@pytest.mark.skipif(compiled_twin("_neighbourhood_numba", "random_neighbour") is None, reason="numba is not installed")
 @pytest.mark.parametrize("fraction", [0.05, 0.4, 0.9])
 def test_compiled_random_neighbour_matches_the_array_version(fraction):
     store = crowded_store(fraction, seed=int(fraction * 100))
@@ -46,7 +47,7 @@ def test_compiled_random_neighbour_matches_the_array_version(fraction):
     assert has.shape == (store.n,)
 
 
-@pytest.mark.skipif(_cpu_kernel() is None, reason="numba is not installed")
+@pytest.mark.skipif(compiled_twin("_neighbourhood_numba", "random_neighbour") is None, reason="numba is not installed")
 def test_every_flagged_neighbour_gets_picked_by_some_draw():
     """The pick is uniform over the flagged neighbours: over many steps each of them is drawn."""
     store = AgentStore([KindSpec("a")], SHAPE, capacity=16)
@@ -101,7 +102,7 @@ def test_neighbour_sum_agrees_with_has_neighbour_and_pads_daughters():
     assert sums.shape == (store.n,) and sums[-1] == 0.0
 
 
-@pytest.mark.skipif(_table_kernel() is None, reason="numba is not installed")
+@pytest.mark.skipif(compiled_twin("_neighbourhood_numba", "neighbour_table") is None, reason="numba is not installed")
 @pytest.mark.parametrize("fraction", [0.05, 0.9])
 def test_compiled_neighbour_table_is_the_gather_of_the_occupancy(fraction):
     store = crowded_store(fraction, seed=3)
