@@ -128,9 +128,12 @@ class BloodCirculation:
         """Fold leaving agents ``[kinds, 256]`` with the summed carried variables ``sums`` into the pool means."""
         for name, total in sums.items():
             for k in self.carried[name]:
-                count = self.pool[k] + agents[k]
-                mean = (self.pool[k] * self.pool_means[name][k] + total[k]) / np.maximum(count, 1)
-                self.pool_means[name][k] = np.where(count > 0, mean, self.pool_means[name][k])
+                self.pool_means[name][k] = self._pooled_mean(k, agents, self.pool_means[name][k], total[k])
+
+    def _pooled_mean(self, k: int, agents: np.ndarray, mean: np.ndarray, added_sum: np.ndarray) -> np.ndarray:
+        """Per state of kind ``k``: the mean over the pool's agents and ``agents[k]`` leaving agents summing to ``added_sum``."""
+        total = self.pool[k] + agents[k]
+        return np.where(total > 0, (self.pool[k] * mean + added_sum) / np.maximum(total, 1), mean)
 
     def _fold_in(self, k: int, state: int, agents: int, weight_sum: float) -> None:
         """Fold ``agents`` of total weight ``weight_sum`` into the mean pool weight of (``k``, ``state``)."""
@@ -253,9 +256,7 @@ class BloodCirculation:
     def _fold_in_weighted(self, agents: np.ndarray, weight_sum: np.ndarray) -> None:
         """Fold leaving agents ``[kinds, 256]`` of total weights ``weight_sum`` into the mean weights of the weighted kinds."""
         for k in np.flatnonzero(self.weighted):
-            total = self.pool[k] + agents[k]
-            mean = (self.pool[k] * self.pool_weight[k] + weight_sum[k]) / np.maximum(total, 1)
-            self.pool_weight[k] = np.where(total > 0, mean, self.pool_weight[k])
+            self.pool_weight[k] = self._pooled_mean(k, agents, self.pool_weight[k], weight_sum[k])
 
     def _leaving_counts(self, leaving: Any) -> tuple[np.ndarray, np.ndarray | None, int, dict[str, np.ndarray]]:
         """Leaving agents, their summed weights and carried variables per (kind, state), and the free blood voxels now, in one host read."""
