@@ -158,11 +158,22 @@ def get_backend(name: str | Backend = "auto", announce: bool = False) -> Backend
         backend = _cupy_backend()
     else:
         backend = _numpy_backend()
-        if announce:  # a warning only when CuPy is installed but cannot run: a CPU install expects NumPy
+        if announce and _first_notice(status.reason):  # a warning only when CuPy is installed but cannot run
             (log.warning if status.installed else log.info)("backend auto: using numpy (%s)", status.reason)
-    if announce and backend.is_gpu:
+    if announce and backend.is_gpu and _first_notice(str(backend.device)):
         log.info("backend auto: using cupy on %s", backend.device)
     return backend
+
+
+_NOTICES: set[str] = set()
+
+
+def _first_notice(key: str) -> bool:
+    """Whether the backend choice ``key`` is announced for the first time in this process (a sweep runs many members)."""
+    if key in _NOTICES:
+        return False
+    _NOTICES.add(key)
+    return True
 
 
 def array_backend(array: Any) -> Backend:

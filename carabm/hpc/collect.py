@@ -8,7 +8,9 @@ sweep (``DIR/design.json``) it also writes ``DIR/sensitivity.csv``: the SALib in
 each varied key for a set of outcomes (:data:`SENSITIVITY_OUTPUTS`). When the sweep file
 carries a ``trial:`` table (a calibration's ``posterior_mean.yaml`` does), the summary puts
 the cohort next to the trial with 95 % intervals (:mod:`carabm.hpc.trial`); the plots
-(grade and onset-day distributions, peak IL-6 by grade) go to ``DIR/plots/``.
+(grade and onset-day distributions, peak IL-6 by grade) go to ``DIR/plots/``. Members that
+share a seed (a ``paired: true`` cohort with treatment arms) are compared patient by patient
+in ``DIR/arms.csv`` and the summary (:mod:`carabm.hpc.paired`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from carabm.errors import CarabmError, InputFileError
+from carabm.hpc.paired import Paired, paired_arms, paired_markdown
 from carabm.hpc.sweep import DESIGN_JSON, MEMBERS_CSV, OUTPUT_NAME, output_status
 from carabm.hpc.trial import Trial, comparison, comparison_markdown, median, parse_trial, wilson_interval
 
@@ -35,6 +38,7 @@ class Collected:
     written: list[Path]
     sensitivity: Sensitivity | None = None
     trial: Trial | None = None
+    paired: Paired | None = None
 
 
 def _parse(value: str) -> Any:
@@ -279,6 +283,10 @@ def collect(folder: str | Path, plots: bool = True) -> Collected:
         from carabm.hpc.plots import cohort_plots  # noqa: PLC0415
 
         written += cohort_plots(complete, folder / "plots", trial)
+    paired = paired_arms(header, rows)
+    if paired is not None:
+        written.append(_write_paired(folder, paired))
+        markdown += "\n".join(paired_markdown(paired)) + "\n"
     design = read_design(folder)
     result = None
     if design is not None:
@@ -291,7 +299,16 @@ def collect(folder: str | Path, plots: bool = True) -> Collected:
         markdown += "\n".join(_sensitivity_markdown(result, design)) + "\n"
     (folder / "summary.md").write_text(markdown, encoding="utf-8")
     written.append(folder / "summary.md")
-    return Collected(rows, incidence, markdown, written, result, trial)
+    return Collected(rows, incidence, markdown, written, result, trial, paired)
+
+
+def _write_paired(folder: Path, result: Paired) -> Path:
+    path = folder / "arms.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(result.records[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(result.records)
+    return path
 
 
 def _write_table(folder: Path, rows: list[dict[str, Any]]) -> list[Path]:

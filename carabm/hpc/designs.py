@@ -25,6 +25,12 @@ DESIGN_KINDS = ("sobol", "morris")
 DISTRIBUTIONS = ("lognormal", "normal", "uniform")
 
 
+def member_seed(sweep_seed: int, index: int) -> int:
+    """The ``run.seed`` of member ``index``: a deterministic hash of (sweep seed, index) in [0, 2**63)."""
+    state = np.random.SeedSequence([int(sweep_seed), int(index), 0x5EED]).generate_state(1, dtype=np.uint64)[0]
+    return int(state) >> 1
+
+
 def _rng(sweep_seed: int, block: int, purpose: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(sweep_seed), int(block), int(purpose)]))
 
@@ -78,14 +84,14 @@ def _range(key: str, value: Any, where: str) -> tuple[float, float, bool]:
     return low, high, log_scale
 
 
-def _n_and_mapping(spec: Any, where: str, name: str) -> tuple[int, dict[str, Any]]:
+def _n_and_mapping(spec: Any, where: str, name: str, extra: tuple[str, ...] = ()) -> tuple[int, dict[str, Any]]:
     """An axis of the form ``{n: COUNT, NAME: {...}}``: its count and its mapping, nothing else allowed."""
     spec = _need_mapping(spec, where)
     n = _count(spec.get("n"), f"{where}.n")
     mapping = _need_mapping(spec.get(name), f"{where}.{name}")
     unknown = set(spec) - {"n", name}
     if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, {name}")
+        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}; expected n, {', '.join((name, *extra))}")
     return n, mapping
 
 
@@ -163,13 +169,23 @@ def sample_distribution(spec: Any, u: np.ndarray, where: str) -> np.ndarray:
 
 
 def _axis_cohort(spec: Any, where: str, seed: int, block: int) -> list[dict[str, Any]]:
-    n, keys = _n_and_mapping(spec, where, "keys")
+    spec = dict(_need_mapping(spec, where))
+    paired = spec.pop("paired", False)
+    if not isinstance(paired, bool):
+        raise ConfigError(f"{where}.paired: expected true or false, got {paired!r}")
+    n, keys = _n_and_mapping(spec, where, "keys", extra=("paired",))
+    if paired and "run.seed" in keys:
+        raise ConfigError(f"{where}: paired: true sets each patient's run.seed; leave run.seed out of keys")
     rng = _rng(seed, block, 2)
     columns = {}
     for key, dist in keys.items():  # one stream per key, drawn in file order
         u = rng.random(n)
         columns[key] = sample_distribution(dist, np.clip(u, 1e-12, 1 - 1e-12), f"{where}.keys.{key}")
-    return [{key: float(columns[key][i]) for key in keys} for i in range(n)]
+    rows: list[dict[str, Any]] = [{key: float(columns[key][i]) for key in keys} for i in range(n)]
+    if paired:  # patient i keeps one run.seed in every arm of the other axes (common random numbers)
+        for i, row in enumerate(rows):
+            row["run.seed"] = member_seed(seed, i)
+    return rows
 
 
 def _design_bounds(spec: dict[str, Any], where: str) -> tuple[list[str], list[list[float]]]:

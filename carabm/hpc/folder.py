@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from carabm.errors import InputFileError
 from carabm.hpc.members import Sweep
 
@@ -83,7 +85,11 @@ def prepare(sweep: Sweep, out: str | Path, indices: Iterable[int] | None = None)
     if sweep.design is not None:  # for carabm collect: the sensitivity analysis
         _atomic_write(out / DESIGN_JSON, json.dumps(sweep.design, indent=1) + "\n")
     if sweep.path is not None:  # provenance: the sweep file as run
-        _atomic_write(out / "sweep.yaml", Path(sweep.path).read_text(encoding="utf-8"))
+        text = Path(sweep.path).read_text(encoding="utf-8")
+        if sweep.extended is not None:  # with its extends: file merged in (carabm collect reads trial: here)
+            text = (f"# {sweep.path} as run, with the file it extends merged in\n"
+                    + yaml.safe_dump(sweep.extended, sort_keys=False))
+        _atomic_write(out / "sweep.yaml", text)
     chosen = set(indices) if indices is not None else None
     for m in sweep.members:
         if chosen is None or m.index in chosen:

@@ -19,7 +19,7 @@ import numpy as np
 import carabm.biology  # noqa: F401  (registers the built-in model in the catalog: worker processes start here)
 from carabm.errors import ConfigError
 from carabm.hpc.derived import evaluate
-from carabm.hpc.designs import axis_blocks, sample_axis
+from carabm.hpc.designs import axis_blocks, member_seed, sample_axis
 from carabm.hpc.trial import parse_trial
 from carabm.io.config import Config, schema, validate_config
 from carabm.io.dotted import flatten, get_path, set_path
@@ -50,6 +50,7 @@ class Sweep:
     keys: list[str]
     members: list[Member] = field(default_factory=list)
     design: dict[str, Any] | None = None  # sobol/morris: method, problem, options, sample (DIR/design.json)
+    extended: dict[str, Any] | None = None  # a file with ``extends:``: the merged mapping (kept as DIR/sweep.yaml)
 
     def __len__(self) -> int:
         return len(self.members)
@@ -64,13 +65,39 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def member_seed(sweep_seed: int, index: int) -> int:
-    """The ``run.seed`` of member ``index``: a deterministic hash of (sweep seed, index) in [0, 2**63)."""
-    state = np.random.SeedSequence([int(sweep_seed), int(index), 0x5EED]).generate_state(1, dtype=np.uint64)[0]
-    return int(state) >> 1
+SWEEP_KEYS = ("base", "overrides", "axes", "derived", "seed", "description", "trial", "extends")
 
 
-SWEEP_KEYS = ("base", "overrides", "axes", "derived", "seed", "description", "trial")
+def _extend(spec: dict[str, Any], sweep_dir: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A sweep mapping with its ``extends:`` file merged in (recursively).
+
+    The extended file is the starting point: ``overrides`` and ``derived`` merge key by key,
+    ``axes`` are appended after the extended file's axes, every other key replaces. A ``base``
+    path of the extended file stays relative to that file.
+    """
+    ref = spec.get("extends")
+    if ref is None:
+        return spec
+    if not isinstance(ref, str) or not ref:
+        raise ConfigError(f"extends: expected the path of another sweep file (relative to this one), got {ref!r}")
+    path = Path(ref) if Path(ref).is_absolute() else sweep_dir / ref
+    if path.resolve() in seen:
+        raise ConfigError(f"extends: {ref} is already being extended (a cycle of extends:)")
+    parent = read_yaml(path)
+    parent = _extend(parent, path.parent, (*seen, path.resolve()))
+    if isinstance(parent.get("base"), str) and not Path(parent["base"]).is_absolute():
+        parent["base"] = str((path.parent / parent["base"]).resolve())
+    merged = {k: v for k, v in parent.items() if k != "extends"}
+    for key, value in spec.items():
+        if key == "extends":
+            continue
+        if key in ("overrides", "derived") and isinstance(value, dict) and isinstance(parent.get(key) or {}, dict):
+            merged[key] = {**(parent.get(key) or {}), **value}
+        elif key == "axes" and value is not None:
+            merged[key] = [{kind: block} for kind, block in axis_blocks(parent.get("axes")) + axis_blocks(value)]
+        else:
+            merged[key] = value
+    return merged
 
 
 def _load_base(base: Any, sweep_dir: Path) -> dict[str, Any]:
@@ -111,6 +138,9 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
     unknown = set(spec) - set(SWEEP_KEYS)
     if unknown:
         raise ConfigError(f"{', '.join(sorted(unknown))}: unknown sweep key(s); expected {', '.join(SWEEP_KEYS)}")
+    extended = None
+    if "extends" in spec:
+        spec = extended = _extend(spec, Path(sweep_dir))
     if "trial" in spec:  # a trial's table to compare the cohort with (carabm collect)
         parse_trial(spec["trial"])
     seed = spec.get("seed", 0)
@@ -173,7 +203,7 @@ def expand(spec: dict[str, Any], sweep_dir: str | Path = ".", path: Path | None 
         members.append(Member(index, int(config.run.seed), values, config))
     if problems:
         raise ConfigError(problems)
-    return Sweep(path, seed, keys, members, design)
+    return Sweep(path, seed, keys, members, design, extended)
 
 
 def _fmt(value: Any) -> str:

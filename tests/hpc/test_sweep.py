@@ -118,6 +118,70 @@ def test_latin_hypercube_and_cohort(tmp_path: Path) -> None:
     assert 200 <= mono.min() and mono.max() <= 800
 
 
+def test_paired_cohort_shares_a_seed_across_arms_and_extends_merges(tmp_path: Path) -> None:
+    """paired: true gives patient i one run.seed in every arm; extends: adds an arm axis to another sweep file."""
+    (tmp_path / "sub").mkdir()
+    _write(tmp_path / "sub", "tiny.yaml", TINY)
+    keys = {"patient.weight_kg": {"normal": {"mean": 75, "sd": 15, "min": 45, "max": 110}}}
+    _write(tmp_path / "sub", "cohort.yaml", {"base": "tiny.yaml", "seed": 3, "overrides": {"run.duration_h": 2},
+                                             "trial": {"name": "T", "n": 10, "source": "S", "grading": "G", "outcomes": {"crs_any": 0.5}},
+                                             "axes": {"cohort": {"n": 4, "paired": True, "keys": keys}}})  # fmt: skip
+    alone = sw.load_sweep(tmp_path / "sub" / "cohort.yaml")
+    unpaired = sw.expand({"base": dict(TINY), "seed": 3, "axes": {"cohort": {"n": 4, "keys": keys}}}, tmp_path)
+    # a cohort alone: the same seeds and traits as without paired (member i is patient i)
+    assert [m.seed for m in alone.members] == [m.seed for m in unpaired.members]
+    assert [m.values["patient.weight_kg"] for m in alone.members] == [m.values["patient.weight_kg"] for m in unpaired.members]
+
+    arms = _write(tmp_path, "arms.yaml", {"extends": "sub/cohort.yaml", "overrides": {"run.dt_min": 3},
+                                          "axes": {"list": {"cells.cart.dose": [1.0e7, 4.0e8]}}})  # fmt: skip
+    both = sw.load_sweep(arms)
+    assert len(both) == 8
+    for i, patient in enumerate(alone.members):  # members 2i and 2i+1: patient i in the two arms
+        pair = both.members[2 * i : 2 * i + 2]
+        assert {m.seed for m in pair} == {patient.seed}
+        assert [m.config.cells.cart.dose for m in pair] == [1.0e7, 4.0e8]
+        assert all(m.values["patient.weight_kg"] == patient.values["patient.weight_kg"] for m in pair)
+        assert all(m.config.run.dt_min == 3 and m.config.run.duration_h == 2 for m in pair)  # overrides merged
+    sw.prepare(both, tmp_path / "out")  # the kept sweep.yaml has the extended file's trial (carabm collect)
+    kept = yaml.safe_load((tmp_path / "out" / "sweep.yaml").read_text(encoding="utf-8"))
+    assert kept["trial"]["name"] == "T" and "extends" not in kept
+
+    with pytest.raises(ConfigError, match="paired: expected true or false"):
+        sw.expand({"base": dict(TINY), "axes": {"cohort": {"n": 2, "paired": "yes", "keys": keys}}}, tmp_path)
+    with pytest.raises(ConfigError, match="cycle of extends"):
+        sw.load_sweep(_write(tmp_path, "loop.yaml", {"extends": "loop.yaml"}))
+    with pytest.raises(ConfigError, match="no such config file"):
+        sw.load_sweep(_write(tmp_path, "lost.yaml", {"extends": "missing.yaml"}))
+
+
+def test_collect_compares_paired_arms_patient_by_patient(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _write(tmp_path, "tiny.yaml", TINY)
+    keys = {"patient.monocytes_per_ul": {"lognormal": {"median": 500, "sigma": 0.4}}}
+    _write(tmp_path, "cohort.yaml", {"base": "tiny.yaml", "seed": 8, "overrides": {"run.duration_h": 2},
+                                     "axes": {"cohort": {"n": 2, "paired": True, "keys": keys}}})  # fmt: skip
+    arms = _write(tmp_path, "arms.yaml", {"extends": "cohort.yaml", "axes": {"list": {"cells.cart.dose": [1.0e7, 4.0e8]}}})
+    out = tmp_path / "out"
+    assert main(["sweep", str(arms), "--out", str(out), "--workers", "1", "-q"]) == 0
+    assert main(["collect", str(out)]) == 0
+    assert "Paired arms" in capsys.readouterr().out
+    table = collect(out, plots=False)
+    assert table.paired is not None and table.paired.arm_keys == ["cells.cart.dose"] and table.paired.patients == 2
+    rows = {(r["seed"], r["cells.cart.dose"]): r for r in table.rows}
+    seeds = sorted({r["seed"] for r in table.rows})
+    assert len(seeds) == 2 and len(rows) == 4
+    recount = {}
+    for r in table.paired.records:
+        if r["outcome"] == "CRS any grade":
+            dose = float(r["arm"].split("=")[1])
+            recount[dose] = r["events"]
+            assert r["events"] == sum(int(rows[(s, dose)]["max_crs_grade"]) >= 1 for s in seeds)
+        if r["outcome"].startswith("peak serum IL-6"):  # the median over 2 patients of their own ratio
+            ratios = [float(rows[(s, 4.0e8)]["peak_serum_IL6_pg_ml"]) / float(rows[(s, 1.0e7)]["peak_serum_IL6_pg_ml"]) for s in seeds]
+            assert r["incidence"] == pytest.approx(sum(ratios) / 2)
+    assert sorted(recount) == [1.0e7, 4.0e8]
+    assert (out / "arms.csv").read_text().startswith("outcome,arm,patients,events,incidence")
+
+
 def test_expansion_errors_name_the_member_and_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
         sw.expand({"base": dict(TINY), "axes": {"list": {"cells.cart.dose": [1e7, -5.0]}}}, tmp_path)
