@@ -97,10 +97,27 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from carabm.io.config import load_config  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
 
-    path = resolve_config(args.config, kind="run")
+    from carabm.io.shipped import config_kind  # noqa: PLC0415
+
+    path = resolve_config(args.config)
+    name = args.config if str(path) == str(args.config) else f"{args.config} (shipped: {path})"
+    kind = config_kind(path) if path.is_file() else "run"
+    if kind != "run" and args.set:
+        raise CarabmError(f"--set: changes a run config; {name} is a {kind} file (its overrides: go in the file)")
+    if kind == "sweep":  # every member's config, validated as carabm sweep does
+        from carabm.hpc.members import load_sweep  # noqa: PLC0415
+
+        print(f"{name}: valid sweep ({len(load_sweep(path))} members)")
+        return 0
+    if kind == "calibration":  # priors, statistics, and member configs at each prior's ends and middle
+        from carabm.hpc.calibration import load_calibration  # noqa: PLC0415
+
+        cal = load_calibration(path)
+        print(f"{name}: valid calibration ({len(cal.priors)} fitted quantities, {len(cal.statistics)} statistics, "
+              f"cohorts of {cal.n} members)")  # fmt: skip
+        return 0
     config = load_config(path, list(args.set or []))
     nz, ny, nx = config.lattice.shape
-    name = args.config if str(path) == str(args.config) else f"{args.config} (shipped: {path})"
     print(f"{name}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
     return 0
 
@@ -236,8 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--overwrite", action="store_true", help="replace an existing movie, or the frames in an existing folder")
     ren.set_defaults(func=_cmd_render)
 
-    val = sub.add_parser("validate", help="check a config; exit 2 with one line per problem")
-    val.add_argument("config", help="YAML run configuration, or the name of a shipped one")
+    val = sub.add_parser("validate", help="check a config, sweep or calibration file; exit 2 with one line per problem")
+    val.add_argument("config", help="YAML run configuration, sweep or calibration file, or the name of a shipped one")
     val.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value (YAML), repeatable")
     val.set_defaults(func=_cmd_validate)
 

@@ -51,7 +51,15 @@ def _kind(text: str) -> str:
         return "run"
     if isinstance(data, dict) and "trial" in data and "cohort" in data:
         return "calibration"
-    return "sweep" if isinstance(data, dict) and ("axes" in data or "base" in data) else "run"
+    return "sweep" if isinstance(data, dict) and ("axes" in data or "base" in data or "extends" in data) else "run"
+
+
+def config_kind(path: str | Path) -> str:
+    """What a YAML file is: ``run``, ``sweep`` or ``calibration`` (by its top-level keys); ``run`` when unreadable."""
+    try:
+        return _kind(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return "run"
 
 
 def shipped_configs() -> dict[str, ShippedConfig]:
@@ -206,5 +214,5 @@ def init_folder(name: str, folder: str | Path = ".", overwrite: bool = False) ->
     return list(files)
 
 
-__all__ = ["ShippedConfig", "shipped_configs", "resolve_config", "config_schema", "schema_text", "init_folder", "CONFIGS_DIR",
+__all__ = ["ShippedConfig", "shipped_configs", "resolve_config", "config_kind", "config_schema", "schema_text", "init_folder", "CONFIGS_DIR",
            "SCHEMA_NAME"]  # fmt: skip
