@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 from dataclasses import dataclass
+from multiprocessing import ProcessError
 from pathlib import Path
 from typing import Any
 
@@ -95,8 +96,11 @@ class CohortModel:
                 for path in [*(folder / member.name).glob("run.h5*"), folder / member.name / "run.xmf"]:
                     path.unlink(missing_ok=True)  # the run file, its checkpoint and its XDMF sidecar
         duration_day = sweep.members[0].config.run.duration_h / 24.0
-        if not rows:  # no member completed: a nan distance, which pyabc never accepts
-            return dict.fromkeys(cal.statistics, math.nan)
+        if not rows:  # every member failed: a fault of the setup, not of the particle (pyabc would resample forever)
+            errors = sorted(folder.glob("*/error.txt"))
+            first = errors[0].read_text(encoding="utf-8", errors="replace").strip().splitlines() if errors else []
+            raise CarabmError(f"{folder}: every member of the cohort failed, e.g. {errors[0] if errors else folder}: "
+                              f"{first[-1] if first else 'no error recorded'}")  # fmt: skip
         return cohort_statistics(cal.statistics, rows, censor_day=duration_day)
 
 
@@ -238,8 +242,12 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     new = 0
     if done < target:
         walltime = datetime.timedelta(hours=cal.abc.max_walltime_h) if cal.abc.max_walltime_h else None
-        history = abc.run(minimum_epsilon=cal.abc.min_epsilon, max_nr_populations=target - done,
-                          min_acceptance_rate=cal.abc.min_acceptance_rate, max_walltime=walltime)  # fmt: skip
+        try:
+            history = abc.run(minimum_epsilon=cal.abc.min_epsilon, max_nr_populations=target - done,
+                              min_acceptance_rate=cal.abc.min_acceptance_rate, max_walltime=walltime)  # fmt: skip
+        except ProcessError as exc:  # pyabc's multicore sampler: a worker raised (its error is on stderr above)
+            raise CarabmError(f"a calibration worker stopped ({exc}): its error is printed above; the members' errors are in "
+                              f"{out / RUNS}/*/NNNN/error.txt; rerun the same command to resume") from exc  # fmt: skip
         new = history.max_t + 1 - done
     written = write_outputs(cal, history, out)
     markdown = (out / SUMMARY_MD).read_text(encoding="utf-8")

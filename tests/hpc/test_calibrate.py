@@ -169,7 +169,7 @@ def test_the_zuma1_file_loads_in_both_forms_and_says_its_grading():
     assert small.n < full.n and small.abc.population < full.abc.population and small.fingerprint() != full.fingerprint()
     assert small.abc_names == full.abc_names
     spec = small.sweep({p.name: p.typical()[0] for p in small.priors})
-    assert spec["axes"]["cohort"]["n"] == small.n and spec["overrides"]["run.duration_h"] == 168
+    assert spec["axes"]["cohort"]["n"] == small.n and spec["overrides"]["run.duration_h"] == 192
 
 
 # --------------------------------------------------------------------------- ABC-SMC end to end
@@ -224,6 +224,23 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path, 
     changed = _write(tmp_path, "cal.yaml", _with("abc/population", 3))
     with pytest.raises(CarabmError, match="holds a calibration of another file"):
         calibrate(changed, out)
+
+
+def test_a_cohort_whose_every_member_fails_stops_the_calibration(tmp_path, monkeypatch):
+    """A fault of the setup (here: every step raises) stops with the members' error, not an endless resampling."""
+    pytest.importorskip("pyabc")
+    from carabm.hpc.calibrate import calibrate
+    from carabm.simulation import Simulation
+
+    def broken(self):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Simulation, "step", broken)
+    _write(tmp_path, "tiny.yaml", TINY)
+    path = _write(tmp_path, "cal.yaml", CALIBRATION)
+    with pytest.raises(CarabmError, match="every member of the cohort failed, e.g. .*error.txt: .*No space left on device"):
+        calibrate(path, tmp_path / "cal", run_check=False)
+    assert len(list((tmp_path / "cal" / "runs").iterdir())) == 1  # stopped at the first particle
 
 
 def test_statistics_are_known_names():
