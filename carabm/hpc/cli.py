@@ -18,6 +18,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         sw.prepare(expanded, args.out)
         print(len(expanded))
         return 0
+    if args.members is not None and args.workers is None:
+        raise CarabmError("--members: goes with --workers N (a Slurm array chooses its members with --array)")
     if args.mpi:
         results = sw.run_mpi(args.sweep, args.out, args.backend)
         if results is None:  # not rank 0
@@ -25,7 +27,10 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     elif args.workers is not None:
         if args.workers < 1:
             raise CarabmError(f"--workers: expected a number >= 1, got {args.workers}")
-        results = sw.run_workers(args.sweep, args.out, args.workers, args.backend)
+        indices = None
+        if args.members is not None:
+            indices = parse_members(args.members, len(sw.load_sweep(args.sweep)))
+        results = sw.run_workers(args.sweep, args.out, args.workers, args.backend, indices=indices)
     else:
         index = sw.slurm_index(args.index)
         n = len(sw.load_sweep(args.sweep))  # a broken sweep file is a usage error (exit 2), not a member failure
@@ -37,6 +42,24 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     failed = any(r.outcome == "failed" for r in results)
     print(f"carabm sweep: {line}")
     return 1 if failed else 0
+
+
+def parse_members(text: str, n: int) -> list[int]:
+    """``--members``: ``A-B`` (inclusive) and single indices, comma-separated, each in 0..n-1; sorted, no repeats."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        try:
+            if "-" in part.strip()[1:]:
+                a, b = part.split("-", 1)
+                first, last = int(a), int(b)
+            else:
+                first = last = int(part)
+        except ValueError:
+            raise CarabmError(f"--members: expected indices and ranges like 0-39,50, got {text!r}") from None
+        if not 0 <= first <= last < n:
+            raise CarabmError(f"--members {part.strip()}: the sweep has {n} members (0..{n - 1}); a range is FIRST-LAST")
+        chosen.update(range(first, last + 1))
+    return sorted(chosen)
 
 
 def _cmd_collect(args: argparse.Namespace) -> int:
@@ -88,6 +111,8 @@ def add_parsers(sub: Any) -> None:
     mode.add_argument("--workers", type=int, metavar="N", help="run every member in N local processes")
     mode.add_argument("--mpi", action="store_true", help="run every member over MPI ranks (mpiexec -n N ...; needs mpi4py)")
     mode.add_argument("--expand", action="store_true", help="only write members.csv and the configs; print the member count")
+    sweep.add_argument("--members", metavar="LIST", help="with --workers: only these members, e.g. 0-39 or 0-9,20-29 "
+                       "(the others stay missing; carabm collect reports what completed)")  # fmt: skip
     sweep.add_argument("--backend", choices=["auto", "numpy", "cupy"], help="array backend of every member")
     sweep.set_defaults(func=_cmd_sweep)
 

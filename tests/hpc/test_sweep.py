@@ -288,6 +288,19 @@ def test_collect_table_and_incidence(by_index: Path, capsys: pytest.CaptureFixtu
     assert (by_index / "summary.md").read_text().startswith("# Sweep")
 
 
+def test_members_runs_a_subset_and_collect_says_what_is_missing(sweep_file: Path, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    out = tmp_path / "part"
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "1", "--members", "0,2", "-q"]) == 0
+    assert sorted(p.parent.name for p in out.glob("*/run.h5")) == ["0000", "0002"]
+    table = collect(out, plots=False)
+    assert [r["status"] for r in table.rows] == ["complete", "missing", "complete"]
+    assert table.incidence["CRS any grade"][1] == 2 and "1 missing" in table.markdown
+    capsys.readouterr()
+    assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "1", "--members", "1-3"]) == 1
+    assert "the sweep has 3 members (0..2)" in capsys.readouterr().err
+
+
 def test_wilson_interval() -> None:
     assert wilson_interval(0, 4) == pytest.approx((0.0, 0.4899), abs=1e-4)
     assert wilson_interval(5, 10) == pytest.approx((0.2366, 0.7634), abs=1e-4)
