@@ -72,7 +72,8 @@ def _extend(spec: dict[str, Any], sweep_dir: Path, seen: tuple[Path, ...] = ()) 
     """A sweep mapping with its ``extends:`` file merged in (recursively).
 
     The extended file is the starting point: ``overrides`` and ``derived`` merge key by key,
-    ``axes`` are appended after the extended file's axes, every other key replaces. A ``base``
+    ``axes`` are appended after the extended file's axes, every other key replaces, and a key
+    given as null is dropped (``trial: null``: arms of a cohort are not the trial). A ``base``
     path of the extended file stays relative to that file.
     """
     ref = spec.get("extends")
@@ -91,7 +92,9 @@ def _extend(spec: dict[str, Any], sweep_dir: Path, seen: tuple[Path, ...] = ()) 
     for key, value in spec.items():
         if key == "extends":
             continue
-        if key in ("overrides", "derived") and isinstance(value, dict) and isinstance(parent.get(key) or {}, dict):
+        if value is None:  # ``trial: null`` etc.: drop the extended file's key
+            merged.pop(key, None)
+        elif key in ("overrides", "derived") and isinstance(value, dict) and isinstance(parent.get(key) or {}, dict):
             merged[key] = {**(parent.get(key) or {}), **value}
         elif key == "axes" and value is not None:
             merged[key] = [{kind: block} for kind, block in axis_blocks(parent.get("axes")) + axis_blocks(value)]

@@ -145,6 +145,8 @@ def test_paired_cohort_shares_a_seed_across_arms_and_extends_merges(tmp_path: Pa
     sw.prepare(both, tmp_path / "out")  # the kept sweep.yaml has the extended file's trial (carabm collect)
     kept = yaml.safe_load((tmp_path / "out" / "sweep.yaml").read_text(encoding="utf-8"))
     assert kept["trial"]["name"] == "T" and "extends" not in kept
+    untrialled = _write(tmp_path, "untrialled.yaml", {"extends": "sub/cohort.yaml", "trial": None})
+    assert len(sw.load_sweep(untrialled)) == 4 and sw.load_sweep(untrialled).extended.get("trial", "gone") == "gone"
 
     with pytest.raises(ConfigError, match="paired: expected true or false"):
         sw.expand({"base": dict(TINY), "axes": {"cohort": {"n": 2, "paired": "yes", "keys": keys}}}, tmp_path)
