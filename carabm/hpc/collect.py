@@ -337,6 +337,20 @@ def _write_table(folder: Path, rows: list[dict[str, Any]]) -> list[Path]:
     return written
 
 
+def _ranges(indices: list[int]) -> str:
+    """``[0, 1, 2, 5]`` -> ``0000-0002, 0005``."""
+    parts: list[str] = []
+    start = prev = indices[0]
+    for i in [*indices[1:], None]:
+        if i is not None and i == prev + 1:
+            prev = i
+            continue
+        parts.append(f"{start:04d}" if start == prev else f"{start:04d}-{prev:04d}")
+        if i is not None:
+            start = prev = i
+    return ", ".join(parts)
+
+
 def _pct(x: float) -> str:
     return "n/a" if math.isnan(x) else f"{100 * x:.1f} %"
 
@@ -364,10 +378,13 @@ def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tup
             medians.append(f"| {label} | {median(values):.4g} | {values[0]:.4g} – {values[-1]:.4g} | {len(values)} |")
     if medians:
         lines += ["", "| outcome | median | range | members |", "|---|---|---|---|", *medians]
-    bad = [r for r in rows if r["status"] != "complete"]
-    if bad:
+    missing = [int(r["index"]) for r in rows if r["status"] == "missing"]
+    bad = [r for r in rows if r["status"] not in ("complete", "missing")]
+    if missing or bad:
         lines += ["", "Not complete:", ""]
-        lines += [f"- {int(r['index']):04d}: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in bad[:50]]
+    if missing:  # not run yet (e.g. carabm sweep --members): one line of index ranges
+        lines.append(f"- missing (not run): {len(missing)} members, {_ranges(missing)}")
+    lines += [f"- {int(r['index']):04d}: {r['status']}" + (f" — {r['error']}" if r.get("error") else "") for r in bad[:50]]
     return "\n".join(lines) + "\n"
 
 

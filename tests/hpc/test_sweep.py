@@ -298,6 +298,7 @@ def test_members_runs_a_subset_and_collect_says_what_is_missing(sweep_file: Path
     table = collect(out, plots=False)
     assert [r["status"] for r in table.rows] == ["complete", "missing", "complete"]
     assert table.incidence["CRS any grade"][1] == 2 and "1 missing" in table.markdown
+    assert "- missing (not run): 1 members, 0001" in table.markdown
     capsys.readouterr()
     assert main(["sweep", str(sweep_file), "--out", str(out), "--workers", "1", "--members", "1-3"]) == 1
     assert "the sweep has 3 members (0..2)" in capsys.readouterr().err
