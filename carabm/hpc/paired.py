@@ -101,7 +101,7 @@ def paired_markdown(result: Paired) -> list[str]:
     ref = result.arms[0]
     lines = ["", "## Paired arms (the same patients in every arm)", "",
              f"Arms differ by {', '.join(result.arm_keys) or '(nothing)'}; {result.patients} patients have every arm complete"
-             + (f" ({result.excluded} left out)" if result.excluded else "") + f". Reference arm: `{ref}`.", "",
+             + (f"; {result.excluded} more lack an arm (not run or failed) and are left out" if result.excluded else "") + f". Reference arm: `{ref}`.", "",
              "| outcome | arm | incidence | 95 % CI | only in reference | only in arm | McNemar p |", "|---|---|---|---|---|---|---|"]  # fmt: skip
     for r in result.records:
         if r["events"] == "":  # the IL-6 ratio rows

@@ -254,7 +254,8 @@ def test_set_changes_the_file_and_init_copies_it_with_its_base(tmp_path):
     assert shipped_configs()["calibration_zuma1"].kind == "calibration"
     cal = load_calibration(ROOT / "configs" / "calibration_zuma1.yaml", reduced=True,
                            settings=["abc.population=3", "cohort.overrides.run.duration_h=120"])  # fmt: skip
-    assert cal.abc.population == 3 and cal.overrides["run.duration_h"] == 120 and cal.overrides["lattice.shape"] == [8, 16, 28]
+    assert cal.abc.population == 3 and cal.overrides["run.duration_h"] == 120 and cal.n == 4
+    assert "lattice.shape" not in cal.overrides  # the reduced form keeps the quickstart lattice (a smaller one is another patient)
     written = {p.name for p in init_folder("calibration_zuma1", tmp_path)}
     assert {"calibration_zuma1.yaml", "quickstart.yaml", "README.md"} <= written
     assert "carabm calibrate calibration_zuma1.yaml --reduced" in (tmp_path / "README.md").read_text()

@@ -36,14 +36,14 @@ def test_resolve_config(tmp_path, monkeypatch):
     assert resolve_config("other/quickstart.yaml") == Path("other/quickstart.yaml")  # a path stays a path
     with pytest.raises(ConfigError, match=r"^quickstrat: no such config file, nor a shipped run config; shipped: default, quickstart"):
         resolve_config("quickstrat", kind="run")
-    with pytest.raises(ConfigError, match="shipped sweep config; shipped: cohort_axicel, sweep_example"):
+    with pytest.raises(ConfigError, match="shipped sweep config; shipped: cohort_axicel, cohort_axicel_anakinra, sweep_example"):
         resolve_config("quickstart", kind="sweep")
 
 
 def test_cli_unknown_name_is_one_line(capsys):
     assert main(["validate", "quickstrat"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "shipped: default, quickstart (carabm config list)" in err[0]
+    assert len(err) == 1 and "nor a shipped config; shipped: calibration_zuma1, cohort_axicel, cohort_axicel_anakinra, default, quickstart, sweep_example (carabm config list)" in err[0]
     assert main(["validate", "quickstart"]) == 0
     assert f"quickstart (shipped: {CONFIGS_DIR / 'quickstart.yaml'}): valid" in capsys.readouterr().out
 
