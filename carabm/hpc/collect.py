@@ -275,7 +275,8 @@ def collect(folder: str | Path, plots: bool = True) -> Collected:
         incidence[label] = (k, n, k / n if n else math.nan, lo, hi)
 
     written = _write_table(folder, rows)
-    markdown = _markdown(folder, rows, incidence, header)
+    paired = paired_arms(header, rows)
+    markdown = _markdown(folder, rows, incidence, header, pooled_arms=paired is not None)
     trial = read_trial(folder)
     if trial is not None:
         markdown += "\n".join(comparison_markdown(trial, comparison(trial, complete))) + "\n"
@@ -283,7 +284,6 @@ def collect(folder: str | Path, plots: bool = True) -> Collected:
         from carabm.hpc.plots import cohort_plots  # noqa: PLC0415
 
         written += cohort_plots(complete, folder / "plots", trial)
-    paired = paired_arms(header, rows)
     if paired is not None:
         written.append(_write_paired(folder, paired))
         markdown += "\n".join(paired_markdown(paired)) + "\n"
@@ -356,7 +356,7 @@ def _pct(x: float) -> str:
 
 
 def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tuple[int, int, float, float, float]],
-              header: list[str]) -> str:  # fmt: skip
+              header: list[str], pooled_arms: bool = False) -> str:  # fmt: skip
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"]] = counts.get(r["status"], 0) + 1
@@ -365,7 +365,8 @@ def _markdown(folder: Path, rows: list[dict[str, Any]], incidence: dict[str, tup
              f"{len(rows)} members: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) + ".",
              f"Varied keys: {', '.join(varied) if varied else '(none; replicate seeds)'}.", "",
              "Incidence over the complete members (grades and responses are model surrogates; responses over the evaluable members), "
-             "Wilson 95 % CI:", "",
+             + ("all arms pooled (compare the arms under \"Paired arms\" below), " if pooled_arms else "")
+             + "Wilson 95 % CI:", "",
              "| outcome | members | incidence | 95 % CI |", "|---|---|---|---|"]  # fmt: skip
     for label, (k, n, p, lo, hi) in incidence.items():
         lines.append(f"| {label} | {k}/{n} | {_pct(p)} | {_pct(lo)} – {_pct(hi)} |")
