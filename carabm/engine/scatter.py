@@ -54,7 +54,11 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
         return
     launch = launcher_for(row, launcher)
     if launch is None:
-        row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(np.float32)
+        kernel = compiled_twin("_scatter_numba", "add_weights") if row.dtype == np.float32 and row.ndim == 1 else None
+        if kernel is None or not row.flags.c_contiguous:
+            row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(np.float32)
+        else:  # one compiled pass, the same sums and roundings (tests/engine/test_agent_kernels.py)
+            kernel(row, np.ascontiguousarray(voxels, dtype=np.int64), np.ascontiguousarray(weights), float(scale))
         return
     xp = kernels.array_module(row)
     launch(

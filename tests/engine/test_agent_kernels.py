@@ -376,6 +376,24 @@ def test_mean_over_voxels_gives_the_gathers_mean_to_the_bit() -> None:
     assert compiled_twin("_scatter_numba", "mean_at") is not None  # the compiled path ran (numba is an install requirement)
 
 
+def test_add_weights_gives_bincounts_sum_to_the_bit() -> None:
+    # the compiled CPU add_weights against the NumPy expression it replaces: float64 bincount in agent
+    # order, times the scale, rounded once to float32, added to the row (repeated voxels, float32 and
+    # float64 weights, zeros, and a row that already holds values)
+    rng_np = np.random.default_rng(5)
+    for n_voxels, n, wdtype in ((11520, 3744, np.float32), (300, 2000, np.float64), (20000, 9, np.float64)):
+        row = (rng_np.random(n_voxels) * 10 ** rng_np.uniform(-3, 3, n_voxels)).astype(np.float32)
+        row[::7] = 0.0
+        voxels = rng_np.integers(0, n_voxels, n)  # repeats: several agents per voxel, in no order
+        weights = (rng_np.random(n) * 10 ** rng_np.uniform(-6, 6, n)).astype(wdtype)
+        weights[::5] = 0.0
+        scale = float(rng_np.uniform(1e-4, 1e3))
+        expected = row + (np.bincount(voxels, weights=weights, minlength=n_voxels) * scale).astype(np.float32)
+        scatter.add_weights(row, voxels, weights, scale)
+        assert row.dtype == np.float32 and np.array_equal(row, expected)
+    assert compiled_twin("_scatter_numba", "add_weights") is not None
+
+
 def test_carried_variables_match_numpy_in_the_same_host_read(emulator) -> None:
     """Variables carried through the pool (a CAR-T cell's divisions) ride in the one host read of the kernel path."""
 
