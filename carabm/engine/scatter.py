@@ -3,8 +3,9 @@
 Two operations with a NumPy and a CUDA path each: :func:`add_counts` (the same amount per
 selected agent) and :func:`add_weights` (a per-agent amount), both ``row[voxel] += ...``
 summed over agents, and :func:`gather` (every field at every agent's voxel). On NumPy the
-sums are ``bincount`` in float64, rounded once to float32; on a GPU they are float32 atomic
-adds (sums agree to float32 rounding, not to the bit: the order of atomic adds varies).
+sums are ``bincount`` in float64 (for :func:`add_weights` a compiled pass making the same
+sums), rounded once to float32; on a GPU they are float32 atomic adds (sums agree to
+float32 rounding, not to the bit: the order of atomic adds varies).
 Neither path reads device data on the host.
 """
 
