@@ -95,10 +95,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from carabm.io.config import load_config  # noqa: PLC0415
-    from carabm.io.shipped import (
-        config_kind,  # noqa: PLC0415
-        resolve_config,  # noqa: PLC0415
-    )
+    from carabm.io.shipped import config_kind, resolve_config  # noqa: PLC0415
 
     path = resolve_config(args.config)
     name = args.config if str(path) == str(args.config) else f"{args.config} (shipped: {path})"
