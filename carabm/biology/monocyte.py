@@ -9,7 +9,7 @@ myeloid supply of the storm (Sterner, Blood 2019).
 
 The circulating pool also responds as a whole (a systemic myeloid response): its mean
 activation level follows the shared myeloid rules fed with the free serum levels (IFN-γ,
-GM-CSF, DAMP priming; IL-1β, IL-6, TNF-α amplifying; IL-10 damping; no contact), one host
+GM-CSF, DAMP priming; IL-1β, TNF-α amplifying; IL-10 damping; no contact), one host
 scalar ODE (:class:`PoolActivation`), and the pool's monocytes secrete into serum at the
 per-cell rates of lattice monocytes: circulating monocytes are a main IL-1/IL-6 source
 (Norelli, Nat Med 2018). Depletion and steroids act on it as on the lattice's monocytes.
@@ -125,9 +125,12 @@ def renew_pool(model: CrsModel) -> None:
 class PoolActivation:
     """Mean activation level of the circulating monocyte pool and its hours activated (host scalars, checkpointed)."""
 
-    def __init__(self) -> None:
+    def __init__(self, cytokines: tuple[str, ...] = ()) -> None:
         self.level = 0.0
         self.active_h = 0.0
+        #: the pool's secretion into serum over the last step [pg/mL/h per cytokine] (0 before
+        #: the first step; a readout, not state: recomputed every step, so not checkpointed)
+        self.secretion_pg_ml_h = dict.fromkeys(cytokines, 0.0)
 
     def checkpoint_state(self) -> dict[str, Any]:
         """The pool's activation level and hours activated."""
@@ -143,12 +146,18 @@ def pool_response(model: CrsModel) -> None:
     """Activation of the circulating pool by serum cytokines, and its secretion into serum (a systemic source)."""
     p = model.config.cells.monocyte
     state: PoolActivation = model.parts[POOL_PART]
-    serum = model.serum
     free = model.effects.signal_free_fraction_scalar("blood")
+    serum = model.serum
     levels = {name: float(serum[i]) for name, i in model.index.items()}
     signal = float(myeloid.signal_strength(levels, free, 0.0, p, model.effects.myeloid_activation))
     state.level = float(myeloid.next_level(state.level, signal, p, model.dt_h))
     state.active_h = float(myeloid.next_active_h(state.level, state.active_h, model.dt_h, np))
+    model.blood.set_systemic_source(POOL_PART, pool_secretion(model, state, levels, free))
+
+
+def pool_secretion(model: CrsModel, state: PoolActivation, levels: Mapping[str, float], free: Mapping[str, float]) -> np.ndarray:
+    """What the pool secretes into serum at its activation and the serum ``levels`` [pg/mL/s per field]; recorded on ``state``."""
+    p = model.config.cells.monocyte
     il1_signal = myeloid.il1_induction_signal(levels["IL1b"] * free["IL1b"], p)
     rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, model.effects.cytokine_production, levels["DAMP"])
     cells = int(model.circulation.pool[model.store.kind_id(NAME)].sum())
@@ -156,7 +165,8 @@ def pool_response(model: CrsModel) -> None:
     sources = np.zeros(len(model.index))
     for name, rate in rates.items():
         sources[model.index[name]] = float(rate) * per_ml_s * getattr(model.config.cytokines, name).secretion_scale
-    model.blood.set_systemic_source(POOL_PART, sources)
+        state.secretion_pg_ml_h[name] = float(sources[model.index[name]]) * SECONDS_PER_HOUR
+    return sources
 
 
 def blood_pool(model: CrsModel) -> None:
@@ -174,7 +184,7 @@ def baseline(model: CrsModel) -> float:
 def fill_pool(model: CrsModel) -> None:
     """At t = 0 the systemic pool holds the patient's baseline monocytes, resting."""
     model.circulation.pool[model.store.kind_id(NAME), myeloid.RESTING] += int(round(baseline(model)))
-    model.parts[POOL_PART] = PoolActivation()
+    model.parts[POOL_PART] = PoolActivation(tuple(model.config.cells.monocyte.secretion_pg_cell_h.as_dict()))
 
 
 #: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)

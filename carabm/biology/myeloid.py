@@ -6,8 +6,8 @@ half-maximum at ``X = r_off/r_on``, and no ceiling below full activation. ``X = 
 (1 + IL10/h10)``: the priming ``P`` is the sum of Hill responses to IFN-γ, GM-CSF and DAMPs
 (each saturates as its receptors do) plus ``c`` per engaged CAR-T cell in the 26-voxel
 neighbourhood (CD40L contact, graded in the number of contacts: a weighted neighbour count,
-:func:`carabm.biology.cart.stimulus_weight`); the amplifiers IL-1β, IL-6 and TNF-α (``A``, a
-probabilistic OR of Hill responses) multiply it by up to ``1 + g``. Amplifiers alone do not
+:func:`carabm.biology.cart.stimulus_weight`); the amplifiers IL-1β and TNF-α (``A``, a
+probabilistic OR of Hill responses; not IL-6, which induces IL-1Ra instead) multiply it by up to ``1 + g``. Amplifiers alone do not
 activate a resting cell, so the resting state is stable and the storm needs the CAR-T
 trigger; IL-10 damps it. Secretion rises from a basal fraction to full with ``a``; IL-6
 production largely needs IL-1 signalling (IL-1 induces IL-6, and partly TNF-α and IL-1β itself:
@@ -49,8 +49,11 @@ class Myeloid(CellSection):
         description="half-maximal concentration of each activating (priming) signal [pg/mL]; assumed: ng/mL range as for IFN-g and GM-CSF priming of macrophages in vitro",
     )
     amplifier_half_max_pg_ml: CytokineMap = Field(
-        cytokine_map(IL1b=200.0, IL6=1000.0, TNFa=100.0),
-        description="half-maximal concentration of each amplifying signal [pg/mL]; they raise activation only of primed cells; assumed",
+        cytokine_map(IL1b=200.0, TNFa=100.0),
+        description="half-maximal concentration of each amplifying signal [pg/mL]; they raise activation only of primed cells; assumed. "
+        "IL-1b and TNF-a only: IL-6 does not make myeloid cells produce IL-1 or TNF-a but IL-1Ra and soluble TNF receptors (IL-6 "
+        "infusion in patients: IL-1b and TNF-a stayed undetectable, Tilg et al., Blood 1994; in healthy volunteers: no TNF-a, more "
+        "IL-1Ra and IL-10, Steensberg et al., Am J Physiol Endocrinol Metab 2003)",
     )
     amplification_gain: float = Field(3.0, ge=0, description="fold rise of the priming signal at saturating amplifiers [1]; assumed")
     activation_hill: float = Field(2.0, gt=0, description="Hill power of every activating signal [1]; assumed (switch-like, a quiet resting state)")

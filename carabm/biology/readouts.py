@@ -170,6 +170,8 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
     pool = model.parts.get(monocyte.POOL_PART)
     if pool is not None:
         out["monocyte_pool_activation"] = pool.level
+        for name, rate in pool.secretion_pg_ml_h.items():
+            out[f"monocyte_pool_secretion/{name}"] = rate
     out.update(acute_phase.readouts(model))
     for name, pk in model.therapy.plasma.items():
         out[f"drug/{name}"] = pk.conc_ug_ml

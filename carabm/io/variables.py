@@ -41,6 +41,11 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "cns_infiltrate": ("1", "CNS infiltrate", "CAR-T cells and monocytes in the CNS"),
     "mean_activation": ("1", "mean activation of {} cells", "mean activation level (0-1) of the cells of this type on the lattice"),
     "monocyte_pool_activation": ("1", "circulating monocyte activation", "mean activation level (0-1) of the circulating monocyte pool"),
+    "monocyte_pool_secretion": (
+        "pg mL-1 h-1",
+        "{} secreted by circulating monocytes",
+        "production of this cytokine into serum by the circulating (off-lattice) monocyte pool over the last step, per mL of blood",
+    ),
     "crp_mg_l": ("mg L-1", "serum CRP", "C-reactive protein in serum (hepatic synthesis driven by IL-6), model surrogate"),
     "ferritin_ng_ml": ("ng mL-1", "serum ferritin", "ferritin in serum (released by activated macrophages), model surrogate"),
     "drug": ("ug mL-1", "plasma {}", "drug concentration in plasma (one-compartment pharmacokinetics)"),

@@ -87,6 +87,8 @@ def test_no_car_t_serum_sits_at_the_configured_baselines():
     assert row["crs_grade"] == 0 and row["icans_grade"] == 0
     assert row["crp_mg_l"] < 5.0 and row["ferritin_ng_ml"] == pytest.approx(model.config.acute_phase.ferritin_baseline_ng_ml, rel=0.1)
     assert row["monocyte_pool_activation"] < 0.01
+    # at rest the circulating monocytes make a small part of the baseline IL-6 (the body's basal production keeps it)
+    assert 0.0 < row["monocyte_pool_secretion/IL6"] < 0.1 * row["serum/IL6"] * math.log(2) / model.config.cytokines.IL6.serum_half_life_h
 
 
 def test_baseline_is_set_by_the_config():
@@ -143,8 +145,13 @@ def test_circulating_monocytes_answer_serum_cytokines_and_secrete_into_serum():
     row = run()
     assert row["monocyte_pool_activation"] > 0.5
     assert row["serum/IL6"] > 10 * 3.0 and row["serum/IL1b"] > 10 * 1.0
+    # the pool's own secretion (a readout) carries most of the serum IL-6 turnover here:
+    # clearance removes ln2/half-life of the serum level per hour
+    clearance_per_h = math.log(2) / make(EMPTY).config.cytokines.IL6.serum_half_life_h
+    assert row["monocyte_pool_secretion/IL6"] > 0.5 * clearance_per_h * row["serum/IL6"]
     no_pool = run("patient.monocytes_per_ul=0")
     assert no_pool["serum/IL6"] < 0.2 * row["serum/IL6"]
+    assert no_pool["monocyte_pool_secretion/IL6"] == 0.0
 
 
 def test_new_state_checkpoints_and_resumes_bit_identically():
