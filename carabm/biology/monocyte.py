@@ -146,18 +146,12 @@ def pool_response(model: CrsModel) -> None:
     """Activation of the circulating pool by serum cytokines, and its secretion into serum (a systemic source)."""
     p = model.config.cells.monocyte
     state: PoolActivation = model.parts[POOL_PART]
-    free = model.effects.signal_free_fraction_scalar("blood")
     serum = model.serum
+    free = model.effects.signal_free_fraction_scalar("blood")
     levels = {name: float(serum[i]) for name, i in model.index.items()}
     signal = float(myeloid.signal_strength(levels, free, 0.0, p, model.effects.myeloid_activation))
     state.level = float(myeloid.next_level(state.level, signal, p, model.dt_h))
     state.active_h = float(myeloid.next_active_h(state.level, state.active_h, model.dt_h, np))
-    model.blood.set_systemic_source(POOL_PART, pool_secretion(model, state, levels, free))
-
-
-def pool_secretion(model: CrsModel, state: PoolActivation, levels: Mapping[str, float], free: Mapping[str, float]) -> np.ndarray:
-    """What the pool secretes into serum at its activation and the serum ``levels`` [pg/mL/s per field]; recorded on ``state``."""
-    p = model.config.cells.monocyte
     il1_signal = myeloid.il1_induction_signal(levels["IL1b"] * free["IL1b"], p)
     rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, model.effects.cytokine_production, levels["DAMP"])
     cells = int(model.circulation.pool[model.store.kind_id(NAME)].sum())
@@ -165,8 +159,8 @@ def pool_secretion(model: CrsModel, state: PoolActivation, levels: Mapping[str, 
     sources = np.zeros(len(model.index))
     for name, rate in rates.items():
         sources[model.index[name]] = float(rate) * per_ml_s * getattr(model.config.cytokines, name).secretion_scale
-        state.secretion_pg_ml_h[name] = float(sources[model.index[name]]) * SECONDS_PER_HOUR
-    return sources
+        state.secretion_pg_ml_h[name] = float(sources[model.index[name]]) * SECONDS_PER_HOUR  # the readout
+    model.blood.set_systemic_source(POOL_PART, sources)
 
 
 def blood_pool(model: CrsModel) -> None:

@@ -147,7 +147,7 @@ def test_circulating_monocytes_answer_serum_cytokines_and_secrete_into_serum():
     assert row["serum/IL6"] > 10 * 3.0 and row["serum/IL1b"] > 10 * 1.0
     # the pool's own secretion (a readout) carries most of the serum IL-6 turnover here:
     # clearance removes ln2/half-life of the serum level per hour
-    clearance_per_h = math.log(2) / make(EMPTY).config.cytokines.IL6.serum_half_life_h
+    clearance_per_h = math.log(2) / load_config(None, SMALL).cytokines.IL6.serum_half_life_h
     assert row["monocyte_pool_secretion/IL6"] > 0.5 * clearance_per_h * row["serum/IL6"]
     no_pool = run("patient.monocytes_per_ul=0")
     assert no_pool["serum/IL6"] < 0.2 * row["serum/IL6"]
