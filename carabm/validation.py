@@ -36,6 +36,9 @@ RESTING_IL6_PG_ML = (1.0, 10.0)
 SMOOTH_MIN_FOLD = 1.2
 #: ... and by no more than the step's own factor (log-log slope <= 1: graded, not a cliff)
 SMOOTH_MAX_SLOPE = 1.0
+#: fact 11 follows the standard patient for 21 days: ICANS that starts near day 6 is often still
+#: going on day 14, and a duration cut off by the end of the run cannot be compared with CRS's
+FOLLOWUP_H = 504.0
 #: fact 10: serum IL-6 in severe CRS [pg/mL] (VALIDATION.md, from Teachey 2016 and Hay 2017)
 SEVERE_IL6_PG_ML = (1e3, 1e4)
 #: clinical days: infusion at day 0, day d covers [d - 0.5, d + 0.5) days after infusion
@@ -72,6 +75,9 @@ SCENARIOS: dict[str, list[str]] = {
     "low_dose_high_burden": [_dose(0.25), "patient.tumor_burden_cells=1e11", "run.duration_h=240"],
     # the standard patient sampled by half the tumour agents (the quickstart's 1500 -> 750): fact 13
     "sampling_half": ["cells.bcell.initial_count=750"],
+    # fact 11: the standard patient followed to day 21, so that an ICANS episode still going on
+    # day 14 is not cut off (the label's durations are to resolution)
+    "followup": [f"run.duration_h={FOLLOWUP_H:g}"],
 }  # fmt: skip
 DOSE_SERIES = {"dose_0.25x": 0.25, "standard": 1.0, "dose_4x": 4.0}
 BURDEN_SERIES = {"burden_1e9": 1e9, "standard": 1e10, "burden_1e11": 1e11}
@@ -305,15 +311,28 @@ def cns_made(s: Series) -> tuple[bool, str]:
 
 
 def fact11(s: Series, *severe_candidates: Series) -> tuple[bool, str]:
-    """Fact 11: ICANS lasts longer than CRS (standard run); severe ICANS comes with CNS levels above serum."""
+    """Fact 11: ICANS lasts longer than CRS (standard patient followed to day 21); severe ICANS comes with CNS levels above serum.
+
+    A run that ends during an episode gives only a lower bound of its duration: the check passes
+    on it only if even that bound exceeds the other syndrome's duration.
+    """
     crs_d, icans_d = days_at_or_above(s, "crs_grade"), days_at_or_above(s, "icans_grade")
     severe = [r for r in (s, *severe_candidates) if r["icans_grade"].max() >= 3]
     made = [cns_made(r) for r in severe]
-    ok = icans_d > crs_d and bool(made) and all(m for m, _ in made)
+    crs_open, icans_open = s["crs_grade"][-1] >= 1, s["icans_grade"][-1] >= 1
+    ok = icans_d > crs_d and not crs_open and bool(made) and all(m for m, _ in made)
     detail = "; ".join(text for _, text in made) if made else "no run reached ICANS grade 3"
-    return ok, (f"standard: ICANS {icans_d:.1f} d vs CRS {crs_d:.1f} d at grade >= 1 (label: 17 vs 7); "
+    return ok, (f"day {s['time_h'][-1] / 24:.0f} follow-up: ICANS {icans_d:.1f} d ({_episode_end(s, 'icans_grade', icans_open)}) "
+                f"vs CRS {crs_d:.1f} d ({_episode_end(s, 'crs_grade', crs_open)}) at grade >= 1 (label: 17 vs 7); "
                 f"max ICANS {_maxes((s, *severe_candidates), 'icans_grade')} "
                 f"(standard / 4x dose / 1e11 cells); during ICANS >= 3: {detail}")  # fmt: skip
+
+
+def _episode_end(s: Series, key: str, still_open: bool) -> str:
+    if still_open:
+        return "still going on at the end: a lower bound"
+    hit = np.nonzero(s[key] >= 1)[0]
+    return f"ended day {s['time_h'][hit[-1]] / 24:.1f}" if hit.size else "none"
 
 
 #: Lugano 2014 (Cheson, J Clin Oncol 2014): a partial response is a >= 50 % fall of the sum of the
@@ -365,8 +384,8 @@ FACTS: tuple[Fact, ...] = (
     Fact(9, "Serum IL-6 peaks within two days of the CAR-T peak", ("standard",), fact9),
     Fact(10, "Severe CRS reaches serum IL-6 of 1e3-1e4 pg/mL; some configuration reaches CRS grade 4 (4x dose and 1e11 cells run 8 days)",
          ("standard", "dose_4x", "burden_1e11"), fact10),
-    Fact(11, "ICANS lasts longer than CRS in the default patient; severe ICANS comes with CNS levels above serum",
-         ("standard", "dose_4x", "burden_1e11"), fact11),
+    Fact(11, "ICANS lasts longer than CRS in the default patient (followed to day 21); severe ICANS comes with CNS levels above serum",
+         ("followup", "dose_4x", "burden_1e11"), fact11),
     Fact(12, "Some patients do not respond: a quarter dose against 1e11 tumour cells (10 days) leaves more than 35 % of the tumour",
          ("standard", "low_dose_high_burden"), fact12),
     Fact(13, "Answers do not depend on how finely the lattice samples the patient (half the tumour agents)", ("standard", "sampling_half"), fact13),

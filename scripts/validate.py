@@ -10,7 +10,9 @@ Each scenario runs with several seeds; a fact passes when it holds for every see
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -204,7 +206,10 @@ def main() -> int:
         for name, seed, series in pool.map(_job, jobs):
             results.setdefault(name, {})[seed] = series
             print(f"  {name} seed {seed}: done ({time.perf_counter() - started:.0f} s)", flush=True)
+    command = " ".join(["python scripts/validate.py", *sys.argv[1:]])
     lines = ["# carabm validation report", "",
+             f"Produced by `{command}` on {datetime.date.today().isoformat()} ({os.cpu_count()}-core machine, backend "
+             f"{args.backend}). How each fact is checked: [How the facts are checked](facts.md).", "",
              f"Config: `{Path(config).name}`; seeds per scenario: {args.seeds}; "
              f"backend: {args.backend}; wall time {time.perf_counter() - started:.0f} s.",
              "All grades are model surrogates of the ASTCT grades.", "", "## Facts of VALIDATION.md", "",

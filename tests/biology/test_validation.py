@@ -21,8 +21,6 @@ MISSING: dict[int, str] = {
        "pg/mL): the severe storm is the circulating monocyte pool igniting once serum priming passes a threshold (a "
        "switch, docs/model.md 'Where the storm comes from'), and at 1e11 the tumour recruits the pool's monocytes "
        "faster than the marrow replaces them (issue 19)",
-    11: "ICANS 7.9 vs CRS 8.0 days at grade >= 1 (label: 17 vs 7): the CNS loop ends with the systemic storm; it passed "
-        "by half a day (8.3 vs 7.7) while IL-6 still amplified myeloid activation, before 2026-12-01 (issue 19)",
     13: "half the tumour agents give 0.62x the peak IL-6 (allowed 0.67-1.5; 0.72 before IL-6 left the myeloid "
         "amplifiers): the peak is the circulating pool igniting, which follows the lattice's serum priming; grades "
         "and outcome agree (issue 19)",
