@@ -38,6 +38,8 @@ POSTERIOR_MEAN_YAML = "posterior_mean.yaml"
 SUMMARY_MD = "calibration.md"
 RUNS = "runs"
 COHORT = "cohort"
+#: the Slurm logs of the Dask worker jobs that --slurm-jobs starts (inside the calibration folder)
+WORKER_LOGS = "logs/dask-workers"
 QUANTILES = (0.025, 0.25, 0.5, 0.75, 0.975)
 
 
@@ -136,12 +138,15 @@ def make_sampler(workers: int = 1, dask_client: Any = None) -> Any:
     return pyabc.sampler.SingleCoreSampler()
 
 
-def dask_client(address: str | None = None, slurm_jobs: int | None = None, slurm: dict[str, Any] | None = None) -> Any:
+def dask_client(address: str | None = None, slurm_jobs: int | None = None, slurm: dict[str, Any] | None = None,
+                log_directory: str | Path | None = None) -> Any:  # fmt: skip
     """A ``distributed.Client``: to a running scheduler (address or scheduler-file), or to a dask-jobqueue SLURMCluster.
 
     ``slurm`` holds ``SLURMCluster``'s keyword arguments (the file's ``slurm:`` section:
     ``cores``, ``memory``, ``walltime``, ``queue``, ``account``, ``job_extra_directives``, ...);
-    ``slurm_jobs`` Slurm jobs of workers are started (``cluster.scale(jobs=N)``).
+    ``slurm_jobs`` Slurm jobs of workers are started (``cluster.scale(jobs=N)``). Their Slurm
+    logs go to ``log_directory`` unless the section sets its own (dask-jobqueue's default is the
+    driver's working folder).
     """
     try:
         from distributed import Client  # noqa: PLC0415
@@ -155,6 +160,8 @@ def dask_client(address: str | None = None, slurm_jobs: int | None = None, slurm
         settings = dict(slurm or {})
         settings.setdefault("cores", 1)
         settings.setdefault("memory", "4GB")
+        if log_directory is not None:
+            settings.setdefault("log_directory", str(log_directory))
         try:
             cluster = SLURMCluster(**settings)
         except (TypeError, ValueError) as exc:
@@ -177,6 +184,25 @@ class CalibrationResult:
     new_generations: int
     written: list[Path]
     markdown: str
+
+
+def check_folder(cal: Calibration, out: str | Path) -> dict[str, Any] | None:
+    """The saved state of the calibration in ``out`` (``None``: none yet, a new one starts there).
+
+    Refuses, changing nothing, a file in the folder's place, a folder holding a calibration of
+    another file and a History without its state: what :func:`calibrate` checks first, and the
+    command line before it submits any Slurm job.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputFileError(f"{out}: exists and is not a folder; give a folder for the calibration")
+    state = _state(out)
+    if state is not None and state.get("fingerprint") != cal.fingerprint():
+        raise InputFileError(f"{out}: holds a calibration of another file (trial, cohort, priors, statistics or "
+                             "population changed); use a new --out folder")  # fmt: skip
+    if state is None and (out / DB_NAME).exists():
+        raise InputFileError(f"{out / DB_NAME}: exists without {STATE_JSON}; use a new --out folder")
+    return state
 
 
 def _state(out: Path) -> dict[str, Any] | None:
@@ -207,8 +233,7 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     cal = load_calibration(calibration_file, reduced=reduced, settings=settings)  # a bad file: one line, before pyabc loads
     pyabc = _pyabc()
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputFileError(f"{out}: exists and is not a folder; give a folder for the calibration")
+    state = check_folder(cal, out)
     out.mkdir(parents=True, exist_ok=True)
     target = generations if generations is not None else cal.abc.generations
     if isinstance(target, bool) or not isinstance(target, int) or target < 1:
@@ -221,17 +246,11 @@ def calibrate(calibration_file: str | Path, out: str | Path, workers: int = 1, b
     abc = pyabc.ABCSMC(model, _prior(cal), _distance(cal), population_size=cal.abc.population,
                        sampler=make_sampler(workers, dask), eps=eps)  # fmt: skip
     db = f"sqlite:///{(out / DB_NAME).resolve()}"
-    state = _state(out)
     if state is not None:
-        if state.get("fingerprint") != cal.fingerprint():
-            raise InputFileError(f"{out}: holds a calibration of another file (trial, cohort, priors, statistics or "
-                                 "population changed); use a new --out folder")  # fmt: skip
         history = abc.load(db, int(state["run_id"]))
         done = history.max_t + 1
         log.info("resuming calibration run %d in %s: %d generation(s) done", history.id, out, done)
     else:
-        if (out / DB_NAME).exists():
-            raise InputFileError(f"{out / DB_NAME}: exists without {STATE_JSON}; use a new --out folder")
         observed = {name: float(cal.trial.outcomes[name]) for name in cal.statistics}
         history = abc.new(db, observed, meta_info={"carabm_fingerprint": cal.fingerprint()})
         (out / STATE_JSON).write_text(json.dumps({"fingerprint": cal.fingerprint(), "run_id": int(history.id)}, indent=1) + "\n",
@@ -356,5 +375,5 @@ def write_outputs(cal: Calibration, history: Any, out: Path) -> list[Path]:
     return written
 
 
-__all__ = ["calibrate", "CohortModel", "CalibrationResult", "make_sampler", "dask_client", "posterior_table",
+__all__ = ["calibrate", "check_folder", "CohortModel", "CalibrationResult", "make_sampler", "dask_client", "posterior_table",
            "diagnostics_table", "posterior_mean_sweep", "write_outputs", "DB_NAME", "STATE_JSON", "COHORT"]  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from carabm.errors import CarabmError
@@ -72,7 +73,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
-    from carabm.hpc.calibrate import calibrate, dask_client  # noqa: PLC0415
+    from carabm.hpc.calibrate import WORKER_LOGS, calibrate, check_folder, dask_client  # noqa: PLC0415
     from carabm.hpc.calibration import load_calibration  # noqa: PLC0415
     from carabm.io.shipped import resolve_config  # noqa: PLC0415
 
@@ -83,8 +84,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise CarabmError(f"--slurm-jobs: expected a number >= 1, got {args.slurm_jobs}")
     client = None
     if args.dask or args.slurm_jobs:
-        cal = load_calibration(args.calibration, reduced=args.reduced, settings=args.set)  # a bad file stops here, before any Slurm job is submitted
-        client = dask_client(args.dask, args.slurm_jobs, cal.slurm)
+        # a bad file or a refused folder stops here, before any Slurm job is submitted
+        cal = load_calibration(args.calibration, reduced=args.reduced, settings=args.set)
+        check_folder(cal, args.out)
+        client = dask_client(args.dask, args.slurm_jobs, cal.slurm, log_directory=Path(args.out) / WORKER_LOGS)
     try:
         result = calibrate(args.calibration, args.out, workers=args.workers, backend=args.backend, dask=client,
                            generations=args.generations, run_check=not args.no_check, reduced=args.reduced,

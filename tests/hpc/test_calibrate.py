@@ -260,3 +260,52 @@ def test_set_changes_the_file_and_init_copies_it_with_its_base(tmp_path):
     assert {"calibration_zuma1.yaml", "quickstart.yaml", "README.md"} <= written
     assert "carabm calibrate calibration_zuma1.yaml --reduced" in (tmp_path / "README.md").read_text()
     assert load_calibration(tmp_path / "calibration_zuma1.yaml").base == str((tmp_path / "quickstart.yaml").resolve())
+
+
+def test_slurm_jobs_start_only_after_the_folder_is_accepted_and_log_into_it(tmp_path, monkeypatch, capsys):
+    """--slurm-jobs: a folder holding another calibration is refused before any Slurm job is submitted;
+    an accepted one gets the worker jobs' logs (not the driver's working folder)."""
+    from carabm.hpc import calibrate as cal_mod
+
+    _write(tmp_path, "tiny.yaml", TINY)
+    path = _write(tmp_path, "cal.yaml", CALIBRATION)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "calibration.json").write_text('{"fingerprint": "another file", "run_id": 1}\n')
+    before = sorted(p.name for p in other.iterdir())
+    started = []
+    monkeypatch.setattr(cal_mod, "dask_client", lambda *args, **kwargs: started.append(kwargs) or pytest.fail("a Slurm job was started"))
+    assert main(["calibrate", str(path), "--out", str(other), "--slurm-jobs", "2"]) == 2
+    assert "holds a calibration of another file" in capsys.readouterr().err
+    assert not started and sorted(p.name for p in other.iterdir()) == before
+
+    def fake_client(address, jobs, slurm, log_directory=None):
+        started.append((jobs, Path(log_directory)))
+        raise CarabmError("stopped by the test before a cluster starts")
+
+    monkeypatch.setattr(cal_mod, "dask_client", fake_client)
+    assert main(["calibrate", str(path), "--out", str(tmp_path / "new"), "--slurm-jobs", "2"]) != 0
+    assert "stopped by the test" in capsys.readouterr().err
+    assert started == [(2, tmp_path / "new" / "logs" / "dask-workers")]
+
+
+def test_slurm_settings_get_the_worker_log_folder_unless_they_set_one(tmp_path, monkeypatch):
+    pytest.importorskip("dask_jobqueue")
+    import dask_jobqueue
+
+    from carabm.hpc.calibrate import dask_client
+
+    made = []
+
+    class FakeCluster:
+        def __init__(self, **settings):
+            made.append(settings)
+
+        def scale(self, jobs):
+            raise RuntimeError("stop before a scheduler starts")
+
+    monkeypatch.setattr(dask_jobqueue, "SLURMCluster", FakeCluster)
+    for section, expected in (({"cores": 2}, str(tmp_path / "logs")), ({"log_directory": "mine"}, "mine")):
+        with pytest.raises(RuntimeError, match="stop before"):
+            dask_client(slurm_jobs=1, slurm=section, log_directory=tmp_path / "logs")
+        assert made[-1]["log_directory"] == expected and made[-1]["memory"] == "4GB"
