@@ -21,11 +21,11 @@ import numpy as np
 
 from carabm.biology.model import CrsModel
 from carabm.engine.backend import Backend, get_backend
-from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout
+from carabm.engine.lattice import COMPARTMENTS, Lattice
 from carabm.errors import ConfigError, InputFileError
 from carabm.io.catalog import CATALOG
 from carabm.io.checkpoint import checkpoint_path, read_checkpoint, restore_model_state, write_checkpoint
-from carabm.io.config import Config, config_from_text, load_config
+from carabm.io.config import Config, config_from_text, default_labels, load_config
 from carabm.io.hdf5 import RunWriter
 from carabm.io.masks import load_mask
 from carabm.io.runfile import check_run_file, open_read
@@ -41,10 +41,7 @@ def build_lattice(config: Config) -> Lattice:
     lat = config.lattice
     if lat.layout.kind == "default":
         try:
-            labels = default_layout(
-                lat.shape, lat.voxel_um, lat.layout.tissue_fraction, lat.layout.vessel_radius_um,
-                lat.layout.brain_vessel_width_um, lat.layout.bbb_thickness_um,
-            )  # fmt: skip
+            labels = default_labels(lat)
         except ValueError as exc:
             raise ConfigError(f"lattice.shape: {exc}") from exc
     else:

@@ -1,19 +1,29 @@
-"""Convergence: the same patient on the quickstart lattice and on one 2x larger per axis, over seeds.
+"""Convergence: the same patient on the quickstart lattice and on a larger one, over seeds.
 
-Runs ``configs/quickstart.yaml`` and the same patient on a lattice ``--factor`` times larger
-along every axis (layout volume fractions equal: the vessel radius and the brain vessel
-scale with the lattice, the BBB stays one cell layer; every agent count at t = 0 scaled to
-the volume, so the lattice stands for ``factor**3`` times more of the patient), for each
-seed, and compares the distributions of the clinical readouts side by side: mean, standard
-deviation, a 95 % confidence interval of the difference of the means (Welch) and Welch's
-two-sample t-test. Writes one JSON line (``--json``, default stdout) and a markdown table
-(``--markdown``). A readout "agrees" when the 95 % interval of the difference holds 0 or
+Runs ``configs/quickstart.yaml`` and the same patient on a lattice ``--factor`` times larger,
+for each seed, and compares the distributions of the clinical readouts side by side: mean,
+standard deviation, a 95 % confidence interval of the difference of the means (Welch) and
+Welch's two-sample t-test. Writes one JSON line (``--json``, default stdout) and a markdown
+table (``--markdown``). A readout "agrees" when the 95 % interval of the difference holds 0 or
 the two samples are identical; with few seeds that interval is wide, so read the ratio of the
 means and the standard deviations too.
 
-    python scripts/convergence.py --seeds 1 2 3 --duration-h 240 --markdown conv.md --json conv.jsonl
+Two ways to make the lattice larger (``--mode``); both keep the tissue's vessels as they are
+(the quickstart's vessel radius, and a grid of vessels ``lattice.layout.vessel_spacing_um``
+apart, the quickstart's tissue-block width, so a larger block holds more vessels rather than a
+wider one) and scale every agent count at t = 0 with the volume (``per_tumour_cell`` types
+follow the tumour by themselves), so the lattice stands for more of the patient:
 
-The larger lattice costs about ``factor**3`` times a quickstart run (8x at factor 2).
+* ``axis`` (default): ``factor`` times along every axis. Along x the layout is a sequence
+  (tissue block | brain-vessel slab | BBB | CNS): the tissue block and the CNS grow, the slab
+  grows with them, the BBB stays one cell layer. The slab borders the tissue block, so the
+  tissue's blood interface per volume changes (the slab's face grows as y z, the block as x y z).
+* ``tile``: ``factor`` times along z and y only, the quickstart's x sequence unchanged: the
+  same tissue, vessels and CNS repeated side by side (``factor**2`` times the volume).
+
+    python scripts/convergence.py --seeds 1 2 3 4 --duration-h 336 --jobs 2 --mode tile --markdown conv.md
+
+The larger lattice costs about its volume factor times a quickstart run.
 """
 
 from __future__ import annotations
@@ -49,23 +59,32 @@ READOUTS = {
 }
 
 
-def larger_overrides(config: Path = QUICKSTART, factor: int = 2) -> list[str]:
-    """``--set`` overrides for the same patient on a lattice ``factor`` times larger per axis.
+def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "axis") -> list[str]:
+    """``--set`` overrides for the same patient on a lattice ``factor`` times larger (``mode``: ``axis`` or ``tile``).
 
-    Lengths of the layout scale with the lattice (equal volume fractions) except the BBB,
-    one endothelial cell layer; every placed cell type's t = 0 count scales with the volume
+    The tissue keeps its vessels: their radius, and a grid of them one quickstart tissue-block
+    width apart; every placed cell type's t = 0 count scales with the volume
     (``per_tumour_cell`` types follow the tumour by themselves).
     """
+    if mode not in ("axis", "tile"):
+        raise ValueError(f"mode: expected axis or tile, got {mode!r}")
     base = load_config(config, check_memory=False)
-    layout = base.lattice.layout
-    shape = [n * factor for n in base.lattice.shape]
-    out = [f"lattice.shape=[{','.join(map(str, shape))}]",
-           f"lattice.layout.vessel_radius_um={layout.vessel_radius_um * factor:g}",
-           f"lattice.layout.brain_vessel_width_um={layout.brain_vessel_width_um * factor:g}"]  # fmt: skip
+    lat, layout = base.lattice, base.lattice.layout
+    nz, ny, nx = lat.shape
+    block_um = round(nx * layout.tissue_fraction) * lat.voxel_um
+    if layout.vessel_spacing_um is None and ny * lat.voxel_um != block_um:
+        raise ValueError(f"the tissue block is {ny * lat.voxel_um:g} x {block_um:g} um (y x): a square vessel grid cannot repeat it")
+    spacing = layout.vessel_spacing_um or block_um
+    per_axis = (factor, factor, factor if mode == "axis" else 1)
+    out = [f"lattice.shape=[{','.join(str(n * f) for n, f in zip(lat.shape, per_axis))}]",
+           f"lattice.layout.vessel_spacing_um={spacing:g}"]  # fmt: skip
+    if mode == "axis":
+        out.append(f"lattice.layout.brain_vessel_width_um={layout.brain_vessel_width_um * factor:g}")
+    volume = per_axis[0] * per_axis[1] * per_axis[2]
     for name, cell in CATALOG.cell_types.items():
         section = getattr(base.cells, name)
         if cell.placed and getattr(section, "per_tumour_cell", None) is None and section.initial_count:
-            out.append(f"cells.{name}.initial_count={section.initial_count * factor**3}")
+            out.append(f"cells.{name}.initial_count={section.initial_count * volume}")
     return out
 
 
@@ -118,11 +137,11 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
     return out
 
 
-def markdown(rows: dict[str, dict[str, Any]], factor: int, seeds: list[int], duration_h: float) -> str:
+def markdown(rows: dict[str, dict[str, Any]], factor: int, seeds: list[int], duration_h: float, mode: str = "axis") -> str:
     """The side-by-side table."""
-    big = f"{factor}x per axis"
+    big, volume = (f"{factor}x per axis", factor**3) if mode == "axis" else (f"tiled {factor}x along z and y", factor**2)
     lines = [f"Convergence over seeds {seeds}, {duration_h:g} h: quickstart vs the same patient on a lattice {big} "
-             f"({factor**3}x the volume and agents)", "",
+             f"({volume}x the volume and agents)", "",
              f"| readout | quickstart mean ± sd | {big} mean ± sd | ratio | 95 % CI of the difference | Welch p | agrees |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, label in READOUTS.items():
@@ -144,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--factor", type=int, default=2, help="lattice size factor per axis (default 2)")
+    parser.add_argument("--mode", choices=["axis", "tile"], default="axis",
+                        help="axis: factor times along every axis; tile: along z and y only, the x sequence kept (default axis)")  # fmt: skip
     parser.add_argument("--duration-h", type=float, default=336.0, help="simulated hours per run (default 336, the quickstart's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--json", type=Path, help="append the JSON line here (default: stdout)")
     parser.add_argument("--markdown", type=Path, help="write the markdown table here (default: stdout)")
     args = parser.parse_args(argv)
     common = [f"run.duration_h={args.duration_h:g}"]
-    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", common + larger_overrides(factor=args.factor), s) for s in args.seeds]
+    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", common + larger_overrides(factor=args.factor, mode=args.mode), s) for s in args.seeds]
     results: dict[str, dict[int, dict[str, float]]] = {"quickstart": {}, "larger": {}}
     wall: dict[str, float] = {"quickstart": 0.0, "larger": 0.0}
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -162,14 +183,14 @@ def main(argv: list[str] | None = None) -> int:
             for key in READOUTS}  # fmt: skip
     runs = {label: {seed: {k: (v if math.isfinite(v) else None) for k, v in values.items()} for seed, values in by_seed.items()}
             for label, by_seed in results.items()}  # fmt: skip  (JSON has no inf: never reached -> null)
-    line = json.dumps({"factor": args.factor, "seeds": args.seeds, "duration_h": args.duration_h, "wall_s": wall,
+    line = json.dumps({"factor": args.factor, "mode": args.mode, "seeds": args.seeds, "duration_h": args.duration_h, "wall_s": wall,
                        "runs": runs, "comparison": rows})  # fmt: skip
     if args.json:
         with args.json.open("a") as f:
             f.write(line + "\n")
     else:
         print(line)
-    table = markdown(rows, args.factor, args.seeds, args.duration_h)
+    table = markdown(rows, args.factor, args.seeds, args.duration_h, args.mode)
     if args.markdown:
         args.markdown.write_text(table)
     else:

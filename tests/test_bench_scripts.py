@@ -290,3 +290,28 @@ def test_run_bench_refuses_bad_arguments_in_one_line(tmp_path):
     assert result.returncode == 2 and result.stdout == "" and "--runs must be at least 1" in result.stderr.strip().splitlines()[-1]
     result = run_script("bench_run.py", "--keep", str(tmp_path / "missing"))
     assert result.returncode == 2 and "not a folder" in result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("mode", ["axis", "tile"])
+def test_convergence_lattices_keep_the_quickstart_tissue(mode):
+    """scripts/convergence.py: the larger lattice repeats the quickstart's tissue (vessel density and spacing,
+    agents per volume), so it differs only in how much of the patient it holds."""
+    from carabm.engine.lattice import BLOOD, TISSUE
+    from carabm.io.config import default_labels, load_config
+
+    convergence = load_script("convergence")
+    quick = load_config(ROOT / "configs" / "quickstart.yaml", check_memory=False)
+    big = load_config(ROOT / "configs" / "quickstart.yaml", convergence.larger_overrides(factor=2, mode=mode), check_memory=False)
+    small, large = default_labels(quick.lattice), default_labels(big.lattice)
+    nx_small = round(quick.lattice.shape[2] * quick.lattice.layout.tissue_fraction)
+    nx_large = round(big.lattice.shape[2] * big.lattice.layout.tissue_fraction)
+    block, tile = large[0, :, :nx_large], small[0, :, :nx_small]
+    assert block.shape == (2 * tile.shape[0], (2 if mode == "axis" else 1) * tile.shape[1])
+    for y0 in range(0, block.shape[0], tile.shape[0]):  # every quarter (axis) or half (tile) of the block is the quickstart's
+        for x0 in range(0, block.shape[1], tile.shape[1]):
+            assert np.array_equal(block[y0 : y0 + tile.shape[0], x0 : x0 + tile.shape[1]] == BLOOD, tile == BLOOD)
+    volume = 8 if mode == "axis" else 4
+    assert big.cells.bcell.initial_count == volume * quick.cells.bcell.initial_count
+    assert (large == TISSUE).sum() == volume * (small == TISSUE).sum()
+    if mode == "tile":  # the x sequence (tissue | brain vessel | BBB | CNS) is the quickstart's, repeated along z and y
+        assert np.array_equal(large[:, : small.shape[1], :], np.concatenate([small, small]))

@@ -120,6 +120,15 @@ def _voxels(length_um: float, voxel_um: float) -> int:
     return max(1, int(round(length_um / voxel_um)))
 
 
+def _vessel_centres(extent_um: float, spacing_um: float | None) -> list[float]:
+    """Vessel centres along one axis of the tissue block: its middle, or a centred grid ``spacing_um`` apart."""
+    if spacing_um is None:
+        return [extent_um / 2]
+    n = max(1, int(round(extent_um / spacing_um)))
+    start = (extent_um - n * spacing_um) / 2
+    return [start + (i + 0.5) * spacing_um for i in range(n)]
+
+
 def default_layout(
     shape: tuple[int, int, int],
     voxel_um: float,
@@ -127,6 +136,7 @@ def default_layout(
     vessel_radius_um: float = 30.0,
     brain_vessel_width_um: float = 40.0,
     bbb_thickness_um: float = 20.0,
+    vessel_spacing_um: float | None = None,
 ) -> np.ndarray:
     """Labels for the default geometry, along x (the last axis).
 
@@ -134,6 +144,11 @@ def default_layout(
     tissue block (a tumour site) holds a blood vessel of radius ``vessel_radius_um``
     running along z through its centre; next comes a slab of brain-vessel blood, one BBB
     layer, and the CNS parenchyma, which touches blood only through the BBB.
+
+    ``vessel_spacing_um``: instead of one vessel, a square grid of them across the tissue
+    block (y and x), this far apart: ``max(1, round(extent / spacing))`` vessels per axis,
+    the grid centred. A spacing equal to the block's extent is the single central vessel, so
+    a block twice as wide with the same spacing holds the same tissue twice over.
     """
     nz, ny, nx = shape
     labels = np.full(shape, TISSUE, dtype=np.uint8)
@@ -147,8 +162,11 @@ def default_layout(
         )
     y = (np.arange(ny) + 0.5) * voxel_um
     x = (np.arange(nx_tissue) + 0.5) * voxel_um
-    cy, cx = ny * voxel_um / 2, nx_tissue * voxel_um / 2
-    tube = (y[:, None] - cy) ** 2 + (x[None, :] - cx) ** 2 <= max(vessel_radius_um, voxel_um / 2) ** 2
+    radius2 = max(vessel_radius_um, voxel_um / 2) ** 2
+    tube = np.zeros((ny, nx_tissue), dtype=bool)
+    for cy in _vessel_centres(ny * voxel_um, vessel_spacing_um):
+        for cx in _vessel_centres(nx_tissue * voxel_um, vessel_spacing_um):
+            tube |= (y[:, None] - cy) ** 2 + (x[None, :] - cx) ** 2 <= radius2
     labels[:, :, :nx_tissue][:, tube] = BLOOD
     x0 = nx_tissue
     labels[:, :, x0 : x0 + nx_vessel] = BLOOD

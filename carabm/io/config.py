@@ -115,6 +115,11 @@ class Layout(Strict):
     vessel_radius_um: float = Field(30.0, gt=0, description="radius of the tissue vessel [um]")
     brain_vessel_width_um: float = Field(40.0, gt=0, description="width of the brain vessel slab [um]")
     bbb_thickness_um: float = Field(20.0, gt=0, description="thickness of the BBB layer [um]")
+    vessel_spacing_um: float | None = Field(
+        None, gt=0,
+        description="null: one tissue vessel through the tissue block's centre; a distance: a centred square grid of "
+                    "vessels (across y and x) this far apart [um], so that a larger lattice keeps the vessel density",
+    )  # fmt: skip
     file: str | None = Field(None, description="kind=mask: .npy or HDF5 file with uint8 labels 0..3")
     dataset: str | None = Field(None, description="kind=mask, HDF5: dataset name (default lattice/compartment)")
 
@@ -434,13 +439,19 @@ def derived_problems(config: Config) -> list[str]:
     return problems
 
 
+def default_labels(lat: LatticeConfig) -> Any:
+    """The default layout's compartment labels for the ``lattice:`` section ``lat`` (ValueError: it does not fit)."""
+    layout = lat.layout
+    return default_layout(lat.shape, lat.voxel_um, layout.tissue_fraction, layout.vessel_radius_um, layout.brain_vessel_width_um,
+                          layout.bbb_thickness_um, layout.vessel_spacing_um)  # fmt: skip
+
+
 def lattice_problems(config: Config) -> list[str]:
     """The lattice of ``config`` can be built (layout fits the shape, mask file matches) and holds the configured cells."""
     lat = config.lattice
     try:
         if lat.layout.kind == "default":
-            labels = default_layout(lat.shape, lat.voxel_um, lat.layout.tissue_fraction, lat.layout.vessel_radius_um,
-                                    lat.layout.brain_vessel_width_um, lat.layout.bbb_thickness_um)  # fmt: skip
+            labels = default_labels(lat)
         else:
             labels = load_mask(lat.layout.file, lat.layout.dataset)
     except ConfigError as exc:

@@ -28,6 +28,22 @@ def test_tissue_vessel_is_a_tube_along_z(lattice):
     assert abs(int(tube[0].sum()) - np.pi * 9) < 0.2 * np.pi * 9
 
 
+def test_vessel_grid_keeps_the_vessel_density_of_a_larger_block():
+    one = default_layout((4, 24, 40), 20.0, tissue_fraction=0.6, vessel_radius_um=30)
+    # a spacing equal to the tissue block's extent (24 voxels of 20 um) is the single central vessel
+    assert np.array_equal(default_layout((4, 24, 40), 20.0, tissue_fraction=0.6, vessel_radius_um=30, vessel_spacing_um=480), one)
+    big = default_layout((4, 48, 60), 20.0, tissue_fraction=0.8, vessel_radius_um=30, vessel_spacing_um=480)
+    block, cross = big[0, :, :48], one[0, :, :24]
+    for y0 in (0, 24):  # a 2 x 2 grid: each quarter of the block is the small block's cross-section
+        for x0 in (0, 24):
+            assert np.array_equal(block[y0 : y0 + 24, x0 : x0 + 24] == BLOOD, cross == BLOOD)
+    assert (block == BLOOD).mean() == (cross == BLOOD).mean()
+    # 1.4 spacings per axis round to one vessel, centred
+    odd = default_layout((4, 34, 40), 20.0, tissue_fraction=0.6, vessel_radius_um=30, vessel_spacing_um=480)
+    ys, xs = np.nonzero(odd[0, :, :24] == BLOOD)
+    assert (ys.min() + ys.max()) / 2 == 16.5 and (xs.min() + xs.max()) / 2 == 11.5
+
+
 def test_cns_touches_blood_only_through_bbb(lattice):
     assert len(lattice.faces_between("cns", "blood")[0]) == 0
     assert len(lattice.faces_between("cns", "tissue")[0]) == 0
