@@ -20,10 +20,12 @@ MISSING: dict[int, str] = {
     8: "dose 0.25x -> 1x raises peak IL-6 ~13x (allowed <= 4x) and 1e10 -> 1e11 tumour cells lowers it (2,321 -> 585 "
        "pg/mL): the severe storm is the circulating monocyte pool igniting once serum priming passes a threshold (a "
        "switch, docs/model.md 'Where the storm comes from'), and at 1e11 the tumour recruits the pool's monocytes "
-       "faster than the marrow replaces them (issue 19)",
+       "faster than the marrow replaces them (a 4 h instead of 24 h pool renewal gives 3,058 at 1e11 but 7,687 at "
+       "1e10: the dip stays; issue 19)",
     13: "half the tumour agents give 0.62x the peak IL-6 (allowed 0.67-1.5; 0.72 before IL-6 left the myeloid "
-        "amplifiers): the peak is the circulating pool igniting, which follows the lattice's serum priming; grades "
-        "and outcome agree (issue 19)",
+        "amplifiers): on the same lattice that is a tumour at half the density, not a coarser sample; half the "
+        "lattice of the same tissue agrees (tests/biology/test_sampling.py; docs/model.md section 8); grades and "
+        "outcome agree (issue 19)",
 }  # fmt: skip
 
 
