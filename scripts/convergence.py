@@ -59,16 +59,17 @@ READOUTS = {
 }
 
 
-def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "axis") -> list[str]:
+def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "axis", settings: list[str] | tuple[str, ...] = ()) -> list[str]:
     """``--set`` overrides for the same patient on a lattice ``factor`` times larger (``mode``: ``axis`` or ``tile``).
 
     The tissue keeps its vessels: their radius, and a grid of them one quickstart tissue-block
     width apart; every placed cell type's t = 0 count scales with the volume
-    (``per_tumour_cell`` types follow the tumour by themselves).
+    (``per_tumour_cell`` types follow the tumour by themselves). ``settings``: ``--set`` overrides
+    of both lattices, applied before these.
     """
     if mode not in ("axis", "tile"):
         raise ValueError(f"mode: expected axis or tile, got {mode!r}")
-    base = load_config(config, check_memory=False)
+    base = load_config(config, list(settings), check_memory=False)
     lat, layout = base.lattice, base.lattice.layout
     nz, ny, nx = lat.shape
     block_um = round(nx * layout.tissue_fraction) * lat.voxel_um
@@ -167,11 +168,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="axis: factor times along every axis; tile: along z and y only, the x sequence kept (default axis)")  # fmt: skip
     parser.add_argument("--duration-h", type=float, default=336.0, help="simulated hours per run (default 336, the quickstart's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override of both lattices (e.g. a layout option), applied before the larger lattice's own")  # fmt: skip
     parser.add_argument("--json", type=Path, help="append the JSON line here (default: stdout)")
     parser.add_argument("--markdown", type=Path, help="write the markdown table here (default: stdout)")
     args = parser.parse_args(argv)
-    common = [f"run.duration_h={args.duration_h:g}"]
-    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", common + larger_overrides(factor=args.factor, mode=args.mode), s) for s in args.seeds]
+    common = [*args.set, f"run.duration_h={args.duration_h:g}"]
+    larger = common + larger_overrides(factor=args.factor, mode=args.mode, settings=args.set)
+    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", larger, s) for s in args.seeds]
     results: dict[str, dict[int, dict[str, float]]] = {"quickstart": {}, "larger": {}}
     wall: dict[str, float] = {"quickstart": 0.0, "larger": 0.0}
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in READOUTS}  # fmt: skip
     runs = {label: {seed: {k: (v if math.isfinite(v) else None) for k, v in values.items()} for seed, values in by_seed.items()}
             for label, by_seed in results.items()}  # fmt: skip  (JSON has no inf: never reached -> null)
-    line = json.dumps({"factor": args.factor, "mode": args.mode, "seeds": args.seeds, "duration_h": args.duration_h, "wall_s": wall,
+    line = json.dumps({"factor": args.factor, "mode": args.mode, "set": args.set, "seeds": args.seeds, "duration_h": args.duration_h, "wall_s": wall,
                        "runs": runs, "comparison": rows})  # fmt: skip
     if args.json:
         with args.json.open("a") as f:

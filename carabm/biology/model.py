@@ -105,8 +105,9 @@ class CrsModel:
         self.labels = xp.asarray(lattice.labels.ravel())
         self.store = AgentStore(kind_specs(config), lattice.shape, backend, capacity=4096)
         self.neighbourhood = Neighbourhood(self.store, self.seed)
+        seam = None if config.lattice.layout.cells_cross_brain_seam else endothelium.brain_separator(lattice)
         self.movement = Movement(self.store, lattice, config.run.dt_min, self.seed, connectivity=6,
-                                 bbb_hill=config.endothelium.crossing_hill)  # fmt: skip
+                                 bbb_hill=config.endothelium.crossing_hill, wall_closed=seam)  # fmt: skip
         self.circulation = BloodCirculation(self.store, lattice, config.run.dt_min, self.seed, self.scale, patient.blood_volume_ml)
 
         diffusion, decay, clearance, bbb_permeability = transport(config)

@@ -120,6 +120,7 @@ class Movement:
         seed: int,
         connectivity: int = 6,
         bbb_hill: float = 2.0,
+        wall_closed: np.ndarray | None = None,
     ) -> None:
         if tuple(lattice.shape) != store.shape:
             raise ValueError(f"lattice shape {lattice.shape} != store shape {store.shape}")
@@ -135,6 +136,15 @@ class Movement:
         self.offsets = xp.asarray(neighbour_offsets(connectivity))
         self.padded_offsets = store.padded_offsets(connectivity)
         self.labels = store.pad(xp.asarray(lattice.labels), OUTSIDE)
+        # transmigration reads these labels: voxels where the vessel wall is closed count as outside,
+        # so no cell crosses into or out of them (moves and divisions read ``labels``)
+        if wall_closed is None:
+            self.wall_labels = self.labels
+        else:
+            closed = np.asarray(wall_closed, dtype=bool)
+            if closed.shape != tuple(lattice.shape):
+                raise ValueError(f"wall_closed has shape {closed.shape}, the lattice {tuple(lattice.shape)}")
+            self.wall_labels = store.pad(xp.asarray(np.where(closed, OUTSIDE, lattice.labels).astype(lattice.labels.dtype)), OUTSIDE)
         hop_um = mean_hop_um(connectivity, lattice.voxel_um)
         kinds = store.kinds
         self.hop_rate = xp.asarray([k.speed_um_min * dt_min / hop_um for k in kinds], dtype=xp.float32)
@@ -268,14 +278,16 @@ class Movement:
         crosses this step with probability ``rate * scale * dt`` (rates per hour from the kind,
         capped at 1); ``*_scale`` are optional per-agent multipliers ``[n]`` (e.g. MCP-1
         recruitment). The target is a uniformly chosen free wall-side neighbour; conflicts are
-        resolved as for moves. Returns (extravasated, intravasated).
+        resolved as for moves. Voxels in the constructor's ``wall_closed`` take no part: nothing
+        crosses into or out of them. Returns (extravasated, intravasated).
         """
         store, xp = self.store, self.xp
         if store.launcher is not None:
             return movement_kernels.transmigrate(self, step, extravasation_scale, intravasation_scale, store.launcher)
         if store.n == 0:
             return 0, 0
-        label = self.labels.ravel()[store.padded_flat()]
+        wall_labels = self.wall_labels.ravel()
+        label = wall_labels[store.padded_flat()]
         p_out = self.p_extravasate[store.kind]
         p_in = self.p_intravasate[store.kind]
         if extravasation_scale is not None:
@@ -292,7 +304,7 @@ class Movement:
         source = store.padded_flat()[cand]
         neighbours = source[:, None] + self.padded_offsets[None, :]
         other = xp.where(label[cand] == BLOOD, TISSUE, BLOOD).astype(xp.uint8)
-        valid = (self.labels.ravel()[neighbours] == other[:, None]) & (store.padded_occupancy.ravel()[neighbours] < 0)
+        valid = (wall_labels[neighbours] == other[:, None]) & (store.padded_occupancy.ravel()[neighbours] < 0)
         choice, has = _choose_among(xp, valid, rng_compiled.to_unit(w1, xp))
         has &= self.wall_allowed[store.kind[cand], (other == BLOOD).astype(xp.int64)]
         request = xp.nonzero(has)[0]

@@ -44,6 +44,7 @@ class KernelTables:
         xp = movement.xp
         self.xp = xp
         self.labels = xp.ascontiguousarray(movement.labels.ravel(), dtype=xp.uint8)
+        self.wall_labels = self.labels if movement.wall_labels is movement.labels else xp.ascontiguousarray(movement.wall_labels.ravel(), dtype=xp.uint8)
         self.offsets = xp.ascontiguousarray(movement.padded_offsets, dtype=xp.int64)
         self.offsets3 = xp.ascontiguousarray(movement.offsets, dtype=xp.int32)
         self.move_allowed = xp.ascontiguousarray(movement.move_allowed, dtype=xp.uint8)
@@ -142,7 +143,7 @@ def transmigrate(
     columns = store._columns
     launch(MODULE, "wall_propose", _grid(n), (_BLOCK,),
            (columns["id"][:n], columns["kind"][:n], columns["_padded_index"][:n], store.padded_occupancy.reshape(-1),
-            tables.labels, tables.p_out, tables.p_in, out_scale, has_out, in_scale, has_in, tables.wall_allowed,
+            tables.wall_labels, tables.p_out, tables.p_in, out_scale, has_out, in_scale, has_in, tables.wall_allowed,
             tables.offsets, int(tables.offsets.shape[0]), k0, k1, step_word, rng.purpose_id("transmigrate"), target,
             priority, direction, movement._scratch, n))  # fmt: skip
     moved = _resolve_and_apply(movement, launch, target, priority, direction)

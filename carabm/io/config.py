@@ -120,6 +120,12 @@ class Layout(Strict):
         description="null: one tissue vessel through the tissue block's centre; a distance: a centred square grid of "
                     "vessels (across y and x) this far apart [um], so that a larger lattice keeps the vessel density",
     )  # fmt: skip
+    cells_cross_brain_seam: bool = Field(
+        True,
+        description="true: cells cross the vessel wall between the brain vessel and the tissue that touches it (only cytokine "
+                    "diffusion is cut there); false: closed to cells too, so the tumour exchanges cells with blood only through "
+                    "its own vessels and a larger tissue block keeps its vascular surface per volume",
+    )  # fmt: skip
     file: str | None = Field(None, description="kind=mask: .npy or HDF5 file with uint8 labels 0..3")
     dataset: str | None = Field(None, description="kind=mask, HDF5: dataset name (default lattice/compartment)")
 

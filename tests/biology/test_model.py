@@ -76,3 +76,15 @@ def test_brain_is_sealed_from_tumour_tissue():
     assert labels[0, 0, first_blood + 2] == BBB
     assert seam[:, :, first_blood - 1].all()
     assert not seam[labels == BLOOD].any()
+
+
+def test_the_seam_closes_to_cells_only_when_asked():
+    """cells_cross_brain_seam: false closes the vessel wall at the seam (the tumour keeps its own vessels)."""
+    open_model, closed_model = make(), make("lattice.layout.cells_cross_brain_seam=false")
+    assert open_model.movement.wall_labels is open_model.movement.labels
+    seam = brain_separator(closed_model.lattice)
+    wall = np.asarray(closed_model.movement.wall_labels)[1:-1, 1:-1, 1:-1]  # the padding stripped
+    assert np.all(wall[seam] != TISSUE) and np.array_equal(wall[~seam], closed_model.lattice.labels[~seam])
+    # the tumour's own vessel still has tissue beside it: cells still enter the tumour there
+    assert (wall == TISSUE).sum() == (closed_model.lattice.labels == TISSUE).sum() - seam.sum()
+

@@ -35,14 +35,14 @@ def kinds() -> list[KindSpec]:
     ]  # fmt: skip
 
 
-def world(launcher=None, seed: int = 11):  # noqa: ANN001, ANN201
+def world(launcher=None, seed: int = 11, wall_closed=None):  # noqa: ANN001, ANN201
     labels = default_layout(SHAPE, VOXEL_UM)
     lattice = Lattice(labels, VOXEL_UM)
     store = AgentStore(kinds(), SHAPE, capacity=64)
     store.launcher = launcher
     for name, home, count in (("tumour", "tissue", 300), ("tcell", "blood", 60), ("mono", "tissue", 80), ("tcell", "tissue", 50)):
         store.place_random(name, count, lattice.flat_indices(home), seed, 0, purpose=f"place:{name}:{home}")
-    movement = Movement(store, lattice, dt_min=3.0, seed=seed)
+    movement = Movement(store, lattice, dt_min=3.0, seed=seed, wall_closed=wall_closed)
     return lattice, store, movement
 
 
@@ -97,9 +97,23 @@ def test_moves_without_fields_or_integrity_keep_bbb_closed(emulator) -> None:
     assert not (lattice.labels.ravel()[emulated.flat_index()] == 2).any()
 
 
-def test_wall_crossing_matches_numpy_to_the_bit(emulator) -> None:
-    _, reference, ref_movement = world()
-    _, emulated, emu_movement = world(emulator)
+def _half_the_wall_closed() -> np.ndarray:
+    """Tissue voxels that touch blood, on every other y row: the vessel wall closed there."""
+    labels = default_layout(SHAPE, VOXEL_UM)
+    blood = labels == BLOOD
+    near = np.zeros_like(blood)
+    for axis in range(3):
+        near |= np.roll(blood, 1, axis) | np.roll(blood, -1, axis)
+    closed = near & (labels == TISSUE)
+    closed[:, 1::2, :] = False
+    return closed
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["open", "half_closed"])
+def test_wall_crossing_matches_numpy_to_the_bit(emulator, closed) -> None:
+    wall_closed = _half_the_wall_closed() if closed else None
+    _, reference, ref_movement = world(wall_closed=wall_closed)
+    _, emulated, emu_movement = world(emulator, wall_closed=wall_closed)
     crossings = np.zeros(2, dtype=int)
     for step in range(1, 7):
         scale = np.where(reference.kind == 2, 2.0, 1.0).astype(np.float32)

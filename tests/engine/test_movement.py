@@ -193,6 +193,26 @@ def test_extravasation_rate_and_per_agent_multiplier():
     assert back == pytest.approx(0.05 * tissue_at_wall, abs=4 * (0.05 * tissue_at_wall) ** 0.5 + 1)
 
 
+def test_no_cell_crosses_where_the_wall_is_closed():
+    lattice, store = wall_setup(40)
+    closed = np.zeros(lattice.shape, dtype=bool)
+    closed[:20, :, 1] = True  # the tissue side of the wall, on half of it
+    blood = lattice.flat_indices(BLOOD)
+    place(store, "mono", blood)
+    movement = Movement(store, lattice, dt_min=10.0, seed=5, wall_closed=closed)
+    out, _ = movement.transmigrate(0)
+    moved_to = store.position[agent_labels(store, lattice) == TISSUE]
+    assert out > 50 and out == moved_to.shape[0] and (moved_to[:, 0] >= 20).all()  # all through the open half
+    lattice, store = wall_setup(40)
+    place(store, "mono", lattice.flat_indices(TISSUE)[::2])
+    at_closed = closed.ravel()[store.flat_index()].sum()
+    _, back = Movement(store, lattice, 10.0, 6, wall_closed=closed).transmigrate(0)
+    assert back > 10 and at_closed > 10
+    assert (store.position[agent_labels(store, lattice) == BLOOD][:, 0] >= 20).all()  # none left from a closed voxel
+    with pytest.raises(ValueError, match="wall_closed has shape"):
+        Movement(store, lattice, 10.0, 6, wall_closed=closed[:, :, :2])
+
+
 def test_random_walk_never_crosses_the_vessel_wall():
     lattice, _ = wall_setup(20)
     kinds = [KindSpec("m", speed_um_min=10, allowed_compartments=("blood", "tissue"))]
