@@ -133,6 +133,9 @@ class Layout(Strict):
     def _mask_needs_file(self) -> Layout:
         if self.kind == "mask" and not self.file:
             raise ValueError("file: required when kind is 'mask'")
+        if self.vessel_spacing_um is not None and self.vessel_spacing_um <= 2 * self.vessel_radius_um:
+            raise ValueError(f"vessel_spacing_um: {self.vessel_spacing_um:g} um makes vessels of radius {self.vessel_radius_um:g} um "
+                             f"touch; give more than {2 * self.vessel_radius_um:g} um (or null: one vessel)")  # fmt: skip
         return self
 
 

@@ -75,6 +75,8 @@ def test_scientific_notation_without_dot_is_a_number(tmp_path):
         ({"lattice": {"shape": [1, 2]}}, "lattice.shape: too few entries"),
         ({"lattice": {"shape": [0, 8, 8]}}, "lattice.shape: every entry must be >= 1"),
         ({"lattice": {"layout": {"kind": "mask"}}}, "lattice.layout.file: required when kind is 'mask'"),
+        ({"lattice": {"layout": {"vessel_spacing_um": 50}}}, "lattice.layout.vessel_spacing_um: 50 um makes vessels of radius 30 um touch"),
+        ({"lattice": {"layout": {"cells_cross_brain_seam": "maybe"}}}, "lattice.layout.cells_cross_brain_seam: must be true or false"),
         ({"lattice": {"shape": [5000, 5000, 5000]}}, "lattice.shape: [5000, 5000, 5000] needs about"),
         ({"output": {"snapshot_fields": ["IL7"]}}, "output.snapshot_fields[0]: unknown cytokine 'IL7'"),
     ],
