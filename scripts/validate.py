@@ -120,13 +120,17 @@ def plot(results: dict[str, dict[int, dict[str, np.ndarray]]], out: Path) -> lis
 
     panels = [("serum/IL6", "serum IL-6 (pg/mL)", True), ("cns/IL6", "CNS IL-6 (pg/mL)", True),
               ("crs_grade", "CRS grade (model surrogate)", False), ("icans_grade", "ICANS grade (model surrogate)", False),
-              ("counts/cart", "CAR-T cells (lattice + pool)", True), ("tumor_burden", "B cells (tumour)", False),
+              ("cells/cart", "CAR-T cells on the lattice's scale (lattice + pool)", True), ("tumor_burden", "B cells (tumour)", False),
               ("bbb_integrity", "BBB integrity (1 = intact)", False), ("vascular_leak", "systemic leak (0..1)", False)]  # fmt: skip
     fig, axes = plt.subplots(4, 2, figsize=(12, 13), sharex=True)
+    colours = plt.get_cmap("tab20").colors  # one colour per scenario (the default cycle repeats after ten)
     for ax, (key, label, log) in zip(axes.ravel(), panels):
-        for name, by_seed in results.items():
+        for i, (name, by_seed) in enumerate(results.items()):
             s = by_seed[min(by_seed)]
-            ax.plot(s["time_h"] / 24.0, np.maximum(s[key], 1e-3) if log else s[key], label=name)
+            y = s.get(key, s["counts/cart"]) if key == "cells/cart" else s[key]  # older runs: agents
+            # the follow-up repeats the standard run's first 14 days: dashed, so the standard line shows under it
+            ax.plot(s["time_h"] / 24.0, np.maximum(y, 1e-3) if log else y, label=name, color=colours[(2 * i) % 20 + (2 * i) // 20],
+                    linestyle="--" if name == "followup" else "-")  # fmt: skip
         ax.set_ylabel(label)
         if log:
             ax.set_yscale("log")
