@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
     ConfigDict,
     Field,
     RootModel,
@@ -27,14 +26,16 @@ from pydantic import (
     model_validator,
 )
 
-from carabm.engine.lattice import COMPARTMENTS, Lattice, default_layout
+from carabm.engine.lattice import COMPARTMENTS, Lattice
 from carabm.errors import ConfigError
 from carabm.io.catalog import CATALOG, cytokine_names, drug_names
 from carabm.io.catalog import Cytokine as CatalogCytokine
 from carabm.io.config_errors import describe
 from carabm.io.config_errors import problems_from as config_problems
+from carabm.io.lattice_config import LatticeConfig, Layout, default_labels  # noqa: F401  (part of this module's API)
 from carabm.io.masks import load_mask
 from carabm.io.plugins import load_plugins, resolve_plugin
+from carabm.io.strict import Strict
 from carabm.io.yaml_input import apply_overrides, read_yaml, yaml_load
 
 #: most time steps a run may have
@@ -46,13 +47,6 @@ MAX_POOL_CELLS = 2.0**53
 # uptake, two solver buffers) in float32, plus occupancy, labels, integrity, conductance.
 _BYTES_PER_VOXEL_PER_FIELD = 4 * 5
 _BYTES_PER_VOXEL_FIXED = 4 + 1 + 4 + 4 + 8
-
-
-class Strict(BaseModel):
-    """Base of every config section: unknown keys are errors; ints never pass as bools."""
-
-    # allow_inf_nan=False: every float field rejects .inf and .nan (one rule for all of them)
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 NonNegative = Field(ge=0)
@@ -105,60 +99,6 @@ class Run(Strict):
     def n_steps(self) -> int:
         """Number of steps in the run."""
         return int(math.ceil(self.duration_h * 60.0 / self.dt_min - 1e-9))
-
-
-class Layout(Strict):
-    """Compartment geometry: the default layout or a label mask from a file."""
-
-    kind: Literal["default", "mask"] = Field("default", description="default geometry or a mask file")
-    tissue_fraction: float = Field(0.6, gt=0, lt=1, description="share of x taken by the tumour site")
-    vessel_radius_um: float = Field(30.0, gt=0, description="radius of the tissue vessel [um]")
-    brain_vessel_width_um: float = Field(40.0, gt=0, description="width of the brain vessel slab [um]")
-    bbb_thickness_um: float = Field(20.0, gt=0, description="thickness of the BBB layer [um]")
-    vessel_spacing_um: float | None = Field(
-        None, gt=0,
-        description="null: one tissue vessel through the tissue block's centre; a distance: a centred square grid of "
-                    "vessels (across y and x) this far apart [um], so that a larger lattice keeps the vessel density",
-    )  # fmt: skip
-    cells_cross_brain_seam: bool = Field(
-        True,
-        description="true: cells cross the vessel wall between the brain vessel and the tissue that touches it (only cytokine "
-                    "diffusion is cut there); false: closed to cells too, so the tumour exchanges cells with blood only through "
-                    "its own vessels and a larger tissue block keeps its vascular surface per volume",
-    )  # fmt: skip
-    file: str | None = Field(None, description="kind=mask: .npy or HDF5 file with uint8 labels 0..3")
-    dataset: str | None = Field(None, description="kind=mask, HDF5: dataset name (default lattice/compartment)")
-
-    @model_validator(mode="after")
-    def _mask_needs_file(self) -> Layout:
-        if self.kind == "mask" and not self.file:
-            raise ValueError("file: required when kind is 'mask'")
-        if self.vessel_spacing_um is not None and self.vessel_spacing_um <= 2 * self.vessel_radius_um:
-            raise ValueError(f"vessel_spacing_um: {self.vessel_spacing_um:g} um makes vessels of radius {self.vessel_radius_um:g} um "
-                             f"touch; give more than {2 * self.vessel_radius_um:g} um (or null: one vessel)")  # fmt: skip
-        return self
-
-
-class LatticeConfig(Strict):
-    """The voxel grid."""
-
-    shape: tuple[int, int, int] = Field((16, 32, 48), description="[nz, ny, nx] voxels")
-    voxel_um: float = Field(20.0, gt=0, description="voxel edge [um] (one cell per voxel)")
-    layout: Layout = Layout()
-
-    @field_validator("shape", mode="before")
-    @classmethod
-    def _shape_from_list(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            return tuple(value)
-        return value
-
-    @field_validator("shape")
-    @classmethod
-    def _positive(cls, value: tuple[int, int, int]) -> tuple[int, int, int]:
-        if any(n < 1 for n in value):
-            raise ValueError(f"every entry must be >= 1, got {list(value)}")
-        return value
 
 
 class CellSection(Strict):
@@ -446,13 +386,6 @@ def derived_problems(config: Config) -> list[str]:
         if not in_model <= MAX_POOL_CELLS:
             problems.append(f"{key}: gives {in_model:.3g} cells in the model's blood pool {why}; at most {MAX_POOL_CELLS:.3g}")
     return problems
-
-
-def default_labels(lat: LatticeConfig) -> Any:
-    """The default layout's compartment labels for the ``lattice:`` section ``lat`` (ValueError: it does not fit)."""
-    layout = lat.layout
-    return default_layout(lat.shape, lat.voxel_um, layout.tissue_fraction, layout.vessel_radius_um, layout.brain_vessel_width_um,
-                          layout.bbb_thickness_um, layout.vessel_spacing_um)  # fmt: skip
 
 
 def lattice_problems(config: Config) -> list[str]:
