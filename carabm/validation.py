@@ -24,10 +24,11 @@ Series = dict[str, np.ndarray]
 
 #: the default CAR-T dose of configs/quickstart.yaml and default.yaml [cells] (axi-cel 2e6/kg x 70 kg)
 STANDARD_DOSE = 1.4e8
-#: the dose and burden series run 8 days: peak serum IL-6 comes in the first week (CRS onset
-#: median day 2, range 1-12: Yescarta prescribing information); fact 8 fails if a run's IL-6
-#: is still near its maximum at the end, so a late peak cannot be cut off unnoticed
-SERIES_H = 192.0
+#: the dose and burden series run 14 days, as the standard run: CRS starts by day 12 (onset median
+#: day 2, range 1-12: Yescarta prescribing information), and a quarter dose or ten times the tumour
+#: expands later than the standard patient (its IL-6 still rises on day 8); fact 8 fails if a run's
+#: IL-6 is still near its maximum at the end, so a late peak cannot be cut off unnoticed
+SERIES_H = 336.0
 #: healthy adult serum IL-6: pooled mean 5.2 pg/mL (95 % CI 4.6-5.7), "a few pg/mL"
 #: (Said et al., J Med Virol 2021, meta-analysis of 57 studies); the resting model must lie in
 RESTING_IL6_PG_ML = (1.0, 10.0)
@@ -44,9 +45,12 @@ SEVERE_IL6_PG_ML = (1e3, 1e4)
 #: clinical days: infusion at day 0, day d covers [d - 0.5, d + 0.5) days after infusion
 HALF_DAY = 0.5
 
-#: anakinra 100 mg SC every 12 h for 7 days from day 0: the higher dose level of the prophylactic
-#: anakinra pilot with axi-cel (NCT04432506: 100 mg daily or twice daily x 7 days from day 0)
-ANAKINRA = "{drug: anakinra, start_h: 0, every_h: 12, max_doses: 14}"
+#: anakinra 100 mg SC every 12 h for 10 days from day 0: the dose of the prophylactic pilot with
+#: axi-cel (NCT04432506, Strati et al., Blood Adv 2023: 100 mg daily or twice daily from day 0) over
+#: the 10 days of the MSK prophylaxis study (NCT04148430: 100 mg every 12 h for at least 10 days)
+#: that cover the CAR-T peak; the pilot's 7-day course ends on the model's IL-6 peak (day 7) and
+#: leaves a rebound to CRS 3 on day 8 (docs/model.md)
+ANAKINRA = "{drug: anakinra, start_h: 0, every_h: 12, max_doses: 20}"
 #: lenzilumab 10 mg/kg (drugs.py default) daily x 10 days from day 0, as in Sterner, Blood 2019
 LENZILUMAB = "{drug: lenzilumab, start_h: 0, every_h: 24, max_doses: 10}"
 #: monocyte and macrophage depletion by drug from day 0 (drugs.py: 90 % removed within a day)
@@ -66,7 +70,7 @@ SCENARIOS: dict[str, list[str]] = {
     "anakinra": [f"therapies=[{ANAKINRA}]"],
     "lenzilumab": [f"therapies=[{LENZILUMAB}]"],
     "tocilizumab_grade2": ["therapies=[{drug: tocilizumab, when: 'crs_grade >= 2', max_doses: 4, min_interval_h: 8}]"],
-    # fact 8 series (the standard run is 1x dose and 1e10 cells), 8 days each
+    # fact 8 series (the standard run is 1x dose and 1e10 cells), 14 days each
     "dose_0.25x": [_dose(0.25), SHORT],
     "dose_4x": [_dose(4.0), SHORT],
     "burden_1e9": ["patient.tumor_burden_cells=1e9", SHORT],
@@ -263,7 +267,7 @@ def graded(peaks: list[float], steps: list[float]) -> tuple[bool, str]:
 
 
 def fact8(low: Series, s: Series, high: Series, small: Series, large: Series) -> tuple[bool, str]:
-    """Fact 8: peak serum IL-6 over the first 8 days rises smoothly with dose (0.25x, 1x, 4x) and burden (1e9-1e11)."""
+    """Fact 8: peak serum IL-6 over the first 14 days rises smoothly with dose (0.25x, 1x, 4x) and burden (1e9-1e11)."""
     runs = [until(r, SERIES_H) for r in (low, s, high, small, large)]
     peaks = [float(r["serum/IL6"].max()) for r in runs]
     # the peak must lie inside the window: IL-6 at the end well below its maximum
@@ -374,15 +378,15 @@ FACTS: tuple[Fact, ...] = (
     Fact(3, "Serum IL-6 >10x its resting level within days; CRS begins day 1-3; ICANS begins later than CRS", ("no_cart", "standard"), fact3),
     Fact(4, "Monocyte/macrophage depletion by drug largely abolishes CRS (worst grade and grade-days) while tumour killing goes on",
          ("standard", "depletion"), fact4),
-    Fact(5, "Early IL-1 blockade (anakinra 100 mg every 12 h x 7 d) lowers the worst grade and grade-days of both CRS and ICANS",
+    Fact(5, "Early IL-1 blockade (anakinra 100 mg every 12 h x 10 d) lowers the worst grade and grade-days of both CRS and ICANS",
          ("standard", "anakinra"), fact5),
     Fact(6, "GM-CSF neutralisation (lenzilumab 10 mg/kg daily x 10) lowers the worst CRS grade, grade-days and CNS IL-6; tumour killing kept",
          ("standard", "lenzilumab"), fact6),
     Fact(7, "CNS cytokines and CNS infiltration rise only after BBB integrity falls", ("standard",), fact7),
-    Fact(8, "Peak serum IL-6 (first 8 days) rises smoothly with CAR-T dose (0.25x, 1x, 4x) and tumour burden (1e9, 1e10, 1e11 cells)",
+    Fact(8, "Peak serum IL-6 (first 14 days) rises smoothly with CAR-T dose (0.25x, 1x, 4x) and tumour burden (1e9, 1e10, 1e11 cells)",
          ("dose_0.25x", "standard", "dose_4x", "burden_1e9", "burden_1e11"), fact8),
     Fact(9, "Serum IL-6 peaks within two days of the CAR-T peak", ("standard",), fact9),
-    Fact(10, "Severe CRS reaches serum IL-6 of 1e3-1e4 pg/mL; some configuration reaches CRS grade 4 (4x dose and 1e11 cells run 8 days)",
+    Fact(10, "Severe CRS reaches serum IL-6 of 1e3-1e4 pg/mL; some configuration reaches CRS grade 4 (4x dose and 1e11 cells, 14 days)",
          ("standard", "dose_4x", "burden_1e11"), fact10),
     Fact(11, "ICANS lasts longer than CRS in the default patient (followed to day 21); severe ICANS comes with CNS levels above serum",
          ("followup", "dose_4x", "burden_1e11"), fact11),

@@ -69,7 +69,8 @@ REFERENCES = [
      "higher dose and high marrow burden independent predictors; Ang-2 and vWF raised", "Hay, Blood 2017"),
     ("9", "mouse CRS", "onset day 2-3 at the peak of CAR-T expansion; macrophage IL-6, IL-1 and NO drive it", "Giavridis, Nat Med 2018"),
     ("4, 5", "humanised mice", "monocyte depletion or tocilizumab prevent CRS; anakinra prevents CRS and neurotoxicity", "Norelli, Nat Med 2018"),
-    ("5", "anakinra prophylaxis with axi-cel", "100 mg SC daily or twice daily for 7 days from day 0", "pilot study NCT04432506"),
+    ("5", "anakinra prophylaxis with axi-cel", "100 mg SC daily or twice daily for 7 days from day 0", "pilot study NCT04432506 (Strati, Blood Adv 2023)"),
+    ("5", "anakinra prophylaxis with CD19 CAR-T", "100 mg SC every 12 h for at least 10 days (from day 2 or the first fevers)", "MSK study NCT04148430"),
     ("5", "anakinra for axi-cel toxicity (100 SOC patients)", "grade >= 3 ICANS 41, grade >= 3 CRS 9; 8 given anakinra",
      "Strati, Blood Adv 2020;4:3123"),
     ("6", "GM-CSF blockade", "lenzilumab 10 mg/kg daily x 10 d (mice): CRS prevented, less CNS infiltration, tumour control kept",
@@ -152,7 +153,7 @@ def peak_il6(s: dict[str, np.ndarray]) -> float:
 
 
 def plot_series(results: dict[str, dict[int, dict[str, np.ndarray]]], out: Path, plt) -> str:
-    """Fact 8's plot: peak serum IL-6 (first 8 days) against CAR-T dose and tumour burden, every seed."""
+    """Fact 8's plot: peak serum IL-6 (first 14 days) against CAR-T dose and tumour burden, every seed."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, series, label in ((axes[0], DOSE_SERIES, "CAR-T dose (x default)"), (axes[1], BURDEN_SERIES, "tumour burden (cells)")):
         for name, x in series.items():

@@ -18,6 +18,7 @@ per-cell rates of lattice monocytes: circulating monocytes are a main IL-1/IL-6 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -66,6 +67,22 @@ class Monocyte(Myeloid):
     chemotaxis_sensitivity: float = Field(0.01, ge=0, description="bias up the MCP-1 gradient [1/(pg/mL)]; assumed")
     differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
     blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
+    marrow_release_gain: float = Field(
+        5.0, ge=0,
+        description="fold rise of the marrow's replacement of a monocyte deficit in blood at saturating serum MCP-1 [1]: monocytes leave the "
+                    "marrow through CCR2, the MCP-1 receptor (Serbina and Pamer, Nat Immunol 2006; Tsou et al., J Clin Invest 2007), so "
+                    "inflammation refills blood that tissue recruitment drains; half-maximal at mcp1_half_max_pg_ml; the gain is assumed",
+    )  # fmt: skip
+    pool_sensitivity_sd: float = Field(
+        2.0, ge=0, le=3,
+        description="spread of the circulating monocytes' sensitivity to cytokines: standard deviation of its natural log [1]; the pool is "
+                    "followed as eight classes of equal size at the quantiles of this log-normal spread, each with its own activation "
+                    "level (a class of sensitivity m activates as if the cytokines were m times their level); 0: one level for the whole "
+                    "pool. Single cells switch on all or nothing, at thresholds that differ from cell to cell, so the share of cells "
+                    "that respond rises with the dose over orders of magnitude (NF-kB in single cells under TNF-a doses over four "
+                    "decades, fewer cells responding at lower doses: Tay et al., Nature 2010; thresholds that vary across the "
+                    "population: Zhang et al., Cell Syst 2017); the value is assumed: 95 % of cells within about 3.5 decades",
+    )  # fmt: skip
 
 
 def kind_spec(p: Monocyte, field_index: Mapping[str, int]) -> KindSpec:
@@ -114,6 +131,9 @@ def renew_pool(model: CrsModel) -> None:
     current = int(pool[k].sum())
     gmcsf = float(model.serum[model.index["GMCSF"]]) * model.effects.free["periphery"]["GMCSF"]
     target = baseline(model) * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
+    if target > current:  # MCP-1 speeds up the marrow's release (CCR2), not the cells' exit from blood
+        mcp1 = float(model.serum[model.index["MCP1"]])
+        fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h) * (1.0 + p.marrow_release_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)), model.dt_h)
     change = (target - current) * fraction * model.effects.supply.get(NAME, 1.0)
     whole = stochastic_round(change, model.uniform_scalar("monocyte:pool"))
     if whole >= 0:
@@ -122,24 +142,41 @@ def renew_pool(model: CrsModel) -> None:
         pool[k, myeloid.RESTING] = max(0, pool[k, myeloid.RESTING] + whole)
 
 
-class PoolActivation:
-    """Mean activation level of the circulating monocyte pool and its hours activated (host scalars, checkpointed)."""
+#: the circulating pool is followed as this many sensitivity classes of equal size
+SENSITIVITY_CLASSES = 8
 
-    def __init__(self, cytokines: tuple[str, ...] = ()) -> None:
-        self.level = 0.0
-        self.active_h = 0.0
+
+def sensitivities(sd: float) -> np.ndarray:
+    """The classes' sensitivity multipliers: the log-normal's quantiles at ``(k + 1/2) / K`` (median 1; all 1 at ``sd`` 0)."""
+    quantiles = [NormalDist().inv_cdf((k + 0.5) / SENSITIVITY_CLASSES) for k in range(SENSITIVITY_CLASSES)]
+    return np.exp(sd * np.asarray(quantiles))
+
+
+class PoolActivation:
+    """Activation levels of the circulating monocyte pool's sensitivity classes and their hours activated (host arrays, checkpointed)."""
+
+    def __init__(self, cytokines: tuple[str, ...] = (), sensitivity_sd: float = 0.0) -> None:
+        #: the classes' sensitivity multipliers (from the config, not state)
+        self.sensitivity = sensitivities(sensitivity_sd)
+        self.level = np.zeros(SENSITIVITY_CLASSES)
+        self.active_h = np.zeros(SENSITIVITY_CLASSES)
         #: the pool's secretion into serum over the last step [pg/mL/h per cytokine] (0 before
         #: the first step; a readout, not state: recomputed every step, so not checkpointed)
         self.secretion_pg_ml_h = dict.fromkeys(cytokines, 0.0)
 
+    @property
+    def mean_level(self) -> float:
+        """The pool's mean activation level (classes of equal size)."""
+        return float(np.mean(self.level))
+
     def checkpoint_state(self) -> dict[str, Any]:
-        """The pool's activation level and hours activated."""
-        return {"level": float(self.level), "active_h": float(self.active_h)}
+        """The classes' activation levels and hours activated."""
+        return {"level": [float(x) for x in self.level], "active_h": [float(x) for x in self.active_h]}
 
     def restore_checkpoint_state(self, state: dict[str, Any]) -> None:
-        """Take the state of :meth:`checkpoint_state`."""
-        self.level = float(state["level"])
-        self.active_h = float(state["active_h"])
+        """Take the state of :meth:`checkpoint_state` (a checkpoint from before the classes holds one number each: every class gets it)."""
+        self.level = np.broadcast_to(np.asarray(state["level"], dtype=float), (SENSITIVITY_CLASSES,)).copy()
+        self.active_h = np.broadcast_to(np.asarray(state["active_h"], dtype=float), (SENSITIVITY_CLASSES,)).copy()
 
 
 def pool_response(model: CrsModel) -> None:
@@ -149,16 +186,19 @@ def pool_response(model: CrsModel) -> None:
     serum = model.serum
     free = model.effects.signal_free_fraction_scalar("blood")
     levels = {name: float(serum[i]) for name, i in model.index.items()}
-    signal = float(myeloid.signal_strength(levels, free, 0.0, p, model.effects.myeloid_activation))
-    state.level = float(myeloid.next_level(state.level, signal, p, model.dt_h))
-    state.active_h = float(myeloid.next_active_h(state.level, state.active_h, model.dt_h, np))
+    # a class of sensitivity m activates as if every cytokine were m times its level (its threshold is m times lower);
+    # what an activated cell then makes (IL-1 induction, inflammasome) does not depend on its class
+    perceived = {name: level * state.sensitivity for name, level in levels.items()}
+    signal = myeloid.signal_strength(perceived, free, 0.0, p, model.effects.myeloid_activation)
+    state.level = myeloid.next_level(state.level, signal, p, model.dt_h)
+    state.active_h = myeloid.next_active_h(state.level, state.active_h, model.dt_h, np)
     il1_signal = myeloid.il1_induction_signal(levels["IL1b"] * free["IL1b"], p)
     rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, model.effects.cytokine_production, levels["DAMP"])
     cells = int(model.circulation.pool[model.store.kind_id(NAME)].sum())
     per_ml_s = cells / (model.blood.pool_volume_ml * SECONDS_PER_HOUR)
     sources = np.zeros(len(model.index))
-    for name, rate in rates.items():
-        sources[model.index[name]] = float(rate) * per_ml_s * getattr(model.config.cytokines, name).secretion_scale
+    for name, rate in rates.items():  # the classes are of equal size: the pool secretes their mean rate
+        sources[model.index[name]] = float(np.mean(rate)) * per_ml_s * getattr(model.config.cytokines, name).secretion_scale
         state.secretion_pg_ml_h[name] = float(sources[model.index[name]]) * SECONDS_PER_HOUR  # the readout
     model.blood.set_systemic_source(POOL_PART, sources)
 
@@ -178,7 +218,8 @@ def baseline(model: CrsModel) -> float:
 def fill_pool(model: CrsModel) -> None:
     """At t = 0 the systemic pool holds the patient's baseline monocytes, resting."""
     model.circulation.pool[model.store.kind_id(NAME), myeloid.RESTING] += int(round(baseline(model)))
-    model.parts[POOL_PART] = PoolActivation(tuple(model.config.cells.monocyte.secretion_pg_cell_h.as_dict()))
+    p = model.config.cells.monocyte
+    model.parts[POOL_PART] = PoolActivation(tuple(p.secretion_pg_cell_h.as_dict()), p.pool_sensitivity_sd)
 
 
 #: the catalog entry (registered by carabm.biology, whose order sets the HDF5 type codes)

@@ -169,7 +169,7 @@ def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
         out[f"mean_activation/{cells[k]}"] = float(activation_sums[j] / lattice_counts[k]) if lattice_counts[k] else 0.0
     pool = model.parts.get(monocyte.POOL_PART)
     if pool is not None:
-        out["monocyte_pool_activation"] = pool.level
+        out["monocyte_pool_activation"] = pool.mean_level
         for name, rate in pool.secretion_pg_ml_h.items():
             out[f"monocyte_pool_secretion/{name}"] = rate
     out.update(acute_phase.readouts(model))

@@ -87,8 +87,9 @@ def test_no_car_t_serum_sits_at_the_configured_baselines():
     assert row["crs_grade"] == 0 and row["icans_grade"] == 0
     assert row["crp_mg_l"] < 5.0 and row["ferritin_ng_ml"] == pytest.approx(model.config.acute_phase.ferritin_baseline_ng_ml, rel=0.1)
     assert row["monocyte_pool_activation"] < 0.01
-    # at rest the circulating monocytes make a small part of the baseline IL-6 (the body's basal production keeps it)
-    assert 0.0 < row["monocyte_pool_secretion/IL6"] < 0.1 * row["serum/IL6"] * math.log(2) / model.config.cytokines.IL6.serum_half_life_h
+    # at rest the circulating monocytes make a minor part of the baseline IL-6 (the body's basal production keeps it):
+    # their most sensitive class answers the basal IFN-gamma a little (about a sixth of the turnover with the default spread)
+    assert 0.0 < row["monocyte_pool_secretion/IL6"] < 0.25 * row["serum/IL6"] * math.log(2) / model.config.cytokines.IL6.serum_half_life_h
 
 
 def test_baseline_is_set_by_the_config():
@@ -159,8 +160,8 @@ def test_new_state_checkpoints_and_resumes_bit_identically():
     reference = Simulation(config)
     for _ in range(12):
         reference.step()
-    reference.model.parts[monocyte.POOL_PART].level = 0.37  # state that must travel
-    reference.model.parts[monocyte.POOL_PART].active_h = 7.5
+    reference.model.parts[monocyte.POOL_PART].level = np.linspace(0.05, 0.7, monocyte.SENSITIVITY_CLASSES)  # state that must travel
+    reference.model.parts[monocyte.POOL_PART].active_h = np.linspace(0.0, 14.0, monocyte.SENSITIVITY_CLASSES)
     reference.model.parts[acute_phase.PART].crp_mg_l = 42.0
     reference.model.parts[acute_phase.PART].ferritin_ng_ml = 900.0
     state = reference.model.checkpoint_state()
@@ -188,3 +189,60 @@ def test_il1_signalling_induces_il6_tnf_and_il1b_so_blocking_it_cuts_all_three()
         assert off["IL6"] < 0.5 * on["IL6"] and off["TNFa"] < on["TNFa"] and off["IL1b"] < on["IL1b"]
     # IL-1b at the cell: the resting ~1 pg/mL induces almost nothing, the tens to hundreds of pg/mL of the storm most of it
     assert myeloid.il1_induction_signal(1.0, p) < 0.01 and myeloid.il1_induction_signal(100.0, p) > 0.9
+
+
+def test_pool_classes_span_a_log_normal_sensitivity():
+    flat = monocyte.sensitivities(0.0)
+    assert np.array_equal(flat, np.ones(monocyte.SENSITIVITY_CLASSES))
+    spread = monocyte.sensitivities(1.5)
+    assert np.all(np.diff(spread) > 0)
+    assert np.exp(np.mean(np.log(spread))) == pytest.approx(1.0)  # median sensitivity 1
+    assert np.std(np.log(spread)) == pytest.approx(1.5, rel=0.15)  # the quantiles' spread (a little under the log-normal's)
+
+
+def pool_il6(gmcsf, *extra):
+    """The pool's IL-6 secretion [pg/mL/h] after 24 h at a held serum GM-CSF level [pg/mL] (no CAR-T)."""
+    model = make(SMALL, "cells.cart.dose=0", *extra)
+    for _ in range(240):
+        serum = model.serum
+        serum[model.index["GMCSF"]] = gmcsf
+        model.blood.serum_pg_ml = serum
+        model.step()
+    return model.readouts()["monocyte_pool_secretion/IL6"]
+
+
+def test_a_spread_of_sensitivities_grades_the_pools_response():
+    """One level for the whole pool switches on over a few-fold range of GM-CSF; classes of graded sensitivity answer over a
+    wider range (Tay et al., Nature 2010: each cell switches, the share of cells that switch rises with the dose)."""
+    one = [pool_il6(g, "cells.monocyte.pool_sensitivity_sd=0") for g in (10.0, 100.0)]
+    spread = [pool_il6(g) for g in (10.0, 100.0)]
+    assert one[1] > spread[1] > 0
+    assert spread[1] / spread[0] < 0.5 * one[1] / one[0]  # tenfold GM-CSF: far less than the single switch's rise
+    assert spread[0] > 2 * one[0]  # the most sensitive cells answer a low level already
+
+
+def test_old_checkpoints_give_every_class_the_pools_level():
+    state = monocyte.PoolActivation(("IL6",), 1.5)
+    state.restore_checkpoint_state({"level": 0.3, "active_h": 2.0})  # written before the classes
+    assert np.array_equal(state.level, np.full(monocyte.SENSITIVITY_CLASSES, 0.3))
+    assert np.array_equal(state.active_h, np.full(monocyte.SENSITIVITY_CLASSES, 2.0))
+    assert state.mean_level == pytest.approx(0.3)
+
+
+def test_mcp1_speeds_the_marrows_refill_of_drained_blood_not_the_exit():
+    def refill(mcp1, start_share):
+        model = make(SMALL, "cells.cart.dose=0", "patient.tumor_burden_cells=1e8")  # a pool of 7,500 cells: rounding is negligible
+        k = model.store.kind_id(monocyte.NAME)
+        base = monocyte.baseline(model)
+        model.circulation.pool[k, :] = 0
+        model.circulation.pool[k, myeloid.RESTING] = int(round(start_share * base))
+        serum = model.serum
+        serum[model.index["MCP1"]] = mcp1
+        model.blood.serum_pg_ml = serum
+        for _ in range(60):  # 6 h
+            monocyte.renew_pool(model)
+        return model.circulation.pool[k].sum() / base
+
+    assert refill(0.0, 0.5) == pytest.approx(1.0 - 0.5 * 2 ** (-6 / 24), abs=0.01)  # the blood half-life without MCP-1
+    assert refill(1e4, 0.5) > 0.8  # marrow release through CCR2: most of the deficit back within 6 h
+    assert refill(1e4, 1.5) == pytest.approx(refill(0.0, 1.5), abs=0.01)  # cells above the baseline leave at the same rate

@@ -1,5 +1,5 @@
 """VALIDATION.md facts, each checked on the real model at reduced size (configs/quickstart.yaml,
-14 days on a small lattice; the dose and burden series 8 days, the non-responder 10 days). The
+14 days on a small lattice; the dose and burden series 14 days too, the non-responder 10 days). The
 multi-seed version with the report is ``scripts/validate.py``.
 
 A fact the model on this branch does not yet reproduce is marked ``xfail(strict=True,
