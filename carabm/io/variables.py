@@ -40,7 +40,7 @@ SERIES: dict[str, tuple[str, str, str]] = {
     "activated": ("1", "activated {} cells", "activated cells of this type"),
     "cns_infiltrate": ("1", "CNS infiltrate", "CAR-T cells and monocytes in the CNS"),
     "mean_activation": ("1", "mean activation of {} cells", "mean activation level (0-1) of the cells of this type on the lattice"),
-    "monocyte_pool_activation": ("1", "circulating monocyte activation", "mean activation level (0-1) of the circulating monocyte pool"),
+    "monocyte_pool_activation": ("1", "circulating monocyte activation", "mean activation level (0-1) of the circulating monocyte pool (over its sensitivity classes)"),
     "monocyte_pool_secretion": (
         "pg mL-1 h-1",
         "{} secreted by circulating monocytes",
