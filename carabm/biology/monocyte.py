@@ -127,13 +127,13 @@ def renew_pool(model: CrsModel) -> None:
     p = model.config.cells.monocyte
     pool = model.circulation.pool
     k = model.store.kind_id(NAME)
-    fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h), model.dt_h)
+    rate = rules.rate_per_h_from_half_life(p.blood_half_life_h)
     current = int(pool[k].sum())
     gmcsf = float(model.serum[model.index["GMCSF"]]) * model.effects.free["periphery"]["GMCSF"]
     target = baseline(model) * (1.0 + p.gmcsf_marrow_gain * rules.hill(gmcsf, p.gmcsf_half_max_pg_ml))
     if target > current:  # MCP-1 speeds up the marrow's release (CCR2), not the cells' exit from blood
-        mcp1 = float(model.serum[model.index["MCP1"]])
-        fraction = rules.probability(rules.rate_per_h_from_half_life(p.blood_half_life_h) * (1.0 + p.marrow_release_gain * rules.hill(mcp1, p.mcp1_half_max_pg_ml)), model.dt_h)
+        rate = rate * (1.0 + p.marrow_release_gain * rules.hill(float(model.serum[model.index["MCP1"]]), p.mcp1_half_max_pg_ml))
+    fraction = rules.probability(rate, model.dt_h)
     change = (target - current) * fraction * model.effects.supply.get(NAME, 1.0)
     whole = stochastic_round(change, model.uniform_scalar("monocyte:pool"))
     if whole >= 0:
