@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
-from scipy import ndimage
 
 from carabm.biology import rules
 from carabm.engine.lattice import BBB, BLOOD, TISSUE, Lattice
@@ -112,6 +111,8 @@ def brain_separator(lattice: Lattice, reach: int = 4) -> np.ndarray:
     systemic pool only between steps). Blood within ``reach`` voxels of the BBB counts as
     the brain vessel. Cells still cross; only diffusion is cut.
     """
+    from scipy import ndimage  # noqa: PLC0415 - 0.2 s to import, used once when the model is built
+
     near_bbb = ndimage.binary_dilation(lattice.labels == BBB, iterations=reach)
     brain_blood = near_bbb & (lattice.labels == BLOOD)
     return ndimage.binary_dilation(brain_blood) & (lattice.labels == TISSUE)

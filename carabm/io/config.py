@@ -10,6 +10,7 @@ Problems are reported all at once as ``key.path: what is wrong`` lines (ConfigEr
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -191,8 +192,12 @@ class CytokineMap(RootModel[dict[str, float]]):
         return {name: float(value[name]) for name in names if name in value}  # catalog order
 
     def as_dict(self) -> dict[str, float]:
-        """Non-zero entries, in the catalog's cytokine order."""
-        return {k: self.root[k] for k in CATALOG.cytokines if self.root.get(k, 0.0) > 0}
+        """Non-zero entries, in the catalog's cytokine order (a new dict; the rules ask for it every step)."""
+        return dict(self._nonzero)
+
+    @functools.cached_property
+    def _nonzero(self) -> tuple[tuple[str, float], ...]:
+        return tuple((k, self.root[k]) for k in CATALOG.cytokines if self.root.get(k, 0.0) > 0)
 
 
 def cytokine_map(**values: float) -> CytokineMap:
