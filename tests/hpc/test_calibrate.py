@@ -215,7 +215,9 @@ def test_calibrate_end_to_end_then_resumed_continues_the_same_history(tmp_path, 
     summary = (out / "cohort" / "summary.md").read_text()
     assert "## Cohort versus TOY" in summary
     assert {p.name for p in (out / "cohort" / "plots").glob("*.png")} == {"grades.png", "onset_days.png", "peak_il6_by_grade.png"}
-    assert not list((out / "runs").glob("*/0000/run.*"))  # members' run files removed (keep_runs: false)
+    assert not list((out / "runs").glob("*/0000/run.*"))  # members' run files removed (keep_runs: false) ...
+    particle = load_sweep(next((out / "runs").glob("*/sweep.yaml"))).members[0].config  # ... so they wrote only the ends
+    assert particle.run.snapshot_every_h == particle.run.checkpoint_every_h == 1.0e6 and not particle.output.snapshot_agents
     assert list((out / "runs").glob("*/results.csv"))  # their summaries kept
     assert main(["collect", str(out)]) == 0  # a calibration folder: its posterior-mean cohort, next to the trial
     assert "## Cohort versus TOY" in capsys.readouterr().out
