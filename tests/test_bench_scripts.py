@@ -65,13 +65,24 @@ def test_small_numpy_run_follows_the_contract(name, bench):
 
 
 @pytest.mark.skipif(gpu_code_available(), reason="a GPU is usable here")
-@pytest.mark.parametrize("name", ["bench_agents.py", "bench_step.py", "bench_launch.py"])
+@pytest.mark.parametrize("name", ["bench_agents.py", "bench_step.py", "bench_launch.py", "bench_batch.py"])
 def test_cupy_without_a_gpu_is_a_one_line_error(name):
     result = run_script(name, "--size", "small", "--backend", "cupy")
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{name[:-3]}: error: backend cupy"), result.stderr
+
+
+def test_batch_bound_bench_follows_the_contract():
+    """Two sizes, a few steps: B = 1 is its own reference; B = 2 has twice the voxels and about twice the agents."""
+    result = run_script("bench_batch.py", "--sizes", "2", "--steps", "3", "--warm-h", "0.2", "--backend", "numpy")
+    assert result.returncode == 0, result.stderr
+    one, two = check_contract(result.stdout, "batch", "numpy")
+    assert (one["case"], one["ratio"]) == ("1 members' worth, ms/step", 1.0)
+    assert two["voxels"] == 2 * one["voxels"] and 1.5 * one["agents"] < two["agents"] < 2.5 * one["agents"]
+    assert two["reference_value"] == pytest.approx(2 * one["value"], rel=1e-3)
+    assert "fit T(B) =" in result.stdout
 
 
 def test_launch_check_bench_follows_the_contract():
