@@ -196,8 +196,8 @@ def test_gpu_check_without_a_gpu_skips_every_gpu_part_and_measures_nothing(tmp_p
     assert list(parts) == list(sys.modules["_bench_gpu_check"].PART_NAMES)
     assert parts.pop("install")["reason"] == "--skip"
     assert all(p["status"] == "skipped" and p["reason"].startswith("no GPU") for p in parts.values())
-    assert len(summary["targets"]) == 9 and all(t["met"] is None and t["note"].startswith("not measured") for t in summary["targets"])
-    assert "0 met, 0 not met, 9 not measured" in result.stdout and "pytest_gpu           skipped: no GPU" in result.stdout
+    assert len(summary["targets"]) == 10 and all(t["met"] is None and t["note"].startswith("not measured") for t in summary["targets"])
+    assert "0 met, 0 not met, 10 not measured" in result.stdout and "pytest_gpu           skipped: no GPU" in result.stdout
 
 
 @pytest.mark.parametrize(
@@ -264,6 +264,9 @@ def test_gpu_check_judges_each_target_from_what_the_parts_wrote(tmp_path):
     agents = [{"case": f"walk+exclusion+contacts n={n:.0e} lattice=256^3 sorted", "ms_per_step": ms, "target_ms_per_step": limit}
               for n, ms, limit in ((1e5, 0.1, 0.05), (1e6, 0.25, 0.3), (1e7, 1.5, 1.0))]  # fmt: skip
     (tmp_path / "bench_agents.log").write_text(bench_line("agents", agents))
+    batch = {"case": "16 members' worth, ms/step", "value": 80.0, "unit": "ms", "reference": "16 x T(1)", "reference_value": 96.0,
+             "ratio": 1.2, "target_ratio": 4.0}  # fmt: skip
+    (tmp_path / "bench_batch.log").write_text(bench_line("batch", [{**batch, "case": "1 members' worth, ms/step", "ratio": 1.0}, batch]))
     met = {t["target"].split(":")[0]: t["met"] for t in check.evaluate_targets(ran, tmp_path)}
     assert met == {
         "pytest -m gpu passes": True,
@@ -275,6 +278,7 @@ def test_gpu_check_judges_each_target_from_what_the_parts_wrote(tmp_path):
         "agents n=1e+06": True,
         "agents n=1e+07": False,
         "14-day default run < 120 s": None,  # bench_step timed out: not measured
+        "a step of 16 members' worth >= 4x faster than 16 single steps (the bound on a member axis)": False,  # 1.2x
     }
     ran["bench_agents"].update(status="skipped", reason="--skip")  # its log is from an earlier run: not read
     assert [t["met"] for t in check.evaluate_targets(ran, tmp_path) if t["target"].startswith("agents")] == [None, None]
