@@ -12,9 +12,9 @@ costs what a perfect batch's would. Reported per B:
   ``--warm-h`` hours of warm-up, the minimum over ``--repeat`` measurements;
 * ``B * T(1) / T(B)``: the speed-up of the batch over B single runs one after another if batching
   itself cost nothing: the upper bound of any member axis (issue 20 asks 4x at B = 16);
-* a least-squares fit ``T(B) = shared + per_member * B``: the share of a step a batch would share
-  (Python and host work, launches, small fixed passes) and the share it cannot (work on every
-  voxel and agent).
+* ``T(B) = shared + per_member * B`` through the two smallest sizes: the part of a step a batch
+  would share (Python and host work, launches, small fixed passes) and the part it cannot (work
+  on every voxel and agent); larger sizes also pay for cache misses.
 
 The early hours are measured (the quickstart's agents grow later, so the per-member share later
 is larger still). On a GPU the same script shows how far the batched step is from launch-bound.
@@ -34,8 +34,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from carabm.engine.backend import Backend, get_backend
 from carabm.errors import CarabmError
@@ -80,11 +78,12 @@ def time_size(size: int, backend: Backend, warm_steps: int, steps: int) -> dict[
 
 
 def linear_fit(sizes: list[int], times: list[float]) -> tuple[float, float]:
-    """Least-squares ``T = shared + per_member * B`` (both clipped at 0)."""
+    """``T = shared + per_member * B`` through the two smallest sizes (larger ones add cache misses); both >= 0."""
     if len(sizes) < 2:
         return 0.0, times[0] / sizes[0]
-    per_member, shared = np.polyfit(np.asarray(sizes, float), np.asarray(times, float), 1)
-    return max(float(shared), 0.0), max(float(per_member), 0.0)
+    (b1, t1), (b2, t2) = sorted(zip(sizes, times))[:2]
+    per_member = max((t2 - t1) / (b2 - b1), 0.0)
+    return max(t1 - per_member * b1, 0.0), per_member
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             case["target_ratio"] = TARGET_SPEEDUP
         cases.append(case)
     share = shared / single if single else 0.0
-    print(f"  fit T(B) = {shared:.3g} + {per_member:.3g} B ms: a batch shares {100 * min(share, 1.0):.0f} % of a single step; "
+    print(f"  T(B) = {shared:.3g} + {per_member:.3g} B ms (B = {sizes[0]}, {sizes[1] if len(sizes) > 1 else sizes[0]}): a batch shares {100 * min(share, 1.0):.0f} % of a single step; "
           f"the bound as B grows is {single / per_member if per_member else float('inf'):.3g}x")  # fmt: skip
     print(json.dumps({"bench": "batch", "backend": backend.name, "device": backend.device, "cases": cases}))
     return 0
