@@ -18,7 +18,12 @@ The first run may compile the numba kernels (a cold cache, ~30 s): run ``--warmu
 it out of the median. The reference of the wall-time case is issue 20's target, 20 s for the
 14-day quickstart on 2 cores (ratio > 1: faster than the target).
 
-    python scripts/bench_run.py [--runs 3] [--warmup 0] [--backend numpy] [--set KEY=VALUE ...] [--keep FOLDER]
+``--against CHECKOUT`` times another carabm source tree (e.g. a ``git worktree`` of the last
+release) in the same measurement: its runs alternate with this checkout's, and one more case
+reports the ratio of the median wall times (> 1: this checkout is faster) with each pair's ratio.
+On a shared machine whose speed drifts, that ratio is the number to trust, not either time alone.
+
+    python scripts/bench_run.py [--runs 3] [--warmup 0] [--backend numpy] [--set KEY=VALUE ...] [--keep FOLDER] [--against CHECKOUT]
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ from typing import Any
 TARGET_WALL_S = 20.0
 #: steps of the 14-day quickstart (336 h at 6 min)
 QUICKSTART_STEPS = 3360
+#: the checkout this script belongs to (its runs import carabm from here)
+ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in the child process: timers around the step and the writers, then the command line's main.
 _CHILD = r"""
@@ -80,14 +87,15 @@ sys.exit(code)
 """
 
 
-def one_run(out: Path, backend: str, overrides: list[str]) -> dict[str, Any]:
-    """One whole-process run: wall and CPU time from outside, the phases from inside."""
+def one_run(out: Path, backend: str, overrides: list[str], source: Path = ROOT) -> dict[str, Any]:
+    """One whole-process run of the carabm in ``source`` (a checkout's root): wall and CPU time from outside, the phases from inside."""
     timers = out.with_suffix(".json")
     sets = [a for s in [f"run.backend={backend}", *overrides] for a in ("--set", s)]
     argv = [sys.executable, "-c", _CHILD, str(timers), "run", "quickstart", "--out", str(out), "--overwrite", "--no-progress", *sets]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(argv, capture_output=True, text=True)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -112,9 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", choices=("numpy", "cupy", "auto"), default="numpy")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override passed to carabm run, repeatable")
     parser.add_argument("--keep", type=Path, metavar="FOLDER", help="keep the runs' output files in FOLDER (to compare results)")
+    parser.add_argument("--against", type=Path, metavar="CHECKOUT",
+                        help="another carabm checkout (its root folder): its runs alternate with these, and the ratio is reported")
     args = parser.parse_args(argv)
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be at least 1 and --warmup at least 0")
+    if args.against is not None and not (args.against / "carabm" / "__init__.py").is_file():
+        parser.error(f"--against {args.against}: not a carabm checkout (no carabm/__init__.py in it)")
     from carabm.engine.backend import get_backend  # noqa: PLC0415 - after the argument check
     from carabm.errors import CarabmError  # noqa: PLC0415
 
@@ -124,17 +136,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_run: error: {exc}", file=sys.stderr)
         return exc.exit_code
     load_before = os.getloadavg()
-    runs = []
+    runs: list[dict[str, Any]] = []
+    other: list[dict[str, Any]] = []
     if args.keep is not None and not args.keep.is_dir():
         parser.error(f"--keep {args.keep}: not a folder")
+    sources = [("", ROOT, runs)] + ([("against ", args.against.resolve(), other)] if args.against is not None else [])
     with tempfile.TemporaryDirectory(prefix="bench_run_") as folder:
         for i in range(args.warmup + args.runs):
-            result = one_run((args.keep or Path(folder)) / f"run{i}.h5", args.backend, args.set)
-            kind = "warm-up" if i < args.warmup else "run"
-            print(f"bench_run: {kind} {i + 1}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU, "
-                  f"{result['ms_per_step']:.2f} ms/step", file=sys.stderr, flush=True)  # fmt: skip
-            if i >= args.warmup:
-                runs.append(result)
+            for label, source, results in sources:  # in turn: a slow spell of a shared machine hits both alike
+                name = f"run{i}.h5" if not label else f"against{i}.h5"
+                result = one_run((args.keep or Path(folder)) / name, args.backend, args.set, source)
+                kind = "warm-up" if i < args.warmup else "run"
+                print(f"bench_run: {label}{kind} {i + 1}: {result['wall_s']:.2f} s wall, {result['cpu_s']:.2f} s CPU, "
+                      f"{result['ms_per_step']:.2f} ms/step", file=sys.stderr, flush=True)  # fmt: skip
+                if i >= args.warmup:
+                    results.append(result)
     load_after = os.getloadavg()
     median = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
     wall, steps = median["wall_s"], int(median["steps"])
@@ -161,11 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         cases.append({"case": f"{phase} time ({what})", "value": round(seconds, 4), "unit": "s", "reference": "whole-process wall time",
                       "reference_value": round(wall, 3), "ratio": round(wall / seconds, 3), "share": round(seconds / wall, 4),
                       "cpu_s": round(median[f"{phase}_cpu_s"], 4), "cpu_share": round(median[f"{phase}_cpu_s"] / median["cpu_s"], 4), **common})  # fmt: skip
+    if other:
+        ratios = [o["wall_s"] / r["wall_s"] for r, o in zip(runs, other)]
+        other_wall = statistics.median(o["wall_s"] for o in other)
+        other_cpu = statistics.median(o["cpu_s"] for o in other)
+        cases.append({"case": "quickstart run wall time against another checkout (median)", "value": round(wall, 3), "unit": "s",
+                      "reference": f"the checkout {args.against}, its runs in turn with these", "reference_value": round(other_wall, 3),
+                      "ratio": round(other_wall / wall, 3), "ratio_each": [round(x, 3) for x in ratios],
+                      "cpu_ratio": round(other_cpu / median["cpu_s"], 3), **common})  # fmt: skip
     print(f"run benchmark: carabm run quickstart, backend {args.backend}, {steps} steps, median of {args.runs} "
           f"(load average {load_before[0]:.1f} before, {load_after[0]:.1f} after, {os.cpu_count()} CPUs)")  # fmt: skip
     for case in cases:
         share = f"  ({case['share']:.0%} of the wall time; CPU {case['cpu_s']:.4g} s, {case['cpu_share']:.0%})" if "share" in case else ""
         share += f"  (CPU {case['cpu_ms_per_step']:.4g} ms/step)" if "cpu_ms_per_step" in case else ""
+        share += f"  (the other: {case['reference_value']:.4g} s, {case['ratio']:.3g}x; pairs {case['ratio_each']})" if "ratio_each" in case else ""
         print(f"  {case['case']:<95} {case['value']:>10.4g} {case['unit']}{share}")
     print(json.dumps({"bench": "run", "backend": args.backend, "device": device, "cases": cases}))
     return 0

@@ -300,6 +300,21 @@ def test_run_bench_follows_the_contract_on_a_tiny_run(tmp_path):
         assert f.attrs["status"] == "complete" and f["timeseries/time_h"].shape == (6,)
 
 
+def test_run_bench_times_another_checkout_in_turn(tmp_path):
+    """--against: the other checkout's runs alternate with these; one more case gives the ratio of the medians."""
+    tiny = ["lattice.shape=[6, 12, 24]", "run.duration_h=0.3", "cells.bcell.initial_count=50", "cells.macrophage.initial_count=10",
+            "cells.monocyte.initial_count=3", "cells.microglia.initial_count=5"]  # fmt: skip
+    result = run_script("bench_run.py", "--runs", "1", "--against", str(ROOT), "--keep", str(tmp_path), *[a for s in tiny for a in ("--set", s)])
+    assert result.returncode == 0, result.stderr
+    cases = check_contract(result.stdout, "run", "numpy")
+    (against,) = [c for c in cases if c["case"].startswith("quickstart run wall time against another checkout")]
+    assert against["reference"].startswith(f"the checkout {ROOT}") and len(against["ratio_each"]) == 1
+    assert against["ratio"] == pytest.approx(against["reference_value"] / against["value"], rel=1e-2)
+    assert {p.name for p in tmp_path.glob("*.h5")} == {"run0.h5", "against0.h5"}
+    result = run_script("bench_run.py", "--against", str(tmp_path))
+    assert result.returncode == 2 and "not a carabm checkout" in result.stderr.strip().splitlines()[-1]
+
+
 def test_run_bench_refuses_bad_arguments_in_one_line(tmp_path):
     result = run_script("bench_run.py", "--runs", "0")
     assert result.returncode == 2 and result.stdout == "" and "--runs must be at least 1" in result.stderr.strip().splitlines()[-1]
