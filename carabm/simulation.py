@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import logging
 import os
 import signal
@@ -342,7 +341,7 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     if first < steps:
         announce_compile(sim.backend.name)
     started = time.perf_counter()
-    with RunProgress(steps, first, sim.dt_h, enabled=progress) as bar, _interrupt_between_steps() as interrupted, _frozen_heap():
+    with RunProgress(steps, first, sim.dt_h, enabled=progress) as bar, _interrupt_between_steps() as interrupted:
         while sim.step_index < steps:
             sim.step()
             rows.append(sim.readouts())
@@ -367,18 +366,6 @@ def _loop(sim: Simulation, config: Config, writer: RunWriter, progress: bool | N
     writer.set_status("complete", final_time_h=float(sim.time_h), wall_s=wall_total, wall_steps=wall_steps)
     return {"out": str(writer.path), "steps": steps, "steps_run": sim.step_index - first, "time_h": sim.time_h, "wall_s": wall,
             "backend": sim.backend.name, "final": sim.readouts()}  # fmt: skip
-
-
-@contextlib.contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Keep the objects alive at the start of the loop (modules, config, model) out of the garbage
-    collector's full passes while it runs; each step makes short-lived objects only (``gc.freeze``)."""
-    gc.collect()
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _snapshot_due(config: Config, step: int, dt_h: float, row: dict[str, Any]) -> bool:

@@ -19,7 +19,9 @@ it out of the median. The reference of the wall-time case is issue 20's target, 
 14-day quickstart on 2 cores (ratio > 1: faster than the target).
 
 ``--against CHECKOUT`` times another carabm source tree (e.g. a ``git worktree`` of the last
-release) in the same measurement: its runs alternate with this checkout's, and one more case
+release) in the same measurement: its runs alternate with this checkout's (ABBA: the first of each
+pair alternates, since on the development machine the second run of a pair was up to 20 % faster
+whichever tree it was), and one more case
 reports the ratio of the median wall times (> 1: this checkout is faster) with each pair's ratio.
 On a shared machine whose speed drifts, that ratio is the number to trust, not either time alone.
 
@@ -143,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     sources = [("", ROOT, runs)] + ([("against ", args.against.resolve(), other)] if args.against is not None else [])
     with tempfile.TemporaryDirectory(prefix="bench_run_") as folder:
         for i in range(args.warmup + args.runs):
-            for label, source, results in sources:  # in turn: a slow spell of a shared machine hits both alike
+            # in turn, and in the other order every second run (ABBA): a slow spell of a shared machine, or
+            # a second run of a pair that is faster than the first, hits both alike
+            for label, source, results in sources if i % 2 == 0 else sources[::-1]:
                 name = f"run{i}.h5" if not label else f"against{i}.h5"
                 result = one_run((args.keep or Path(folder)) / name, args.backend, args.set, source)
                 kind = "warm-up" if i < args.warmup else "run"
