@@ -53,7 +53,7 @@ def _pyabc() -> Any:
 
 #: a particle's members when their run files are removed (``keep_runs: false``): the first and last
 #: snapshot only, without agents, and the checkpoint at the end (the summary reads the time series;
-#: a killed particle is run again by pyabc); the same numbers, ~10 % less time (docs/calibration.md)
+#: a killed particle is run again by pyabc); the same numbers, 14-20 % less time (docs/calibration.md)
 DISCARDED_RUN_OUTPUT: dict[str, Any] = {"run.snapshot_every_h": 1.0e6, "run.checkpoint_every_h": 1.0e6,
                                         "output.snapshot_agents": False}  # fmt: skip
 
