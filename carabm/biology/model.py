@@ -175,6 +175,15 @@ class CrsModel:
         """Bool ``[n]``: the live agents of one kind."""
         return self.store.kind == self.store.kind_id(name)
 
+    def slots_of(self, cells: Any) -> Any:
+        """Slots ``int [m]`` of the agents where ``cells`` (bool ``[n]``) is set, on the host; ``None`` on a GPU.
+
+        A rule for a few agents of one kind costs less on those few than on all ``n`` masked,
+        and elementwise rules give the same numbers either way. On a GPU the masked form stays:
+        the slots' count would be a host read.
+        """
+        return None if self.backend.is_gpu else np.flatnonzero(cells)
+
     def voxels(self) -> Any:
         """Flat voxel index of every agent ``[n]`` (cached while agents keep their voxels)."""
         return self.neighbourhood.voxels()

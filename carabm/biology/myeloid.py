@@ -180,30 +180,57 @@ def il1_induction_signal(il1b_pg_ml: Any, params: Myeloid) -> Any:
     return rules.hill(il1b_pg_ml, params.il1_induction_half_max_pg_ml, params.activation_hill)
 
 
-def activate(model: CrsModel, cells: Any, params: Myeloid) -> Any:
-    """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set; returns it ``[n]``."""
+def activate(model: CrsModel, cells: Any, params: Myeloid) -> None:
+    """Update the activation level of the agents where ``cells`` (bool ``[n]``, one myeloid kind) is set.
+
+    On the host the rules run on those agents' slots only (:meth:`CrsModel.slots_of`), on a GPU
+    on all agents, masked; the numbers are the same.
+    """
     xp, store = model.xp, model.store
-    sensed = inputs(model)
+    at = model.slots_of(cells)
+    sensed = inputs(model) if at is None else _gather_at(model, at)
     signal = signal_strength(sensed.local, sensed.block, sensed.contacts, params, model.effects.myeloid_activation)
-    level = next_level(store["activation"], signal, params, model.dt_h)
+    level = next_level(_take(store["activation"], at), signal, params, model.dt_h)
     active = level > ACTIVE_THRESHOLD
-    active_h = next_active_h(level, store["active_h"], model.dt_h, xp)
-    store["activation"][...] = xp.where(cells, level.astype(xp.float32), store["activation"])
-    store["active_h"][...] = xp.where(cells, active_h.astype(xp.float32), store["active_h"])
-    store.state[...] = xp.where(cells, xp.where(active, ACTIVATED, RESTING).astype(store.state.dtype), store.state)
-    return level
+    active_h = next_active_h(level, _take(store["active_h"], at), model.dt_h, xp)
+    _put(xp, store["activation"], at, cells, level)
+    _put(xp, store["active_h"], at, cells, active_h)
+    _put(xp, store.state, at, cells, xp.where(active, ACTIVATED, RESTING))
+
+
+def _take(values: Any, at: Any) -> Any:
+    """``values`` at the slots ``at`` (all of them when ``at`` is None)."""
+    return values if at is None else values[at]
+
+
+def _put(xp: Any, column: Any, at: Any, cells: Any, values: Any) -> None:
+    """Write ``values`` into ``column`` at the slots ``at``, or where ``cells`` is set when ``at`` is None."""
+    values = values.astype(column.dtype)
+    if at is None:
+        column[...] = xp.where(cells, values, column)
+    else:
+        column[at] = values
+
+
+def _gather_at(model: CrsModel, at: Any) -> Inputs:
+    """:class:`Inputs` of the agents at slots ``at`` (the contacts summed once per step for all)."""
+    voxels = model.voxels()[at]
+    contacts = model.once_per_step("myeloid:contacts", lambda m: m.neighbour_sum(cart.stimulus_weight(m)))
+    return Inputs(sense(model.fields_flat, voxels), model.effects.signal_free_fraction(model.labels[voxels]), contacts[at])
 
 
 def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
     """Secretion scaled by activation (IL-10 late), and IL-6 consumption by IL-6 receptors, of the agents where ``cells`` is set."""
     xp, store = model.xp, model.store
-    voxels = model.voxels()
-    compartments = model.compartments()
+    at = model.slots_of(cells)
+    voxels = _take(model.voxels(), at)
+    compartments = model.labels[voxels]
     il1_free = model.effects.signal_free_fraction(compartments)["IL1b"]
     il1_signal = il1_induction_signal(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params)
     damp = model.fields_flat[model.index["DAMP"], voxels]
-    rates = secretion_rates(store["activation"], store["active_h"], il1_signal, params, model.effects.cytokine_production, damp)
+    rates = secretion_rates(_take(store["activation"], at), _take(store["active_h"], at), il1_signal, params, model.effects.cytokine_production, damp)
     for name, rate in rates.items():
-        model.secretion.add_each(name, voxels, xp.where(cells, rate, 0.0))
+        model.secretion.add_each(name, voxels, rate if at is not None else xp.where(cells, rate, 0.0))
     free_receptors = model.effects.il6_receptor_free(compartments)
-    model.secretion.consume("IL6", voxels, cells, params.il6_uptake_per_h * free_receptors)
+    everyone = cells if at is None else xp.ones(at.shape, dtype=bool)
+    model.secretion.consume("IL6", voxels, everyone, params.il6_uptake_per_h * free_receptors)
