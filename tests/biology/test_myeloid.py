@@ -246,3 +246,22 @@ def test_mcp1_speeds_the_marrows_refill_of_drained_blood_not_the_exit():
     assert refill(0.0, 0.5) == pytest.approx(1.0 - 0.5 * 2 ** (-6 / 24), abs=0.01)  # the blood half-life without MCP-1
     assert refill(1e4, 0.5) > 0.8  # marrow release through CCR2: most of the deficit back within 6 h
     assert refill(1e4, 1.5) == pytest.approx(refill(0.0, 1.5), abs=0.01)  # cells above the baseline leave at the same rate
+
+
+def test_myeloid_rules_on_the_kinds_slots_equal_the_masked_rules_on_all_agents(monkeypatch):
+    """The host runs the myeloid rules on one kind's slots, a GPU on all agents masked: the same numbers (the GPU's form, here on NumPy)."""
+    results = []
+    for masked in (False, True):
+        model = make(SMALL, "run.seed=3")
+        if masked:
+            monkeypatch.setattr(model, "slots_of", lambda cells: None)
+        model.fields_flat[model.index["IFNg"]] = np.linspace(0.0, 200.0, model.fields_flat.shape[1], dtype=np.float32)  # a gradient
+        for _ in range(60):
+            model.step()
+        store = model.store
+        results.append({name: np.asarray(store[name]).copy() for name in ("activation", "active_h")}
+                       | {"state": np.asarray(store.state).copy(), "fields": np.asarray(model.fields_flat).copy()})  # fmt: skip
+        assert (np.asarray(store["activation"]) > 0.05).sum() > 10  # the rules did something
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert np.array_equal(results[0][key], results[1][key]), key
