@@ -182,7 +182,7 @@ class CrsModel:
         and elementwise rules give the same numbers either way. On a GPU the masked form stays:
         the slots' count would be a host read.
         """
-        return None if self.backend.is_gpu else np.flatnonzero(cells)
+        return np.flatnonzero(cells) if self.xp is np else None
 
     def voxels(self) -> Any:
         """Flat voxel index of every agent ``[n]`` (cached while agents keep their voxels)."""
