@@ -3,6 +3,9 @@
 Two fused passes over memory per step: (reaction + z sweep), then (y sweep + x sweep)
 on each ``(field, z)`` plane while it sits in cache. Lines are solved in blocks with the
 contiguous x index innermost so LLVM vectorises the Thomas recurrences across lines.
+With a conductance, the z and y lines that see conductance 1 everywhere (all but those through
+the BBB and the brain separator) share one set of Thomas factors per field and step, made by the
+same operations as the per-line ones, so they cost no divisions and give the same bits.
 """
 
 from __future__ import annotations
@@ -95,6 +98,87 @@ def _uniform_factors(n: int, alpha, one, w: np.ndarray, inv: np.ndarray) -> None
         u_prev = (one + alpha * u_prev) * inv[i]
 
 
+@nb.njit(**_JIT)
+def _flat_factors(n: int, alpha, one, inv: np.ndarray, w: np.ndarray) -> None:  # noqa: ANN001
+    """The factors :func:`_thomas` makes on a line whose faces are all 1, by the same operations (so the same bits).
+
+    ``inv [n]`` are the pivots' inverses and ``w [n]`` the back-substitution factors ``1 - u``.
+    """
+    if n < 2:
+        return
+    au = alpha * one
+    u_prev = one / (one + au)
+    inv[0] = u_prev
+    w[0] = one - u_prev
+    for i in range(1, n - 1):
+        al = alpha * one
+        au = alpha * one
+        f = one / (one + au + al * u_prev)
+        u_prev = (one + al * u_prev) * f
+        inv[i] = f
+        w[i] = one - u_prev
+    al = alpha * one
+    inv[n - 1] = one / (one + al * u_prev)
+
+
+@nb.njit(**_JIT)
+def _thomas_flat(c: np.ndarray, alpha, one, inv: np.ndarray, w: np.ndarray) -> None:  # noqa: ANN001
+    """:func:`_thomas` on lines whose faces are all 1, with the shared factors of :func:`_flat_factors` (no divisions)."""
+    n, m = c.shape
+    if n < 2:
+        return
+    for j in range(m):
+        c[0, j] = c[0, j] * inv[0]
+    al = alpha * one
+    for i in range(1, n):
+        f = inv[i]
+        for j in range(m):
+            c[i, j] = (c[i, j] + al * c[i - 1, j]) * f
+    for i in range(n - 2, -1, -1):
+        f = w[i]
+        for j in range(m):
+            c[i, j] = c[i, j] + f * c[i + 1, j]
+
+
+@nb.njit(**_JIT)
+def _thomas_lines(c, gl, alpha, one, inv, w, gen, gb, hc, ub):  # noqa: ANN001
+    """:func:`_thomas` of ``c [n, m]`` along axis 0 with the face factors of the conductance lines ``gl [n, m]``.
+
+    Most lines see conductance 1 everywhere (away from the BBB and the brain separator): they
+    are solved with shared factors and no divisions (:func:`_thomas_flat`). The rest are
+    gathered (``gen``, ``gb``, ``hc``, ``ub``: scratch of ``[m]``, ``[n, m]``, ``[n, m]``, ``[n, m]``),
+    solved by :func:`_thomas` and put back. A face is 1 exactly when both its voxels are 1
+    (conductances lie in 0..1), so every line gets the numbers :func:`_thomas` gives it.
+    """
+    n, m = c.shape
+    if n < 2:
+        return
+    m_gen = 0
+    for j in range(m):
+        for i in range(n):
+            if gl[i, j] != one:
+                gen[m_gen] = j
+                m_gen += 1
+                break
+    for q in range(m_gen):
+        j = gen[q]
+        for i in range(n):
+            gb[i, q] = c[i, j]
+        for i in range(n - 1):
+            a = gl[i, j]
+            b = gl[i + 1, j]
+            s = a + b
+            hc[i, q] = (a * b + a * b) / s if s > 0 else s
+    _flat_factors(n, alpha, one, inv, w)
+    _thomas_flat(c, alpha, one, inv, w)
+    if m_gen > 0:
+        _thomas(gb[:, :m_gen], hc[: n - 1, :m_gen], alpha, one, ub[:, :m_gen])
+        for q in range(m_gen):
+            j = gen[q]
+            for i in range(n):
+                c[i, j] = gb[i, q]
+
+
 @nb.njit(parallel=True, **_JIT)
 def react_sweep_z(c, src, upt, has_src, has_upt, dt, decay, alpha, g, has_g, one):  # noqa: ANN001
     """Local implicit reaction then the z sweep, in place; parallel over y."""
@@ -102,14 +186,13 @@ def react_sweep_z(c, src, upt, has_src, has_upt, dt, decay, alpha, g, has_g, one
     n_g = g.shape[0]
     for y in nb.prange(ny):
         buf = np.empty((nz, nx), dtype=c.dtype)  # contiguous, so the recurrences vectorise
-        w = np.empty((nz, nx), dtype=c.dtype)
-        h = np.ones((max(nz - 1, 1), nx), dtype=c.dtype)
         w1 = np.empty(nz, dtype=c.dtype)
         inv1 = np.empty(nz, dtype=c.dtype)
+        gen = np.empty(nx, dtype=np.int64)
+        gb = np.empty((nz, nx), dtype=c.dtype)
+        hc = np.ones((nz, nx), dtype=c.dtype)
+        ub = np.empty((nz, nx), dtype=c.dtype)
         for k in range(n_fields):
-            if has_g and (k == 0 or n_g > 1):
-                kg = k if n_g > 1 else 0
-                _harmonic_rows(g[kg, : nz - 1, y, :], g[kg, 1:, y, :], h[: nz - 1])
             base = one + dt * decay[k]
             for i in range(nz):
                 row = c[k, i, y]
@@ -128,7 +211,7 @@ def react_sweep_z(c, src, upt, has_src, has_upt, dt, decay, alpha, g, has_g, one
                     for j in range(nx):
                         buf[i, j] = buf[i, j] * scale
             if has_g:
-                _thomas(buf, h, alpha[k], one, w)
+                _thomas_lines(buf, g[k if n_g > 1 else 0, :, y, :], alpha[k], one, inv1, w1, gen, gb, hc, ub)
             else:
                 _uniform_factors(nz, alpha[k], one, w1, inv1)
                 _thomas_uniform(buf, alpha[k], w1, inv1)
@@ -148,8 +231,10 @@ def sweep_yx(c, alpha, g, has_g, one):  # noqa: ANN001
     n_fields, nz, ny, nx = c.shape
     n_g = g.shape[0]
     for z in nb.prange(nz):
-        w = np.empty((ny, nx), dtype=c.dtype)
-        hy = np.ones((max(ny - 1, 1), nx), dtype=c.dtype)
+        gen = np.empty(nx, dtype=np.int64)
+        gb = np.empty((ny, nx), dtype=c.dtype)
+        hc = np.ones((ny, nx), dtype=c.dtype)
+        ub = np.empty((ny, nx), dtype=c.dtype)
         wt = np.empty((nx, ny), dtype=c.dtype)
         ht = np.ones((max(nx - 1, 1), ny), dtype=c.dtype)
         gt = np.empty((nx, ny), dtype=c.dtype)
@@ -162,14 +247,13 @@ def sweep_yx(c, alpha, g, has_g, one):  # noqa: ANN001
             if has_g and (k == 0 or n_g > 1):
                 kg = k if n_g > 1 else 0
                 gp = g[kg, z]
-                _harmonic_rows(gp[: ny - 1], gp[1:], hy[: ny - 1])
                 for j in range(ny):
                     for i in range(nx):
                         gt[i, j] = gp[j, i]
                 _harmonic_rows(gt[: nx - 1], gt[1:], ht[: nx - 1])
             plane = c[k, z]
             if has_g:
-                _thomas(plane, hy, alpha[k], one, w)
+                _thomas_lines(plane, g[k if n_g > 1 else 0, z], alpha[k], one, invy1, wy1, gen, gb, hc, ub)
             else:
                 _uniform_factors(ny, alpha[k], one, wy1, invy1)
                 _thomas_uniform(plane, alpha[k], wy1, invy1)

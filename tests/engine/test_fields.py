@@ -292,3 +292,30 @@ def test_numba_sweeps_give_the_same_bits_on_one_thread_and_in_parallel(monkeypat
         results.append(c)
     assert not np.array_equal(results[0], c0)
     assert np.array_equal(results[0], results[1])
+
+
+@pytest.mark.skipif(not numba_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_numba_lines_of_conductance_one_take_shared_factors_with_the_same_bits(dtype) -> None:
+    """``_thomas_lines`` solves lines whose faces are all 1 with shared factors, the rest with ``_thomas``: the same bits as ``_thomas`` on all."""
+    from carabm.engine import _fields_numba  # noqa: PLC0415
+
+    rng = np.random.default_rng(9)
+    n, m = 13, 17
+    gl = np.ones((n, m), dtype=dtype)
+    gl[:, 3] = 0.0  # a separator column
+    gl[5, 7] = 0.25  # one BBB voxel in a line
+    gl[:, 11] = rng.random(n).astype(dtype)  # a line of BBB voxels
+    gl[0, 16] = dtype(1.0) - np.finfo(dtype).eps  # just below 1 at an end
+    one = dtype(1.0)
+    for alpha in (dtype(0.05), dtype(3.0), dtype(400.0)):
+        c0 = rng.random((n, m)).astype(dtype)
+        h = np.empty((n - 1, m), dtype=dtype)
+        _fields_numba._harmonic_rows(gl[:-1], gl[1:], h)
+        expected = c0.copy()
+        _fields_numba._thomas(expected, h, alpha, one, np.empty((n, m), dtype=dtype))
+        got = c0.copy()
+        scratch = [np.empty(n, dtype), np.empty(n, dtype), np.empty(m, np.int64)] + [np.ones((n, m), dtype) for _ in range(3)]
+        _fields_numba._thomas_lines(got, gl, alpha, one, *scratch)
+        assert np.array_equal(got, expected), alpha
+        assert not np.array_equal(got[:, 3], got[:, 4])  # the separator column is solved apart
