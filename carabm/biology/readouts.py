@@ -53,6 +53,8 @@ def packed(model: CrsModel) -> Any:
     activation level per kind with one ``[A]``. Counts are exact in float64.
     """
     xp, store = model.xp, model.store
+    if xp is np:
+        return _packed_host(model)
     f64 = xp.float64
     cells = list(CATALOG.cell_types.values())
     blood_kinds, crossing, _ = _kind_groups(model)
@@ -87,6 +89,48 @@ def packed(model: CrsModel) -> Any:
         sums = xp.where(is_kind[active_kinds], level[None, :], 0).sum(axis=1, dtype=xp.int64)
         parts.append(sums.astype(f64) / ACTIVATION_QUANTUM)
     return xp.concatenate(parts)
+
+
+def _packed_host(model: CrsModel) -> np.ndarray:
+    """:func:`packed` on host arrays: histograms by kind (``bincount``) instead of a ``[K, n]`` mask.
+
+    The same numbers: counts are integers; float32 weights within 20 binary orders of magnitude
+    of each other (what divisions from ``min_agents`` make) sum exactly in float64 in any order,
+    and so do the activation quanta (whole numbers below 2^53).
+    """
+    store = model.store
+    n_kinds = len(CATALOG.cell_types)
+    blood_kinds, crossing, _ = _kind_groups(model)
+    kind = store.kind.astype(np.intp)
+    weight = store.weights().astype(np.float64)
+    cells = list(CATALOG.cell_types.values())
+    activated_state = np.asarray([c.code(c.activated) if c.activated else -1 for c in cells], dtype=np.int16)
+    activated = store.state.astype(np.int16) == activated_state[kind]
+    in_blood = model.circulation.in_lattice_blood()
+    in_cns = model.compartments() == CNS
+    crossing_kind = np.zeros(n_kinds, dtype=bool)
+    crossing_kind[crossing] = True
+    parts = [np.bincount(kind, minlength=n_kinds).astype(np.float64), np.bincount(kind[activated], minlength=n_kinds).astype(np.float64),
+             np.bincount(kind[in_blood], weights=weight[in_blood], minlength=n_kinds)[blood_kinds],
+             np.bincount(kind, weights=weight, minlength=n_kinds),
+             np.array([np.count_nonzero(crossing_kind[kind] & in_cns)], dtype=np.float64)]  # fmt: skip
+    if model.n_cns:
+        parts.append(scatter.mean_at(model.fields_flat, model.cns_voxels).astype(np.float64))
+    else:
+        parts.append(np.zeros(len(CATALOG.cytokines), dtype=np.float64))
+    if model.n_bbb:
+        bbb = model.integrity.reshape(-1)[model.bbb_voxels]
+        edema = float(np.count_nonzero(bbb < model.config.clinical.edema_integrity))
+        parts.append(np.array([float(model.integrity_mean_device()), float(bbb.min()), edema], dtype=np.float64))
+    else:
+        parts.append(np.asarray([1.0, 1.0, 0.0], dtype=np.float64))
+    parts.append(model.tallies.astype(np.float64))
+    active_kinds = _activation_kinds(model)
+    if active_kinds:
+        level = np.rint(store[ACTIVATION].astype(np.float64) * ACTIVATION_QUANTUM)
+        sums = np.bincount(kind, weights=level, minlength=n_kinds)[active_kinds]  # whole numbers below 2^53: exact
+        parts.append(sums / ACTIVATION_QUANTUM)
+    return np.concatenate(parts)
 
 
 def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
