@@ -88,3 +88,21 @@ def test_the_seam_closes_to_cells_only_when_asked():
     # the tumour's own vessel still has tissue beside it: cells still enter the tumour there
     assert (wall == TISSUE).sum() == (closed_model.lattice.labels == TISSUE).sum() - seam.sum()
 
+
+
+def test_dilate6_is_scipys_default_binary_dilation():
+    from scipy import ndimage  # noqa: PLC0415
+
+    from carabm.biology.endothelium import dilate6  # noqa: PLC0415
+
+    rng = np.random.default_rng(11)
+    for density in (0.002, 0.05, 0.4):
+        mask = rng.random((7, 9, 11)) < density
+        assert np.array_equal(dilate6(mask), ndimage.binary_dilation(mask))
+    edge = np.zeros((3, 4, 5), dtype=bool)
+    edge[0, 0, 0] = edge[2, 3, 4] = True  # corners: nothing wraps around
+    assert np.array_equal(dilate6(edge), ndimage.binary_dilation(edge))
+    for layout in ([], ["lattice.layout.vessel_spacing_um=240"]):
+        lattice = build_lattice(load_config(None, SMALL + layout))
+        reach = lattice.labels == BBB  # the separator's own steps, against scipy's iterations
+        assert np.array_equal(dilate6(dilate6(reach)), ndimage.binary_dilation(reach, iterations=2))
