@@ -272,7 +272,7 @@ def test_cupy_matches_numpy() -> None:
 
 
 @pytest.mark.skipif(not numba_available(), reason="numba is not installed")
-@pytest.mark.parametrize("with_conductance", [False, True])
+@pytest.mark.parametrize("with_conductance", [False, True, "mostly_one"])
 def test_numba_sweeps_give_the_same_bits_on_one_thread_and_in_parallel(monkeypatch, with_conductance) -> None:
     """Small grids are swept on one thread (``SERIAL_BELOW``); lines are independent, so threads change no bit."""
     from carabm.engine import _fields_numba  # noqa: PLC0415
@@ -282,6 +282,10 @@ def test_numba_sweeps_give_the_same_bits_on_one_thread_and_in_parallel(monkeypat
     c0 = rng.random(shape, dtype=np.float32)
     src, upt = rng.random(shape, dtype=np.float32), rng.random(shape, dtype=np.float32)
     g = rng.random((1,) + shape[1:], dtype=np.float32) if with_conductance else None
+    if with_conductance == "mostly_one":  # lines of conductance 1 (shared factors) beside a separator and a BBB column
+        g[...] = 1.0
+        g[0, :, :, 4] = 0.0
+        g[0, :, 2:4, 6] = 0.3
     decay, alpha = np.full(3, 1e-3, np.float32), np.array([0.5, 4.0, 40.0], np.float32)
     results = []
     for serial_below in (1 << 30, 0):  # one thread, then the parallel region
