@@ -52,9 +52,14 @@ def packed(model: CrsModel) -> Any:
     BBB voxels below ``clinical.edema_integrity`` ``[1]``, this step's tallies ``[T]``, summed
     activation level per kind with one ``[A]``. Counts are exact in float64.
     """
+    xp = model.xp
+    agents, activation = _by_kind_host(model) if xp is np else _by_kind_masked(model)
+    return xp.concatenate(agents + _site_parts(model) + activation)
+
+
+def _by_kind_masked(model: CrsModel) -> tuple[list[Any], list[Any]]:
+    """The per-kind parts of :func:`packed` from a ``[K, n]`` mask (the device form: no host read)."""
     xp, store = model.xp, model.store
-    if xp is np:
-        return _packed_host(model)
     f64 = xp.float64
     cells = list(CATALOG.cell_types.values())
     blood_kinds, crossing, _ = _kind_groups(model)
@@ -69,30 +74,19 @@ def packed(model: CrsModel) -> Any:
     infiltrating = is_kind[crossing].any(axis=0) & in_cns
     parts = [is_kind.sum(axis=1, dtype=xp.int64), activated.sum(axis=1, dtype=xp.int64), (blood * weight).sum(axis=1),
              (is_kind * weight).sum(axis=1), infiltrating.sum(dtype=xp.int64).reshape(1)]  # fmt: skip
-    parts = [part.astype(f64) for part in parts]
-    if model.n_cns:
-        parts.append(scatter.mean_at(model.fields_flat, model.cns_voxels).astype(f64))
-    else:
-        parts.append(xp.zeros(len(CATALOG.cytokines), dtype=f64))
-    if model.n_bbb:
-        bbb = model.integrity.reshape(-1)[model.bbb_voxels]
-        edema = (bbb < model.config.clinical.edema_integrity).sum(dtype=xp.int64).astype(f64).reshape(1)
-        parts += [model.integrity_mean_device().astype(f64).reshape(1), bbb.min().astype(f64).reshape(1), edema]
-    else:
-        parts.append(xp.asarray([1.0, 1.0, 0.0], dtype=f64))
-    parts.append(model.tallies.astype(f64))
     active_kinds = _activation_kinds(model)
+    activation = []
     if active_kinds:
         # summed as integers of 2^-32 (exact, so the same whatever the agents' order: the GPU path
         # sorts agents by voxel), then back to a level sum; 4096 agents at 1.0 stay far below 2^63
         level = xp.rint(store[ACTIVATION].astype(f64) * ACTIVATION_QUANTUM).astype(xp.int64)
         sums = xp.where(is_kind[active_kinds], level[None, :], 0).sum(axis=1, dtype=xp.int64)
-        parts.append(sums.astype(f64) / ACTIVATION_QUANTUM)
-    return xp.concatenate(parts)
+        activation.append(sums.astype(f64) / ACTIVATION_QUANTUM)
+    return [part.astype(f64) for part in parts], activation
 
 
-def _packed_host(model: CrsModel) -> np.ndarray:
-    """:func:`packed` on host arrays: histograms by kind (``bincount``) instead of a ``[K, n]`` mask.
+def _by_kind_host(model: CrsModel) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """:func:`_by_kind_masked` on host arrays: histograms by kind (``bincount``) instead of a ``[K, n]`` mask.
 
     The same numbers: counts are integers; float32 weights within 20 binary orders of magnitude
     of each other (what divisions from ``min_agents`` make) sum exactly in float64 in any order,
@@ -114,23 +108,31 @@ def _packed_host(model: CrsModel) -> np.ndarray:
              np.bincount(kind[in_blood], weights=weight[in_blood], minlength=n_kinds)[blood_kinds],
              np.bincount(kind, weights=weight, minlength=n_kinds),
              np.array([np.count_nonzero(crossing_kind[kind] & in_cns)], dtype=np.float64)]  # fmt: skip
-    if model.n_cns:
-        parts.append(scatter.mean_at(model.fields_flat, model.cns_voxels).astype(np.float64))
-    else:
-        parts.append(np.zeros(len(CATALOG.cytokines), dtype=np.float64))
-    if model.n_bbb:
-        bbb = model.integrity.reshape(-1)[model.bbb_voxels]
-        edema = float(np.count_nonzero(bbb < model.config.clinical.edema_integrity))
-        parts.append(np.array([float(model.integrity_mean_device()), float(bbb.min()), edema], dtype=np.float64))
-    else:
-        parts.append(np.asarray([1.0, 1.0, 0.0], dtype=np.float64))
-    parts.append(model.tallies.astype(np.float64))
     active_kinds = _activation_kinds(model)
+    activation = []
     if active_kinds:
         level = np.rint(store[ACTIVATION].astype(np.float64) * ACTIVATION_QUANTUM)
-        sums = np.bincount(kind, weights=level, minlength=n_kinds)[active_kinds]  # whole numbers below 2^53: exact
-        parts.append(sums / ACTIVATION_QUANTUM)
-    return np.concatenate(parts)
+        activation.append(np.bincount(kind, weights=level, minlength=n_kinds)[active_kinds] / ACTIVATION_QUANTUM)
+    return parts, activation
+
+
+def _site_parts(model: CrsModel) -> list[Any]:
+    """The parts of :func:`packed` that are not per kind: CNS means, BBB integrity (mean, minimum, oedema voxels), tallies."""
+    xp = model.xp
+    f64 = xp.float64
+    parts = []
+    if model.n_cns:
+        parts.append(scatter.mean_at(model.fields_flat, model.cns_voxels).astype(f64))
+    else:
+        parts.append(xp.zeros(len(CATALOG.cytokines), dtype=f64))
+    if model.n_bbb:
+        bbb = model.integrity.reshape(-1)[model.bbb_voxels]
+        edema = (bbb < model.config.clinical.edema_integrity).sum(dtype=xp.int64).astype(f64).reshape(1)
+        parts += [model.integrity_mean_device().astype(f64).reshape(1), bbb.min().astype(f64).reshape(1), edema]
+    else:
+        parts.append(xp.asarray([1.0, 1.0, 0.0], dtype=f64))
+    parts.append(model.tallies.astype(f64))
+    return parts
 
 
 def row(model: CrsModel, serum: np.ndarray) -> dict[str, Any]:
