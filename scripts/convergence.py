@@ -20,8 +20,15 @@ follow the tumour by themselves), so the lattice stands for more of the patient:
   tissue's blood interface per volume changes (the slab's face grows as y z, the block as x y z).
 * ``tile``: ``factor`` times along z and y only, the quickstart's x sequence unchanged: the
   same tissue, vessels and CNS repeated side by side (``factor**2`` times the volume).
+* ``mirror``: ``factor`` times along every axis as a larger sample of the same tissue: the
+  quickstart's lattice repeated along z and y and, along x, alternately as it is and mirrored
+  (tissue | brain vessel | BBB | CNS | CNS | BBB | brain vessel | tissue for 2), written as a
+  label mask (``lattice.layout.kind: mask``). Every voxel keeps the neighbourhood it has on the
+  quickstart: the tissue block keeps its depth and its blood interface per volume, and the
+  mirror plane is the quickstart's closed outer face seen from both sides (``factor**3``).
 
     python scripts/convergence.py --seeds 1 2 3 4 --duration-h 336 --jobs 2 --mode tile --markdown conv.md
+    python scripts/convergence.py --seeds 1 2 3 4 5 6 7 8 --jobs 2 --mode mirror --markdown conv.md
 
 The larger lattice costs about its volume factor times a quickstart run.
 """
@@ -32,6 +39,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -41,7 +49,7 @@ import numpy as np
 from scipy import stats
 
 from carabm.io.catalog import CATALOG
-from carabm.io.config import load_config
+from carabm.io.config import default_labels, load_config
 from carabm.validation import first_day, run_series
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,17 +67,37 @@ READOUTS = {
 }
 
 
-def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "axis", settings: list[str] | tuple[str, ...] = ()) -> list[str]:
-    """``--set`` overrides for the same patient on a lattice ``factor`` times larger (``mode``: ``axis`` or ``tile``).
+MODES = ("axis", "tile", "mirror")
+
+
+def mirrored_labels(config: Path = QUICKSTART, factor: int = 2, settings: list[str] | tuple[str, ...] = ()) -> np.ndarray:
+    """The config's default-layout labels ``factor`` times along z and y, and along x alternately as they are and mirrored."""
+    base = load_config(config, list(settings), check_memory=False)
+    if base.lattice.layout.kind != "default":
+        raise ValueError(f"mirror: needs the default layout, got lattice.layout.kind {base.lattice.layout.kind!r}")
+    tiled = np.tile(np.asarray(default_labels(base.lattice)), (factor, factor, 1))
+    return np.ascontiguousarray(np.concatenate([tiled if i % 2 == 0 else tiled[:, :, ::-1] for i in range(factor)], axis=2))
+
+
+def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "axis", settings: list[str] | tuple[str, ...] = (),
+                     mask_file: Path | None = None) -> list[str]:  # fmt: skip
+    """``--set`` overrides for the same patient on a lattice ``factor`` times larger (``mode``: one of :data:`MODES`).
 
     The tissue keeps its vessels: their radius, and a grid of them one quickstart tissue-block
     width apart; every placed cell type's t = 0 count scales with the volume
     (``per_tumour_cell`` types follow the tumour by themselves). ``settings``: ``--set`` overrides
-    of both lattices, applied before these.
+    of both lattices, applied before these. ``mirror`` writes its label mask to ``mask_file``.
     """
-    if mode not in ("axis", "tile"):
-        raise ValueError(f"mode: expected axis or tile, got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     base = load_config(config, list(settings), check_memory=False)
+    if mode == "mirror":
+        if mask_file is None:
+            raise ValueError("mirror: a mask_file to write the larger lattice's labels to is needed")
+        labels = mirrored_labels(config, factor, settings)
+        np.save(mask_file, labels)
+        out = [f"lattice.shape=[{','.join(str(n) for n in labels.shape)}]", "lattice.layout.kind=mask", f"lattice.layout.file={mask_file}"]
+        return out + _scaled_counts(base, factor**3)
     lat, layout = base.lattice, base.lattice.layout
     nz, ny, nx = lat.shape
     block_um = round(nx * layout.tissue_fraction) * lat.voxel_um
@@ -81,7 +109,12 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
            f"lattice.layout.vessel_spacing_um={spacing:g}"]  # fmt: skip
     if mode == "axis":
         out.append(f"lattice.layout.brain_vessel_width_um={layout.brain_vessel_width_um * factor:g}")
-    volume = per_axis[0] * per_axis[1] * per_axis[2]
+    return out + _scaled_counts(base, per_axis[0] * per_axis[1] * per_axis[2])
+
+
+def _scaled_counts(base: Any, volume: int) -> list[str]:
+    """Overrides of every placed cell type's fixed t = 0 count, ``volume`` times the config's."""
+    out = []
     for name, cell in CATALOG.cell_types.items():
         section = getattr(base.cells, name)
         if cell.placed and getattr(section, "per_tumour_cell", None) is None and section.initial_count:
@@ -140,7 +173,8 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
 
 def markdown(rows: dict[str, dict[str, Any]], factor: int, seeds: list[int], duration_h: float, mode: str = "axis") -> str:
     """The side-by-side table."""
-    big, volume = (f"{factor}x per axis", factor**3) if mode == "axis" else (f"tiled {factor}x along z and y", factor**2)
+    big, volume = {"axis": (f"{factor}x per axis", factor**3), "tile": (f"tiled {factor}x along z and y", factor**2),
+                   "mirror": (f"{factor}x per axis, mirrored along x", factor**3)}[mode]  # fmt: skip
     lines = [f"Convergence over seeds {seeds}, {duration_h:g} h: quickstart vs the same patient on a lattice {big} "
              f"({volume}x the volume and agents)", "",
              f"| readout | quickstart mean ± sd | {big} mean ± sd | ratio | 95 % CI of the difference | Welch p | agrees |",
@@ -164,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--factor", type=int, default=2, help="lattice size factor per axis (default 2)")
-    parser.add_argument("--mode", choices=["axis", "tile"], default="axis",
-                        help="axis: factor times along every axis; tile: along z and y only, the x sequence kept (default axis)")  # fmt: skip
+    parser.add_argument("--mode", choices=MODES, default="axis",
+                        help="axis: factor times along every axis (a deeper tissue block); tile: along z and y only, the x sequence "
+                             "kept; mirror: factor times along every axis, the x sequence mirrored (default axis)")  # fmt: skip
     parser.add_argument("--duration-h", type=float, default=336.0, help="simulated hours per run (default 336, the quickstart's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -174,15 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, help="write the markdown table here (default: stdout)")
     args = parser.parse_args(argv)
     common = [*args.set, f"run.duration_h={args.duration_h:g}"]
-    larger = common + larger_overrides(factor=args.factor, mode=args.mode, settings=args.set)
-    jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", larger, s) for s in args.seeds]
     results: dict[str, dict[int, dict[str, float]]] = {"quickstart": {}, "larger": {}}
     wall: dict[str, float] = {"quickstart": 0.0, "larger": 0.0}
-    with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-        for label, seed, values, seconds in pool.map(_one, jobs):
-            results[label][seed] = values
-            wall[label] += seconds
-            print(f"{label} seed {seed}: {json.dumps(values)} ({seconds:.0f} s)", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="carabm-convergence-") as scratch:  # the mirror mode's label mask
+        mask = Path(scratch) / "larger_labels.npy"
+        larger = common + larger_overrides(factor=args.factor, mode=args.mode, settings=args.set, mask_file=mask)
+        jobs = [("quickstart", common, s) for s in args.seeds] + [("larger", larger, s) for s in args.seeds]
+        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            for label, seed, values, seconds in pool.map(_one, jobs):
+                results[label][seed] = values
+                wall[label] += seconds
+                print(f"{label} seed {seed}: {json.dumps(values)} ({seconds:.0f} s)", file=sys.stderr, flush=True)
     rows = {key: compare([results["quickstart"][s][key] for s in args.seeds], [results["larger"][s][key] for s in args.seeds])
             for key in READOUTS}  # fmt: skip
     runs = {label: {seed: {k: (v if math.isfinite(v) else None) for k, v in values.items()} for seed, values in by_seed.items()}

@@ -345,3 +345,31 @@ def test_convergence_lattices_keep_the_quickstart_tissue(mode):
     assert (large == TISSUE).sum() == volume * (small == TISSUE).sum()
     if mode == "tile":  # the x sequence (tissue | brain vessel | BBB | CNS) is the quickstart's, repeated along z and y
         assert np.array_equal(large[:, : small.shape[1], :], np.concatenate([small, small]))
+
+
+def test_convergence_mirror_lattice_is_the_quickstart_repeated_and_mirrored(tmp_path):
+    """--mode mirror: 2x along every axis as a label mask whose every octant is the quickstart's lattice (mirrored
+    along x beyond the middle), so the tissue's depth, vessels and seam with the brain vessel per volume are kept."""
+    from carabm.biology.endothelium import brain_separator
+    from carabm.engine.lattice import BLOOD, Lattice
+    from carabm.io.config import default_labels, load_config
+
+    convergence = load_script("convergence")
+    mask = tmp_path / "labels.npy"
+    quick = load_config(ROOT / "configs" / "quickstart.yaml", check_memory=False)
+    big = load_config(ROOT / "configs" / "quickstart.yaml", convergence.larger_overrides(factor=2, mode="mirror", mask_file=mask),
+                      check_memory=False)  # fmt: skip
+    small, large = np.asarray(default_labels(quick.lattice)), np.load(mask)
+    nz, ny, nx = small.shape
+    assert big.lattice.layout.kind == "mask" and tuple(big.lattice.shape) == large.shape == (2 * nz, 2 * ny, 2 * nx)
+    for z0 in (0, nz):
+        for y0 in (0, ny):
+            assert np.array_equal(large[z0 : z0 + nz, y0 : y0 + ny, :nx], small)
+            assert np.array_equal(large[z0 : z0 + nz, y0 : y0 + ny, nx:], small[:, :, ::-1])
+    assert big.cells.bcell.initial_count == 8 * quick.cells.bcell.initial_count
+    assert big.cells.microglia.initial_count == 8 * quick.cells.microglia.initial_count
+    seam = brain_separator(Lattice(large, big.lattice.voxel_um)).sum()
+    assert seam == 8 * brain_separator(Lattice(small, quick.lattice.voxel_um)).sum() > 0
+    assert (large == BLOOD).sum() == 8 * (small == BLOOD).sum()
+    with pytest.raises(ValueError, match="mask_file"):
+        convergence.larger_overrides(factor=2, mode="mirror")
