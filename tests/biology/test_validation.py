@@ -18,10 +18,12 @@ from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting
 #: fact number -> the mechanism it waits for (issue 19)
 MISSING: dict[int, str] = {
     8: "1e9 -> 1e10 tumour cells raises peak IL-6 ~20x (allowed <= 10x) and 1e11 lowers it (4,410 -> 1,900 pg/mL, "
-       "seed 1): the lattice's vessels hold a share of the patient's blood that grows with the burden, so at 1e11 "
-       "the tumour drains the circulating monocytes to half their number even with MCP-1-driven marrow release, and "
-       "the smaller pool makes less IL-1 and IL-6; the dose series is graded in seed 1 (1,250 / 4,410 / 6,640 pg/mL) "
-       "but its first step is 5-6x in seeds 2 and 3 (docs/model.md 'Where the storm comes from'; issue 19)",
+       "seed 1). Over seven burdens the peak rises about fourfold per doubling below 5e9 cells (the circulating "
+       "monocytes' Hill-2 response to a drive that grows with the antigen) and falls above 1e10: the CAR-T division "
+       "limit stops the 1e11 expansion, and with a division programme extended by kills and the marrow refilling "
+       "blood within hours (Tak, J Innate Immun 2017) the 1e11 peak still stays at 0.87-0.91x, held by the pool's "
+       "ceiling (IL-10 feedback) and the lattice's uptake; the dose series is graded in seed 1 (1,250 / 4,410 / "
+       "6,640 pg/mL) but its first step is 5-6x in seeds 2 and 3 (docs/model.md 'What is still left'; issue 19)",
 }  # fmt: skip
 
 
