@@ -22,7 +22,7 @@ MISSING: dict[int, str] = {
        "monocytes' Hill-2 response to a drive that grows with the antigen) and falls above 1e10: the CAR-T division "
        "limit stops the 1e11 expansion, and with a division programme extended by kills and the marrow refilling "
        "blood within hours (Tak, J Innate Immun 2017) the 1e11 peak still stays at 0.87-0.91x, held by the pool's "
-       "ceiling (IL-10 feedback) and the lattice's uptake; the dose series is graded in seed 1 (1,250 / 4,410 / "
+       "maximal output and the lattice's uptake; the dose series is graded in seed 1 (1,250 / 4,410 / "
        "6,640 pg/mL) but its first step is 5-6x in seeds 2 and 3 (docs/model.md 'What is still left'; issue 19)",
 }  # fmt: skip
 
