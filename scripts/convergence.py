@@ -70,12 +70,11 @@ READOUTS = {
 MODES = ("axis", "tile", "mirror")
 
 
-def mirrored_labels(config: Path = QUICKSTART, factor: int = 2, settings: list[str] | tuple[str, ...] = ()) -> np.ndarray:
-    """The config's default-layout labels ``factor`` times along z and y, and along x alternately as they are and mirrored."""
-    base = load_config(config, list(settings), check_memory=False)
-    if base.lattice.layout.kind != "default":
-        raise ValueError(f"mirror: needs the default layout, got lattice.layout.kind {base.lattice.layout.kind!r}")
-    tiled = np.tile(np.asarray(default_labels(base.lattice)), (factor, factor, 1))
+def mirrored_labels(lattice: Any, factor: int = 2) -> np.ndarray:
+    """A config's ``lattice`` (default layout) as labels ``factor`` times along z and y, and along x alternately as they are and mirrored."""
+    if lattice.layout.kind != "default":
+        raise ValueError(f"mirror: needs the default layout, got lattice.layout.kind {lattice.layout.kind!r}")
+    tiled = np.tile(np.asarray(default_labels(lattice)), (factor, factor, 1))
     return np.ascontiguousarray(np.concatenate([tiled if i % 2 == 0 else tiled[:, :, ::-1] for i in range(factor)], axis=2))
 
 
@@ -94,7 +93,7 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
     if mode == "mirror":
         if mask_file is None:
             raise ValueError("mirror: a mask_file to write the larger lattice's labels to is needed")
-        labels = mirrored_labels(config, factor, settings)
+        labels = mirrored_labels(base.lattice, factor)
         np.save(mask_file, labels)
         out = [f"lattice.shape=[{','.join(str(n) for n in labels.shape)}]", "lattice.layout.kind=mask", f"lattice.layout.file={mask_file}"]
         return out + _scaled_counts(base, factor**3)
