@@ -12,6 +12,7 @@ between backends.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,11 @@ from carabm.errors import CheckpointError, InputFileError
 from carabm.io.crash import crash_point
 
 #: checkpoint format version (independent of the output file's schema)
-CHECKPOINT_VERSION = 2
+CHECKPOINT_VERSION = 3
+#: the oldest format this carabm reads: 2 stored one HDF5 group per tree node and one dataset per
+#: time series (about 0.25 ms of HDF5 metadata each); 3 stores the tree's plain values as one JSON
+#: text, its arrays as datasets, and the time series as one 2-D dataset per dtype
+OLDEST_READABLE = 2
 #: suffix of the checkpoint file beside an output ``FILE.h5`` -> ``FILE.h5.ckpt``
 SUFFIX = ".ckpt"
 
@@ -88,7 +93,8 @@ def from_tree(tree: dict[str, Any], where: str = "state") -> Any:
     raise CheckpointError(f"{where}: unknown entry kind {kind!r} in checkpoint (written by another carabm version?)")
 
 
-def _write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
+def _write_tree_v2(group: h5py.Group, tree: dict[str, Any]) -> None:
+    """Format 2 (one group per node), which this carabm still reads; the tests write one with it."""
     group.attrs["__kind__"] = tree["__kind__"]
     if "value" in tree:
         value = tree["value"]
@@ -102,10 +108,11 @@ def _write_tree(group: h5py.Group, tree: dict[str, Any]) -> None:
     if items:
         parent = group.require_group("items")  # looked up once, not per entry
         for key, sub in items.items():
-            _write_tree(parent.create_group(key), sub)
+            _write_tree_v2(parent.create_group(key), sub)
 
 
 def _read_tree(group: h5py.Group) -> dict[str, Any]:
+    """A tree from a format-2 group (one group per node)."""
     tree: dict[str, Any] = {"__kind__": str(group.attrs["__kind__"])}
     if "value" in group:
         ds = group["value"]
@@ -118,6 +125,86 @@ def _read_tree(group: h5py.Group) -> dict[str, Any]:
     if tree["__kind__"] in ("dict", "list", "tuple"):
         tree["items"] = {k: _read_tree(v) for k, v in group["items"].items()} if "items" in group else {}
     return tree
+
+
+#: the Python type of each plain scalar kind in a tree (as :func:`to_tree` makes them)
+_SCALARS = {"bool": np.bool_, "int": np.int64, "float": np.float64}
+
+
+def _skeleton(tree: dict[str, Any], arrays: dict[str, Any]) -> dict[str, Any]:
+    """``tree`` as JSON-able data: arrays and NumPy scalars move to ``arrays`` under a reference.
+
+    JSON keeps every Python float exactly (shortest round-trip repr, NaN and infinities
+    included), every int, bool and string, and the order of the items.
+    """
+    kind = tree["__kind__"]
+    if kind in ("ndarray", "npscalar"):
+        ref = f"{len(arrays):06d}"
+        arrays[ref] = tree["value"]
+        return {"__kind__": kind, "ref": ref}
+    node: dict[str, Any] = {"__kind__": kind}
+    if "value" in tree:
+        value = tree["value"]
+        node["value"] = value if isinstance(value, str) else value.item()
+    if "items" in tree:
+        node["items"] = {key: _skeleton(sub, arrays) for key, sub in tree["items"].items()}
+    return node
+
+
+def _write_tree_v3(group: h5py.Group, tree: dict[str, Any]) -> None:
+    """Format 3: the tree's structure and plain values as one JSON text, its arrays as datasets under ``arrays``."""
+    arrays: dict[str, Any] = {}
+    group.create_dataset("tree", data=json.dumps(_skeleton(tree, arrays)), dtype=h5py.string_dtype())
+    stored = group.create_group("arrays")
+    for ref, value in arrays.items():
+        array = np.asarray(value)
+        big = array.size > 4096
+        stored.create_dataset(ref, data=array, compression="gzip" if big else None, shuffle=big, compression_opts=1 if big else None)
+
+
+def _read_tree_v3(group: h5py.Group) -> dict[str, Any]:
+    """A tree from a format-3 group (see :func:`_write_tree_v3`)."""
+    text = group["tree"][()]
+    arrays = group["arrays"]
+
+    def node(data: dict[str, Any]) -> dict[str, Any]:
+        kind = data["__kind__"]
+        tree: dict[str, Any] = {"__kind__": kind}
+        if "ref" in data:
+            ds = arrays[data["ref"]]
+            value = ds[()]
+            tree["value"] = ds.dtype.type(value) if kind == "npscalar" else np.asarray(value)
+        elif "value" in data:
+            value = data["value"]
+            tree["value"] = _SCALARS[kind](value) if kind in _SCALARS else value
+        if kind in ("dict", "list", "tuple"):
+            tree["items"] = {key: node(sub) for key, sub in data.get("items", {}).items()}
+        return tree
+
+    return node(json.loads(text.decode() if isinstance(text, bytes) else text))
+
+
+def _write_series(group: h5py.Group, series: dict[str, Any], rows: int) -> None:
+    """Format 3: the time series as one ``[names, rows]`` dataset per dtype (names in the attribute ``names``)."""
+    group.attrs["names"] = list(series)  # the columns' order, as written
+    by_dtype: dict[str, list[str]] = {}
+    for name, values in series.items():
+        by_dtype.setdefault(np.asarray(values).dtype.str, []).append(name)
+    for i, names in enumerate(by_dtype.values()):
+        data = np.stack([np.asarray(series[name])[:rows] for name in names])
+        ds = group.create_dataset(f"{i}", data=data, compression="gzip", compression_opts=1, shuffle=True)
+        ds.attrs["names"] = names
+
+
+def _read_series(group: h5py.Group) -> dict[str, np.ndarray]:
+    """The time series from a format-3 ``series`` group, in the order written."""
+    columns: dict[str, np.ndarray] = {}
+    for ds in group.values():
+        data = ds[()]
+        for name, values in zip(ds.attrs["names"], data):
+            columns[name.decode() if isinstance(name, bytes) else str(name)] = values
+    order = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs["names"]]
+    return {name: columns[name] for name in order}
 
 
 # --------------------------------------------------------------------------- the model's state
@@ -166,15 +253,13 @@ def write_checkpoint(
             f.attrs["backend"] = backend
             f.attrs["timeseries_rows"] = int(timeseries_rows)
             f.create_dataset("config", data=config_yaml, dtype=h5py.string_dtype())
-            _write_tree(f.create_group("state"), tree)
+            _write_tree_v3(f.create_group("state"), tree)
             crash_point("checkpoint")
             if output is not None:
                 group = f.create_group("output")
                 for key, value in output["attrs"].items():
                     group.attrs[key] = value
-                series = group.create_group("timeseries")
-                for name, values in output["timeseries"].items():
-                    series.create_dataset(name, data=np.asarray(values)[:timeseries_rows], compression="gzip", compression_opts=1)
+                _write_series(group.create_group("series"), output["timeseries"], timeseries_rows)
                 group.create_dataset("snapshots", data=np.array(output.get("snapshots", []), dtype=object), dtype=h5py.string_dtype())
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
@@ -221,18 +306,21 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
             version = int(f.attrs["carabm_checkpoint"])
             if version > CHECKPOINT_VERSION:
                 raise InputFileError(f"{path}: checkpoint format {version} is newer than this carabm ({carabm.__version__}); upgrade carabm")
-            if version < CHECKPOINT_VERSION:
+            if version < OLDEST_READABLE:
                 written = f.attrs.get("carabm_version", "?")
                 written = written.decode() if isinstance(written, bytes) else written
                 raise InputFileError(f"{path}: checkpoint format {version} (carabm {written}) cannot be read by this carabm ({carabm.__version__}, "
-                                     f"format {CHECKPOINT_VERSION}); finish that run with carabm {written}, or start it again with --overwrite")  # fmt: skip
+                                     f"formats {OLDEST_READABLE}-{CHECKPOINT_VERSION}); finish that run with carabm {written}, or start it again with --overwrite")  # fmt: skip
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             config = f["config"][()]
-            state = _read_tree(f["state"])
+            state = _read_tree_v3(f["state"]) if version >= 3 else _read_tree(f["state"])
             output = None
             if "output" in f:
                 series: dict[str, np.ndarray] = {}
-                f["output/timeseries"].visititems(lambda name, obj: series.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+                if "series" in f["output"]:
+                    series = _read_series(f["output/series"])
+                else:  # format 2: one dataset per time series
+                    f["output/timeseries"].visititems(lambda name, obj: series.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
                 output = {"attrs": {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f["output"].attrs.items()}, "timeseries": series,
                           "snapshots": [n.decode() if isinstance(n, bytes) else str(n) for n in f["output/snapshots"][()]]}  # fmt: skip
     except OSError as exc:
