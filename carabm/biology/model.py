@@ -201,13 +201,11 @@ class CrsModel:
 
         Keyed by id, so an agent gets the same number whichever other agents are drawn with it.
         """
-        word = rng_compiled.random_bits(self.xp, self.seed, self.step_index, self.store.id, purpose)[0]
-        return rng_compiled.to_unit(word, self.xp)
+        return rng_compiled.uniform(self.xp, self.seed, self.step_index, self.store.id, purpose)
 
     def uniform_scalar(self, purpose: str) -> float:
         """One uniform number for this step and purpose (not tied to an agent; host)."""
-        word = rng_compiled.random_bits(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0]
-        return float(rng_compiled.to_unit(word, np)[0])
+        return float(rng_compiled.uniform(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0])
 
     def random_neighbour_of_kind(self, kind: str, purpose: str) -> tuple[Any, Any]:
         """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``."""
@@ -358,7 +356,7 @@ class CrsModel:
             k = self.store.kind_id(name)
             if self.circulation.circulating[k]:
                 expected = self.circulation.pool[k] * p
-                u = rng_compiled.to_unit(rng_compiled.random_bits(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")[0], np)
+                u = rng_compiled.uniform(np, self.seed, self.step_index, np.arange(expected.size), f"deplete_pool:{name}")
                 self.circulation.pool[k] = np.maximum(self.circulation.pool[k] - stochastic_round(expected, u), 0)
 
     def flush_deaths(self) -> None:

@@ -226,7 +226,7 @@ class BloodCirculation:
         n_free = None
         if store.n:
             circulating = xp.asarray(self.circulating)[store.kind] & self.in_lattice_blood()
-            u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, store.id, "circulate_out")[0], xp)
+            u = rng_compiled.uniform(xp, self.seed, step, store.id, "circulate_out")
             leaving = circulating & (u < xp.float32(self.exchange_probability))
             sums: dict[str, np.ndarray] = {}
             if store.launcher is not None:

@@ -257,7 +257,7 @@ class Movement:
             ok[at_bbb] = False
             return ok
         leak = bbb_crossing_probability(xp, xp.asarray(integrity).ravel()[self._unpad(target[at_bbb])], self.bbb_hill)
-        u = rng_compiled.to_unit(rng_compiled.random_bits(xp, self.seed, step, ids[at_bbb], "bbb_cross")[0], xp)
+        u = rng_compiled.uniform(xp, self.seed, step, ids[at_bbb], "bbb_cross")
         ok[at_bbb] = u < leak
         return ok
 

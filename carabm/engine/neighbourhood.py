@@ -95,10 +95,10 @@ class Neighbourhood:
         m = int(nb.shape[1])
         kernel = compiled_twin("_neighbourhood_numba", "random_neighbour") if not on_device(xp) else None
         if kernel is not None:  # one compiled pass instead of ~30 array operations (same numbers)
-            word = rng_compiled.random_bits(xp, self.seed, step, self.store.id[:m], purpose)[0]
+            u = rng_compiled.uniform(xp, self.seed, step, self.store.id[:m], purpose)
             slot, has = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
             among_padded = np.concatenate([np.zeros(1, dtype=bool), np.asarray(among, dtype=bool)])
-            kernel(np.ascontiguousarray(nb), among_padded, rng_compiled.to_unit(word, xp), slot, has)
+            kernel(np.ascontiguousarray(nb), among_padded, u, slot, has)
             return self.pad_rows(slot, -1), self.pad_rows(has, False)
         return self.random_neighbour_arrays(among, step, purpose)
 

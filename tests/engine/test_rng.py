@@ -82,6 +82,10 @@ def test_compiled_cpu_twins_draw_the_same_numbers():
     ids = np.arange(5000, dtype=np.int64)
     assert np.array_equal(rng.priorities(np, 9, 4, ids, "place"), rng_compiled.priorities(np, 9, 4, ids, "place"))
     assert np.array_equal(rng.uniform(np, 9, 4, ids, "move"), rng_compiled.uniform(np, 9, 4, ids, "move"))
+    # the fused uniform kernel on the threaded path too (ids above PARALLEL_MIN_IDS), with ids above 2^32
+    big = np.random.default_rng(1).integers(0, 2**40, rng_compiled.PARALLEL_MIN_IDS + 1000)
+    got = rng_compiled.uniform(np, 2**40 + 7, 2**33 + 5, big, "divide")
+    assert got.dtype == np.float32 and np.array_equal(rng.uniform(np, 2**40 + 7, 2**33 + 5, big, "divide"), got)
 
 
 def test_stochastic_round_is_unbiased_and_keeps_whole_numbers() -> None:
