@@ -52,7 +52,15 @@ ROOT = Path(__file__).resolve().parents[1]
 # Runs in the child process: timers around the step and the writers, then the command line's main.
 _CHILD = r"""
 import json, sys, time
+from pathlib import Path
 START = time.perf_counter()
+SOURCE = Path(sys.argv.pop(2)).resolve()
+# "python -c" puts the working folder first on sys.path, ahead of PYTHONPATH: run from a
+# checkout's root, its carabm would be imported whichever checkout was asked for.
+sys.path[:] = [p for p in sys.path if p not in ("", ".")]
+import carabm
+if not Path(carabm.__file__).resolve().is_relative_to(SOURCE):
+    sys.exit(f"bench_run: error: imported carabm from {Path(carabm.__file__).parent}, not from {SOURCE}")
 timers = {"step_s": 0.0, "first_step_s": 0.0, "steps": 0, "output_s": 0.0, "step_cpu_s": 0.0, "output_cpu_s": 0.0}
 
 def timed(owner, name, key):
@@ -93,7 +101,7 @@ def one_run(out: Path, backend: str, overrides: list[str], source: Path = ROOT) 
     """One whole-process run of the carabm in ``source`` (a checkout's root): wall and CPU time from outside, the phases from inside."""
     timers = out.with_suffix(".json")
     sets = [a for s in [f"run.backend={backend}", *overrides] for a in ("--set", s)]
-    argv = [sys.executable, "-c", _CHILD, str(timers), "run", "quickstart", "--out", str(out), "--overwrite", "--no-progress", *sets]
+    argv = [sys.executable, "-c", _CHILD, str(timers), str(source), "run", "quickstart", "--out", str(out), "--overwrite", "--no-progress", *sets]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(source), os.environ.get("PYTHONPATH", "")) if p)}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()

@@ -315,6 +315,18 @@ def test_run_bench_times_another_checkout_in_turn(tmp_path):
     assert result.returncode == 2 and "not a carabm checkout" in result.stderr.strip().splitlines()[-1]
 
 
+def test_run_bench_against_imports_the_other_checkout_from_any_folder(tmp_path):
+    """Run from this checkout's root (as the README does), --against must still time the other tree, not this one."""
+    other = tmp_path / "other" / "carabm"
+    other.mkdir(parents=True)
+    (other / "__init__.py").write_text('raise SystemExit("this is the other checkout")\n')
+    tiny = ["lattice.shape=[6, 12, 24]", "run.duration_h=0.1", "cells.bcell.initial_count=50", "cells.macrophage.initial_count=10",
+            "cells.monocyte.initial_count=3", "cells.microglia.initial_count=5"]  # fmt: skip
+    argv = [sys.executable, str(SCRIPTS / "bench_run.py"), "--runs", "1", "--against", str(other.parent), *[a for s in tiny for a in ("--set", s)]]
+    result = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode != 0 and "this is the other checkout" in result.stderr.strip().splitlines()[-1]
+
+
 def test_run_bench_refuses_bad_arguments_in_one_line(tmp_path):
     result = run_script("bench_run.py", "--runs", "0")
     assert result.returncode == 2 and result.stdout == "" and "--runs must be at least 1" in result.stderr.strip().splitlines()[-1]
