@@ -322,7 +322,7 @@ class BloodCirculation:
             values: dict[str, Any] = {WEIGHT: float(self.pool_weight[k, state])} if self.weighted[k] else {}
             for name, kinds in self.carried.items():  # each entering agent: the pool mean, stochastically rounded
                 if k in kinds:
-                    u = rng.uniform(np, self.seed, step, np.arange(count, dtype=np.int64) + code * 1_000_003, f"carry:{name}")
+                    u = rng_compiled.uniform(np, self.seed, step, np.arange(count, dtype=np.int64) + code * 1_000_003, f"carry:{name}")
                     values[name] = self.xp.asarray(rng.stochastic_round(np.full(count, self.pool_means[name][k, state]), u))
             self.store.add(k, position[start : start + count], state=state, check=False, **values)
             placed[k, state] = count

@@ -231,8 +231,8 @@ class Movement:
         """Redraw the direction of chemotactic movers: weight ``exp(chi * (c_neighbour - c_here))``."""
         xp, store = self.xp, self.store
         for field_index in sorted({f for f in self.chemotaxis_field if f is not None}):
-            kinds = [k for k, f in enumerate(self.chemotaxis_field) if f == field_index]
-            sub = xp.nonzero(xp.isin(kind, xp.asarray(kinds, dtype=kind.dtype)))[0]
+            follows = xp.asarray(np.array([f == field_index for f in self.chemotaxis_field], dtype=bool))  # per kind
+            sub = xp.nonzero(follows[kind])[0]  # the movers of those kinds (a table lookup: isin sorts)
             if sub.size == 0:
                 continue
             padded = store.pad(xp.asarray(fields[field_index], dtype=xp.float32), np.nan).ravel()
