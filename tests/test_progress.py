@@ -144,5 +144,6 @@ def test_compile_notice_only_with_a_cold_numba_cache(tmp_path):
     solver.step(np.ones((1, 4, 5, 6), np.float32), 60.0)  # compiles once, or loads from numba's cache
     FieldSolver((4, 5, 6), 20.0, [10.0], [1e-3], cpu_impl="numba").step(np.ones((1, 4, 5, 6), np.float32), 60.0)
     rng_compiled.random_bits(np, 1, 0, np.arange(10), "test")
+    rng_compiled.uniform(np, 1, 0, np.arange(10), "test")
     assert cpu_kernels_cached() is True
     assert announce_compile("numpy") is False

@@ -27,19 +27,20 @@ def _cached(dispatcher: Any) -> bool:
     return bool(dispatcher._cache._cache_file._load_index())
 
 
-def _rng_kernel(parallel: bool) -> Any:
+def _rng_cached(unit: bool) -> bool:
+    """Whether numba's cache holds a random-number kernel (the four words, or ``unit``: the uniform floats), serial or parallel."""
     from carabm.engine import rng_compiled  # noqa: PLC0415
 
-    if parallel not in rng_compiled._kernels:  # building the dispatcher is cheap; compiling waits for the first call
-        rng_compiled._kernels[parallel] = rng_compiled._build_kernel(parallel)
-    return rng_compiled._kernels[parallel]
+    # building a dispatcher is cheap; compiling waits for its first call
+    return _cached(rng_compiled._kernel(False, unit)) or _cached(rng_compiled._kernel(True, unit))
 
 
 def cpu_kernels_cached() -> bool | None:
     """True when numba's cache holds the CPU kernels a run compiles, False when one must be compiled, None when unknown.
 
-    The field sweeps run in every CPU run; the random-number kernel in its serial or its
-    parallel build (above ``rng_compiled.PARALLEL_MIN_IDS`` ids), so either one counts. None:
+    The field sweeps run in every CPU run, and both random-number kernels (Philox words and
+    uniform floats), each in its serial or its parallel build (above
+    ``rng_compiled.PARALLEL_MIN_IDS`` ids), so either build counts. None:
     numba is not importable, or its cache cannot be inspected (a numba release that
     changed its internals); callers then say nothing.
     """
@@ -49,7 +50,7 @@ def cpu_kernels_cached() -> bool | None:
         if rng_compiled.numba is None:
             return None
         fields = all(_cached(d) for d in (_fields_numba.react_sweep_z, _fields_numba.sweep_yx))
-        return fields and (_cached(_rng_kernel(False)) or _cached(_rng_kernel(True)))
+        return fields and _rng_cached(False) and _rng_cached(True)
     except Exception:  # noqa: BLE001 - ImportError, or numba internals that moved
         return None
 

@@ -129,4 +129,10 @@ class Neighbourhood:
         """
         xp = self.xp
         padded = xp.concatenate([xp.zeros(1, dtype=xp.float32), xp.asarray(weights, dtype=xp.float32)])
-        return self.pad_rows(xp.take(padded, self.neighbours()).sum(axis=0, dtype=xp.float32), 0.0)
+        table = self.neighbours()
+        kernel = compiled_twin("_neighbourhood_numba", "neighbour_sum") if not on_device(xp) else None
+        if kernel is not None:  # one compiled pass, the same float32 sums in the same order
+            out = np.empty(table.shape[1], dtype=np.float32)
+            kernel(table, padded, out)
+            return self.pad_rows(out, 0.0)
+        return self.pad_rows(xp.take(padded, table).sum(axis=0, dtype=xp.float32), 0.0)

@@ -111,3 +111,19 @@ def test_compiled_neighbour_table_is_the_gather_of_the_occupancy(fraction):
     expected = np.take(store.padded_occupancy.ravel(), voxel).astype(np.int64) + 1
     assert table.dtype == expected.dtype and np.array_equal(table, expected)
     assert table.max() > 0  # some agent has a neighbour
+
+
+@pytest.mark.skipif(compiled_twin("_neighbourhood_numba", "neighbour_sum") is None, reason="numba is not installed")
+@pytest.mark.parametrize("fraction", [0.05, 0.9])
+def test_compiled_neighbour_sum_adds_as_numpy_does(fraction):
+    """The twin's float32 sums are NumPy's bit for bit (weights spread over 12 binary orders, where order matters)."""
+    store = crowded_store(fraction, seed=5)
+    hood = Neighbourhood(store, seed=7)
+    rng = np.random.default_rng(2)
+    weights = (rng.random(store.n) * 2.0 ** rng.integers(-6, 6, store.n)).astype(np.float32)
+    weights[rng.random(store.n) < 0.3] = 0.0
+    got = hood.neighbour_sum(weights)
+    padded = np.concatenate([np.zeros(1, dtype=np.float32), weights])
+    expected = np.take(padded, hood.neighbours()).sum(axis=0, dtype=np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, expected)
+    assert np.count_nonzero(got) > store.n // 10  # the sums are not trivially zero
