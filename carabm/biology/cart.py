@@ -102,7 +102,7 @@ def step(model: CrsModel) -> None:
     xp, store, effects = model.xp, model.store, model.effects
     cells = model.mask_of(NAME)
     state = store.state
-    target_slot, has_target = model.random_neighbour_of_kind(bcell.NAME, "cart:target")
+    target_slot, has_target = model.random_neighbour_of_kind(bcell.NAME, "cart:target", agents=cells)
     has_target = bcell.recognised(model, target_slot, has_target)  # antigen escape: only contacts the CAR recognises count
     signalling = effects.cart_signalling  # dasatinib blocks CAR signalling (1 = free)
 

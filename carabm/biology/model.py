@@ -207,9 +207,13 @@ class CrsModel:
         """One uniform number for this step and purpose (not tied to an agent; host)."""
         return float(rng_compiled.uniform(np, self.seed, self.step_index, np.zeros(1, np.int64), purpose)[0])
 
-    def random_neighbour_of_kind(self, kind: str, purpose: str) -> tuple[Any, Any]:
-        """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``."""
-        return self.neighbourhood.random_neighbour(self.mask_of(kind), self.step_index, purpose)
+    def random_neighbour_of_kind(self, kind: str, purpose: str, agents: Any = None) -> tuple[Any, Any]:
+        """For every agent, a random neighbour of ``kind`` (slot, -1 if none) and whether it has one, ``[n]``.
+
+        ``agents`` (bool ``[n]``, e.g. ``mask_of`` the searching kind): only these search (faster);
+        the others get -1 and False, and the searching ones the same neighbour as without it.
+        """
+        return self.neighbourhood.random_neighbour(self.mask_of(kind), self.step_index, purpose, agents)
 
     def has_neighbour(self, kind: str, where: Any = None) -> Any:
         """Bool ``[n]``: whether each agent has a neighbour of ``kind`` (among agents where ``where`` [n] is true)."""

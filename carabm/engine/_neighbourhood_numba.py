@@ -14,20 +14,22 @@ from carabm.engine.numba_cache import CACHE
 
 
 @nb.njit(cache=CACHE, nogil=True, boundscheck=False)
-def random_neighbour(table, among_padded, u, slot, has):  # noqa: ANN001
-    """For each column ``j`` of ``table`` (``1 + slot`` per direction, 0: none): the ``floor(u_j * count)``-th
-    neighbour (in direction order) whose ``among_padded[1 + slot]`` is set, as ``slot`` (-1 if none), and ``has``.
+def random_neighbour(table, among_padded, columns, u, slot, has):  # noqa: ANN001
+    """For each column ``j = columns[c]`` of ``table`` (``1 + slot`` per direction, 0: none): the ``floor(u_c * count)``-th
+    neighbour (in direction order) whose ``among_padded[1 + slot]`` is set, as ``slot[j]`` (-1 if none), and ``has[j]``.
 
-    ``pick = int(float64(u) * count)`` as NumPy computes ``float32 * int64``; the direction of
-    an agent without such a neighbour is the last one (as ``first_beyond``), and it gets -1.
+    Columns not listed are left as they are. ``pick = int(float64(u) * count)`` as NumPy computes
+    ``float32 * int64``; the direction of an agent without such a neighbour is the last one (as
+    ``first_beyond``), and it gets -1.
     """
-    rows, m = table.shape
-    for j in range(m):
+    rows = table.shape[0]
+    for c in range(columns.shape[0]):
+        j = columns[c]
         count = 0
         for i in range(rows):
             if among_padded[table[i, j]]:
                 count += 1
-        pick = np.int64(np.float64(u[j]) * np.float64(count))
+        pick = np.int64(np.float64(u[c]) * np.float64(count))
         direction = rows - 1
         seen = 0
         for i in range(rows):

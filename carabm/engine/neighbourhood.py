@@ -84,23 +84,28 @@ class Neighbourhood:
             return values
         return self.xp.concatenate([values, self.xp.full(missing, fill, dtype=values.dtype)])
 
-    def random_neighbour(self, among: Any, step: int, purpose: str) -> tuple[Any, Any]:
+    def random_neighbour(self, among: Any, step: int, purpose: str, agents: Any = None) -> tuple[Any, Any]:
         """For every agent, a random neighbour where ``among`` (bool ``[n]``) is set: its slot (-1 if none) and whether it has one, ``[n]``.
 
         The neighbour is the ``floor(u * count)``-th such one in neighbourhood order, ``u``
-        keyed by (seed, step, agent id, purpose).
+        keyed by (seed, step, agent id, purpose). ``agents`` (bool ``[n]``): only these look for
+        one (the others get -1 and False); each gets the neighbour it would get in a search by all.
         """
         xp = self.xp
         nb = self.neighbours()
         m = int(nb.shape[1])
         kernel = compiled_twin("_neighbourhood_numba", "random_neighbour") if not on_device(xp) else None
         if kernel is not None:  # one compiled pass instead of ~30 array operations (same numbers)
-            u = rng_compiled.uniform(xp, self.seed, step, self.store.id[:m], purpose)
-            slot, has = np.empty(m, dtype=np.int64), np.empty(m, dtype=bool)
+            columns = np.arange(m, dtype=np.int64) if agents is None else np.flatnonzero(np.asarray(agents, dtype=bool)[:m])
+            u = rng_compiled.uniform(xp, self.seed, step, self.store.id[:m][columns], purpose)  # keyed by id: the same numbers
+            slot, has = np.full(m, -1, dtype=np.int64), np.zeros(m, dtype=bool)
             among_padded = np.concatenate([np.zeros(1, dtype=bool), np.asarray(among, dtype=bool)])
-            kernel(np.ascontiguousarray(nb), among_padded, u, slot, has)
+            kernel(np.ascontiguousarray(nb), among_padded, columns, u, slot, has)
             return self.pad_rows(slot, -1), self.pad_rows(has, False)
-        return self.random_neighbour_arrays(among, step, purpose)
+        slot, has = self.random_neighbour_arrays(among, step, purpose)
+        if agents is None:
+            return slot, has
+        return xp.where(agents, slot, -1), has & agents
 
     def random_neighbour_arrays(self, among: Any, step: int, purpose: str) -> tuple[Any, Any]:
         """:meth:`random_neighbour` with array operations (any backend; the reference of the compiled CPU path)."""

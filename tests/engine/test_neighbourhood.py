@@ -36,6 +36,9 @@ def test_compiled_random_neighbour_matches_the_array_version(fraction):
         ref_slot, ref_has = hood.random_neighbour_arrays(among, step, "kill")
         assert slot.dtype == ref_slot.dtype and has.dtype == ref_has.dtype
         assert np.array_equal(slot, ref_slot) and np.array_equal(has, ref_has)
+        who = rng.random(store.n) < 0.3  # only some agents search: each finds what it finds in a search by all
+        some_slot, some_has = hood.random_neighbour(among, step, "kill", agents=who)
+        assert np.array_equal(some_slot, np.where(who, slot, -1)) and np.array_equal(some_has, has & who)
         # independently: a chosen neighbour is one of the flagged agents, next to the chooser
         chosen = np.nonzero(has)[0]
         assert np.all(among[slot[chosen]]) and np.all(slot[~has] == -1)
