@@ -1,4 +1,5 @@
-// Agent <-> lattice transfers: per-agent amounts summed into voxels (float32 atomic adds),
+// Agent <-> lattice transfers: per-agent amounts summed into voxels (float32 atomic adds; float64
+// for sums that must not lose small terms, such as summed agent weights),
 // field values gathered at agent voxels, and neighbour contact counts. One thread per agent.
 
 // row[voxels[i]] += amount for every agent with mask[i] set.
@@ -15,6 +16,17 @@ extern "C" __global__ void scatter_weights(float* row, const long long* voxels, 
     if (i >= n) return;
     const double w = weights[i];
     if (w != 0.0) atomicAdd(row + voxels[i], (float)(w * scale));
+}
+
+// row[voxels[i]] += weights[i] * scale in float64 for every agent with a nonzero weight (double
+// atomicAdd: sm_60 and later). For sums whose terms are far below the total (agent weights of
+// ~0.03 summed into hundreds), where float32 adds would drop bits the float64 NumPy sum keeps.
+extern "C" __global__ void scatter_weights_f64(double* row, const long long* voxels, const double* weights,
+                                               double scale, int n) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    const double w = weights[i];
+    if (w != 0.0) atomicAdd(row + voxels[i], w * scale);
 }
 
 // out[f, i] = fields[f, voxels[i]] for all k fields ([k, n_voxels] in, [k, n] out).

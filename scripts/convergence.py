@@ -84,7 +84,8 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
 
     The tissue keeps its vessels: their radius, and a grid of them one quickstart tissue-block
     width apart; every placed cell type's t = 0 count scales with the volume
-    (``per_tumour_cell`` types follow the tumour by themselves). ``settings``: ``--set`` overrides
+    (``per_tumour_cell`` types follow the tumour by themselves), and so does every infused
+    type's ``min_agents`` (the same weight per agent). ``settings``: ``--set`` overrides
     of both lattices, applied before these. ``mirror`` writes its label mask to ``mask_file``.
     """
     if mode not in MODES:
@@ -112,12 +113,19 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
 
 
 def _scaled_counts(base: Any, volume: int) -> list[str]:
-    """Overrides of every placed cell type's fixed t = 0 count, ``volume`` times the config's."""
+    """Overrides of every placed cell type's fixed t = 0 count, ``volume`` times the config's.
+
+    Also every infused type's fewest agents (``min_agents``): the larger lattice receives
+    ``volume`` times the cells, and the same weight per agent keeps the sampling the same
+    (with the same number of agents they would be ``volume`` times heavier, a coarser patient).
+    """
     out = []
     for name, cell in CATALOG.cell_types.items():
         section = getattr(base.cells, name)
         if cell.placed and getattr(section, "per_tumour_cell", None) is None and section.initial_count:
             out.append(f"cells.{name}.initial_count={section.initial_count * volume}")
+        if getattr(section, "min_agents", None):
+            out.append(f"cells.{name}.min_agents={section.min_agents * volume}")
     return out
 
 

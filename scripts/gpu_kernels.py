@@ -96,6 +96,7 @@ def drive(xp: Any, launch: kernels.Launcher, size: str = "small", backend: str =
     blood.exchange(1)
     voxels = store.flat_index()
     scatter.add_weights(fields[0].reshape(-1), voxels, xp.ones(store.n, dtype=np.float64), 1e-3, launcher=recording)
+    scatter.add_weights(xp.zeros(fields[0].size, dtype=np.float64), voxels, xp.ones(store.n, dtype=np.float64), 1e-3, launcher=recording)
     scatter.gather(fields.reshape(n_fields, -1), voxels, launcher=recording)
     rng_compiled.random_bits_kernel(xp, 5, 1, store.id, "driver", launcher=recording)
     recording("rng", "spin", (1,), (1,), (1000,))  # 1 µs: the tests' busy-wait kernel

@@ -380,6 +380,7 @@ def test_convergence_mirror_lattice_is_the_quickstart_repeated_and_mirrored(tmp_
             assert np.array_equal(large[z0 : z0 + nz, y0 : y0 + ny, nx:], small[:, :, ::-1])
     assert big.cells.bcell.initial_count == 8 * quick.cells.bcell.initial_count
     assert big.cells.microglia.initial_count == 8 * quick.cells.microglia.initial_count
+    assert big.cells.cart.min_agents == 8 * quick.cells.cart.min_agents  # the same weight per infused agent
     seam = brain_separator(Lattice(large, big.lattice.voxel_um)).sum()
     assert seam == 8 * brain_separator(Lattice(small, quick.lattice.voxel_um)).sum() > 0
     assert (large == BLOOD).sum() == 8 * (small == BLOOD).sum()

@@ -271,9 +271,10 @@ class BloodCirculation:
         parts = [histogram.astype(xp.float64), free.astype(xp.float64)[None]]
         weighted = bool(self.weighted.any())
         if weighted:
-            weight_histogram = xp.zeros(size, dtype=xp.float32)
+            # float64 sums, as the NumPy path's bincount: weights of ~0.03 summed into hundreds lose bits in float32
+            weight_histogram = xp.zeros(size, dtype=xp.float64)
             scatter.add_weights(weight_histogram, codes, xp.where(leaving, store.weights(), 0.0), 1.0, launcher=store.launcher)
-            parts.append(weight_histogram.astype(xp.float64))
+            parts.append(weight_histogram)
         for name in self.carried:  # summed in float32: exact for integer sums below 2**24
             histogram_of = xp.zeros(size, dtype=xp.float32)
             scatter.add_weights(histogram_of, codes, xp.where(leaving, store[name], 0).astype(xp.float64), 1.0, launcher=store.launcher)

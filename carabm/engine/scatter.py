@@ -49,7 +49,12 @@ def add_counts(row: Any, voxels: Any, mask: Any, amount: float, launcher: kernel
 
 
 def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: kernels.Launcher | None = None) -> None:
-    """``row[v] += scale * sum(weights of the agents at v)``; ``weights`` float ``[n]`` (0 for agents that add nothing)."""
+    """``row[v] += scale * sum(weights of the agents at v)``; ``weights`` float ``[n]`` (0 for agents that add nothing).
+
+    ``row`` float32 (the fields' sources) or float64. A float64 row is summed in float64 on both
+    paths (on a GPU by double atomic adds): for sums of many small terms, such as agent weights
+    of 0.03 summed into hundreds, which float32 adds would round away.
+    """
     n = int(voxels.shape[0])
     if n == 0 or scale == 0.0:
         return
@@ -57,13 +62,15 @@ def add_weights(row: Any, voxels: Any, weights: Any, scale: float, launcher: ker
     if launch is None:
         kernel = compiled_twin("_scatter_numba", "add_weights") if row.dtype == np.float32 and row.ndim == 1 else None
         if kernel is None or not row.flags.c_contiguous:
-            row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(np.float32)
+            row += (np.bincount(voxels, weights=weights, minlength=row.size) * scale).astype(row.dtype)
         else:  # one compiled pass, the same sums and roundings (tests/engine/test_agent_kernels.py)
             kernel(row, np.ascontiguousarray(voxels, dtype=np.int64), np.ascontiguousarray(weights), float(scale))
         return
     xp = kernels.array_module(row)
+    if row.dtype not in (np.float32, np.float64):
+        raise TypeError(f"add_weights: row must be float32 or float64, not {row.dtype}")
     launch(
-        "scatter", "scatter_weights", _blocks(n), (_BLOCK,),
+        "scatter", "scatter_weights" if row.dtype == np.float32 else "scatter_weights_f64", _blocks(n), (_BLOCK,),
         (row, xp.ascontiguousarray(voxels, dtype=xp.int64), xp.ascontiguousarray(weights, dtype=xp.float64), float(scale), n),
     )  # fmt: skip
 

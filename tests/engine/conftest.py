@@ -76,6 +76,7 @@ static int run_block_as_fibers(unsigned bx, unsigned by, unsigned threads) {
     return 0;
 }
 static inline float atomicAdd(float* a, float v) { return std::atomic_ref<float>(*a).fetch_add(v); }
+static inline double atomicAdd(double* a, double v) { return std::atomic_ref<double>(*a).fetch_add(v); }
 static inline int atomicAdd(int* a, int v) { return std::atomic_ref<int>(*a).fetch_add(v); }
 static inline unsigned long long atomicCAS(unsigned long long* a, unsigned long long compare, unsigned long long v) {
     std::atomic_ref<unsigned long long>(*a).compare_exchange_strong(compare, v);

@@ -215,6 +215,25 @@ def test_scatter_and_gather_match_bincount(emulator) -> None:
     np.testing.assert_array_equal(scatter.gather(fields, voxels, launcher=emulator), fields[:, voxels])
 
 
+def test_float64_weight_sums_keep_small_terms_on_the_kernel_path(emulator) -> None:
+    # summed agent weights (circulation): 400 weights of ~0.026 per bin. Float32 adds lose the
+    # last bits that NumPy's float64 bincount keeps; the float64 kernel adds in agent order under
+    # the emulation, so its sums are bincount's to the bit (on a GPU: to float64 rounding).
+    rng_np = np.random.default_rng(9)
+    voxels = rng_np.integers(0, 5, 2000)
+    weights = np.where(rng_np.random(2000) < 0.8, 0.0260417 * 2.0 ** rng_np.integers(0, 3, 2000), 0.0)
+    expected = np.bincount(voxels, weights=weights, minlength=5)
+    for launcher in (None, emulator):
+        row = np.zeros(5, np.float64)
+        scatter.add_weights(row, voxels, weights, 1.0, launcher=launcher)
+        np.testing.assert_array_equal(row, expected)
+    single = np.zeros(5, np.float32)
+    scatter.add_weights(single, voxels, weights, 1.0, launcher=emulator)
+    assert not np.array_equal(single.astype(np.float64), expected)  # why the circulation needs the float64 path
+    with pytest.raises(TypeError, match="float32 or float64"):
+        scatter.add_weights(np.zeros(5, np.int32), voxels, weights, 1.0, launcher=emulator)
+
+
 def test_free_voxel_choice_matches_with_a_known_free_count(emulator) -> None:
     lattice, reference, _ = world()
     _, emulated, _ = world(emulator)

@@ -120,6 +120,10 @@ def test_scatter_gather_contacts_match_numpy() -> None:
     row = cupy.zeros(5000, cupy.float32)
     scatter.add_weights(row, cupy.asarray(voxels), cupy.asarray(weights), 1e-3)
     np.testing.assert_allclose(cupy.asnumpy(row), expected, rtol=1e-5)
+    expected64, row64 = np.zeros(5000), cupy.zeros(5000, cupy.float64)  # double atomic adds: float64 sums
+    scatter.add_weights(expected64, voxels, weights, 1e-3)
+    scatter.add_weights(row64, cupy.asarray(voxels), cupy.asarray(weights), 1e-3)
+    np.testing.assert_allclose(cupy.asnumpy(row64), expected64, rtol=1e-12)
     fields = rng_np.random((8, 5000)).astype(np.float32)
     np.testing.assert_array_equal(cupy.asnumpy(scatter.gather(cupy.asarray(fields), cupy.asarray(voxels))), fields[:, voxels])
     from test_agent_kernels import world  # noqa: PLC0415
