@@ -17,13 +17,13 @@ from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting
 
 #: fact number -> the mechanism it waits for (issue 19)
 MISSING: dict[int, str] = {
-    8: "1e9 -> 1e10 tumour cells raises peak IL-6 ~20x (allowed <= 10x) and 1e11 lowers it (4,410 -> 1,900 pg/mL, "
+    8: "1e9 -> 1e10 tumour cells raises peak IL-6 ~20x (allowed <= 10x) and 1e11 lowers it (3,880 -> 2,160 pg/mL, "
        "seed 1). Over seven burdens the peak rises about fourfold per doubling below 5e9 cells (the circulating "
        "monocytes' Hill-2 response to a drive that grows with the antigen) and falls above 1e10: the CAR-T division "
        "limit stops the 1e11 expansion, and with a division programme extended by kills and the marrow refilling "
        "blood within hours (Tak, J Innate Immun 2017) the 1e11 peak still stays at 0.87-0.91x, held by the pool's "
-       "maximal output and the lattice's uptake; the dose series is graded in seed 1 (1,250 / 4,410 / "
-       "6,640 pg/mL) but its first step is 5-6x in seeds 2 and 3 (docs/model.md 'What is still left'; issue 19)",
+       "maximal output and the lattice's uptake; the dose series is graded in seeds 2 and 3 (x3.0 then x1.8-2.0) "
+       "but its first step is x6.8 in seed 1 (568 / 3,880 / 6,510 pg/mL; docs/model.md 'What is still left'; issue 19)",
 }  # fmt: skip
 
 
