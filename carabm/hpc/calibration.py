@@ -315,6 +315,12 @@ def parse_calibration(data: Any, folder: str | Path = ".", path: Path | None = N
             except ConfigError as exc:
                 raise ConfigError([f"{prior.name} = {value:g} (prior {prior.kind} {prior.a:g}, {prior.b:g}): {p}"
                                    for p in exc.problems]) from None  # fmt: skip
+    if abc.population <= len(priors):
+        # pyabc perturbs particles with a normal kernel of the population's covariance: with no more
+        # particles than fitted quantities it is singular, and a new particle off its support by
+        # rounding gets a kernel density of 0, an infinite weight and a NaN population
+        raise ConfigError(f"abc.population: {abc.population} particles for {len(priors)} fitted quantities; give at least "
+                          f"{len(priors) + 1} (pyabc's perturbation kernel is singular with fewer)")  # fmt: skip
     return cal
 
 
