@@ -6,11 +6,12 @@ of the patient (the blood pool, the CAR-T share, the macrophages and monocytes p
 cell); the serum levels, concentrations of the whole patient, must not move beyond noise.
 The full-length version is fact 13 of ``carabm.validation`` (scripts/validate.py).
 
-Halving only the tumour agents on the same lattice keeps the tissue, its vessels and the CNS
-and puts half the tumour cells in them, a tumour at half the density. It moved the early IL-6
-(about 1.4x at 48 h over two seeds) while the CAR-T dose was carried by 100 agents (a strict
-xfail until 2026-12-02); with 800, the default since, it is within noise (docs/model.md,
-section 8). Half the lattice of the same tissue
+Known gap (xfail, strict: remove the mark when it passes): halving only the tumour agents on
+the same lattice still moves the early IL-6, 1.39x at 48 h over seeds 1-4 (with 800 CAR-T agents;
+about 1.4x over seeds 1-2 with 100), though not the 14-day peak (fact 13 passes in every seed).
+Over seeds 1-2 alone it is 1.23x, inside the tolerance by chance (seeds 3 and 4 give 1.37x and
+1.77x), so the test pools four seeds. That run keeps the tissue, its vessels and the CNS and puts
+half the tumour cells in them, a tumour at half the density; half the lattice of the same tissue
 (the quickstart halved along z, with half of every cell type) gives the same peak within noise,
 and so does a lattice of the quickstart's tissue tiled 2x along z and y over 14 days
 (scripts/convergence.py --mode tile), and 2x along every axis (--mode mirror: eight copies of
@@ -23,6 +24,7 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from carabm.validation import run_series
 
@@ -39,8 +41,13 @@ def peak_il6(*overrides: str, seeds: tuple[int, ...] = SEEDS) -> float:
     return float(np.mean([s["serum/IL6"].max() for s in runs]))
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: half the tumour agents in the same tissue is a tumour at half the density, "
+                                       "not a coarser sample of the same one: the tissue-made IL-6 of the first two days differs "
+                                       "(1.39x over seeds 1-4; docs/model.md, section 8)")
 def test_half_the_tumour_agents_give_the_same_serum_il6():
-    full, half = peak_il6("cells.bcell.initial_count=1500"), peak_il6("cells.bcell.initial_count=750")
+    seeds = (1, 2, 3, 4)  # the early storm's start varies from seed to seed: two seeds left 1.23x against 1.39x over four
+    full = peak_il6("cells.bcell.initial_count=1500", seeds=seeds)
+    half = peak_il6("cells.bcell.initial_count=750", seeds=seeds)
     assert full > 10.0  # the storm has begun (resting IL-6 is far below 1 pg/mL)
     # within noise (seeds pooled; seed to seed the peak varies by ~10 %): before the myeloid
     # cells followed the tumour sample the factor was 1.8, with 100 CAR-T agents 1.4
@@ -59,8 +66,8 @@ def test_half_the_lattice_of_the_same_tissue_gives_the_same_serum_il6():
 def test_a_lattice_twice_as_large_per_axis_gives_the_same_serum_il6(tmp_path):
     """The convergence check of scripts/convergence.py --mode mirror, short: the quickstart's lattice eight times
     (2x along z and y, and along x followed by its mirror image) with eight times every cell type it places, i.e.
-    eight times as much of the same patient, gives the quickstart's serum IL-6 (docs/model.md, section 8; 1.02x over
-    seeds 1-8, 0.91x over seeds 1-4)."""
+    eight times as much of the same patient, gives the quickstart's serum IL-6 (docs/model.md, section 8; 0.96x over
+    seeds 1-4, with the CAR-T agents' weight kept; 0.91x with 100 agents)."""
     spec = importlib.util.spec_from_file_location("convergence", ROOT / "scripts" / "convergence.py")
     convergence = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(convergence)
