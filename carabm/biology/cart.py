@@ -59,8 +59,8 @@ class CarT(CellSection):
         800, ge=1, le=100000,
         description="fewest CAR-T agents infused [agents]: a smaller share of the dose is carried by this many agents of weight below 1 "
                     "(super-individuals, Scheffer et al., Ecol Model 1995); measured (docs/model.md, convergence): 100 agents overstate "
-                    "the expansion by 8-10 % and peak IL-6 by ~15 %, 800 agree with a lattice 8x larger, at no extra run time "
-                    "(agents grow to weight 1 before they split)",
+                    "the expansion by 8-10 % and peak IL-6 by ~15 %, 800 agree with a lattice 8x larger, for 5-10 % more run time "
+                    "(agents grow to weight 1 before they split, so the extra agents last only until then)",
     )  # fmt: skip
     speed_um_min: float = Field(18.0, ge=0, description="T-cell speed [um/min]; Textor et al., PNAS 2011 (lymph node)")
     homing_per_h: float = Field(
