@@ -216,7 +216,7 @@ def test_scatter_and_gather_match_bincount(emulator) -> None:
 
 
 def test_float64_weight_sums_keep_small_terms_on_the_kernel_path(emulator) -> None:
-    # summed agent weights (circulation): 400 weights of ~0.026 per bin. Float32 adds lose the
+    # summed agent weights (circulation): ~320 weights of 0.026-0.1 per bin. Float32 adds lose the
     # last bits that NumPy's float64 bincount keeps; the float64 kernel adds in agent order under
     # the emulation, so its sums are bincount's to the bit (on a GPU: to float64 rounding).
     rng_np = np.random.default_rng(9)
