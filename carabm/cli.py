@@ -117,6 +117,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     config = load_config(path, list(args.set or []))
     nz, ny, nx = config.lattice.shape
     print(f"{name}: valid ({nz}x{ny}x{nx} voxels, {config.run.n_steps} steps of {config.run.dt_min:g} min)")
+    from carabm.biology.model import capped_speeds  # noqa: PLC0415
+
+    for note in capped_speeds(config):
+        print(f"  note: {note}")
     return 0
 
 

@@ -44,6 +44,16 @@ def test_validate_ok_and_bad(tmp_path):
     assert any("cells.bcel: unknown cell type 'bcel'; did you mean 'bcell'?" in line for line in lines)
 
 
+def test_validate_notes_speeds_above_one_voxel_per_step():
+    lines = carabm_cli("validate", QUICK).stdout.splitlines()
+    notes = [line.strip() for line in lines if line.strip().startswith("note:")]
+    assert len(notes) == 2, lines  # CAR-T (18 µm/min) and monocytes (5): one 20-µm hop per 6-min step is 3.3 µm/min
+    assert notes[0].startswith("note: cells.cart.speed_um_min=18 is above one voxel per step (20 µm / 6 min = 3.3 µm/min)")
+    assert "a shorter run.dt_min (at most 1.1 min)" in notes[0] and notes[1].startswith("note: cells.monocyte.speed_um_min=5 ")
+    resolved = carabm_cli("validate", QUICK, "--set", "run.dt_min=1").stdout
+    assert "valid" in resolved and "note:" not in resolved
+
+
 def test_validate_set_errors():
     result = carabm_cli("validate", QUICK, "--set", "run.seeed=2", "--set", "lattice.shape=big")
     assert result.returncode == 2 and "Traceback" not in result.stderr

@@ -36,7 +36,7 @@ from carabm.engine.blood_pool import BloodPool
 from carabm.engine.circulation import BloodCirculation
 from carabm.engine.fields import FieldSolver
 from carabm.engine.lattice import BBB, BLOOD, CNS, Lattice
-from carabm.engine.movement import Movement
+from carabm.engine.movement import Movement, mean_hop_um
 from carabm.engine.neighbourhood import Neighbourhood
 from carabm.engine.rng import stochastic_round
 from carabm.errors import CheckpointError, ConfigError
@@ -54,6 +54,24 @@ HOST_READS = {"readouts": "the time-series row: counts, CNS means, BBB integrity
               "bbb_integrity": "mean BBB integrity at a step's start, only when the last readouts did not leave it "
                                "(integrity assigned anew, e.g. by a checkpoint restore)",
               "snapshot": "fields, integrity and agents of a snapshot"}  # fmt: skip
+
+
+#: neighbours an agent may hop to (faces of its voxel)
+MOVE_CONNECTIVITY = 6
+
+
+def capped_speeds(config: Config) -> list[str]:
+    """One line per cell type whose speed is above one hop per step, where the lattice walk moves it at ``hop / dt`` instead.
+
+    A walker hops at most once per step (``p = min(1, v dt / hop)``; docs/agents.md), so on a
+    given lattice and step a larger ``speed_um_min`` changes nothing.
+    """
+    hop = mean_hop_um(MOVE_CONNECTIVITY, config.lattice.voxel_um)
+    top = hop / config.run.dt_min  # µm/min
+    return [f"cells.{spec.name}.speed_um_min={spec.speed_um_min:g} is above one voxel per step ({hop:g} µm / "
+            f"{config.run.dt_min:g} min = {top:.2g} µm/min): {spec.name} agents move at {top:.2g} µm/min on this lattice; "
+            f"a shorter run.dt_min (at most {hop / spec.speed_um_min:.2g} min) resolves the full speed"
+            for spec in kind_specs(config) if spec.speed_um_min > top]  # fmt: skip
 
 
 def kind_specs(config: Config) -> list[KindSpec]:
@@ -106,7 +124,7 @@ class CrsModel:
         self.store = AgentStore(kind_specs(config), lattice.shape, backend, capacity=4096)
         self.neighbourhood = Neighbourhood(self.store, self.seed)
         seam = None if config.lattice.layout.cells_cross_brain_seam else endothelium.brain_separator(lattice)
-        self.movement = Movement(self.store, lattice, config.run.dt_min, self.seed, connectivity=6,
+        self.movement = Movement(self.store, lattice, config.run.dt_min, self.seed, connectivity=MOVE_CONNECTIVITY,
                                  bbb_hill=config.endothelium.crossing_hill, wall_closed=seam)  # fmt: skip
         self.circulation = BloodCirculation(self.store, lattice, config.run.dt_min, self.seed, self.scale, patient.blood_volume_ml)
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from carabm.biology.endothelium import brain_separator
-from carabm.biology.model import CrsModel
+from carabm.biology.model import CrsModel, capped_speeds
 from carabm.engine.backend import get_backend
 from carabm.engine.lattice import BBB, BLOOD, TISSUE
 from carabm.io.catalog import cell_names
@@ -106,3 +106,14 @@ def test_dilate6_is_scipys_default_binary_dilation():
         lattice = build_lattice(load_config(None, SMALL + layout))
         reach = lattice.labels == BBB  # the separator's own steps, against scipy's iterations
         assert np.array_equal(dilate6(dilate6(reach)), ndimage.binary_dilation(reach, iterations=2))
+
+
+@pytest.mark.parametrize("dt_min", [6.0, 3.0, 1.0])
+def test_the_capped_speeds_note_names_the_kinds_whose_hop_probability_is_capped(dt_min):
+    """``carabm validate`` notes a speed above one hop per step exactly where the engine's walk caps the hop probability at 1."""
+    model = make(f"run.dt_min={dt_min:g}")
+    capped = {name for name, k in model.store.kind_index.items() if float(model.movement.hop_rate[k]) > 1.0}
+    noted = {note.split(".")[1] for note in capped_speeds(model.config)}
+    assert noted == capped
+    assert ("cart" in capped) == (dt_min > 20.0 / 18.0)  # a 20-µm hop at 18 µm/min takes 1.1 min
+    assert ("monocyte" in capped) == (dt_min > 4.0)
