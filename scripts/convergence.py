@@ -20,6 +20,12 @@ follow the tumour by themselves), so the lattice stands for more of the patient:
   tissue's blood interface per volume changes (the slab's face grows as y z, the block as x y z).
 * ``tile``: ``factor`` times along z and y only, the quickstart's x sequence unchanged: the
   same tissue, vessels and CNS repeated side by side (``factor**2`` times the volume).
+* ``dt``: not a larger lattice but a finer time step: the quickstart at ``run.dt_min / factor``.
+  A lattice walker hops at most once per step, so a finer step would also let the fast walkers
+  (CAR-T cells, monocytes) move faster; ``dt`` holds every speed at what the coarse step resolves
+  (``min(v, hop / dt)``), so that only the time discretisation differs (fields, rates, exchange).
+* ``dt-speed``: the same finer step with the speeds as configured: the motility the step resolves
+  changes too (``carabm validate`` names the capped speeds).
 * ``mirror``: ``factor`` times along every axis as a larger sample of the same tissue: the
   quickstart's lattice repeated along z and y and, along x, alternately as it is and mirrored
   (tissue | brain vessel | BBB | CNS | CNS | BBB | brain vessel | tissue for 2), written as a
@@ -29,8 +35,9 @@ follow the tumour by themselves), so the lattice stands for more of the patient:
 
     python scripts/convergence.py --seeds 1 2 3 4 --duration-h 336 --jobs 2 --mode tile --markdown conv.md
     python scripts/convergence.py --seeds 1 2 3 4 5 6 7 8 --jobs 2 --mode mirror --markdown conv.md
+    python scripts/convergence.py --seeds 1 2 3 4 --jobs 2 --mode dt --markdown conv_dt.md
 
-The larger lattice costs about its volume factor times a quickstart run.
+The larger lattice costs about its volume factor times a quickstart run, the finer step its factor.
 """
 
 from __future__ import annotations
@@ -48,6 +55,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from carabm.biology.model import MOVE_CONNECTIVITY, kind_specs
+from carabm.engine.movement import mean_hop_um
 from carabm.io.catalog import CATALOG
 from carabm.io.config import default_labels, load_config
 from carabm.validation import first_day, run_series
@@ -67,7 +76,7 @@ READOUTS = {
 }
 
 
-MODES = ("axis", "tile", "mirror")
+MODES = ("axis", "tile", "mirror", "dt", "dt-speed")
 
 
 def mirrored_labels(lattice: Any, factor: int = 2) -> np.ndarray:
@@ -91,6 +100,8 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
     base = load_config(config, list(settings), check_memory=False)
+    if mode in ("dt", "dt-speed"):
+        return finer_step_overrides(base, factor, hold_speeds=mode == "dt")
     if mode == "mirror":
         if mask_file is None:
             raise ValueError("mirror: a mask_file to write the larger lattice's labels to is needed")
@@ -110,6 +121,20 @@ def larger_overrides(config: Path = QUICKSTART, factor: int = 2, mode: str = "ax
     if mode == "axis":
         out.append(f"lattice.layout.brain_vessel_width_um={layout.brain_vessel_width_um * factor:g}")
     return out + _scaled_counts(base, per_axis[0] * per_axis[1] * per_axis[2])
+
+
+def finer_step_overrides(base: Any, factor: int, hold_speeds: bool = True) -> list[str]:
+    """``--set`` overrides for the same patient at ``run.dt_min / factor``; ``hold_speeds``: every speed at what ``base``'s step resolves.
+
+    The walk hops at most once per step (``p = min(1, v dt / hop)``), so a speed ``v`` above
+    ``hop / dt`` moves at ``hop / dt``; held there, the finer step walks as the coarse one does.
+    """
+    dt = base.run.dt_min
+    out = [f"run.dt_min={dt / factor:.10g}"]
+    if hold_speeds:
+        top = mean_hop_um(MOVE_CONNECTIVITY, base.lattice.voxel_um) / dt
+        out += [f"cells.{spec.name}.speed_um_min={top:.10g}" for spec in kind_specs(base) if spec.speed_um_min > top]
+    return out
 
 
 def _scaled_counts(base: Any, volume: int) -> list[str]:
@@ -181,9 +206,12 @@ def compare(a: list[float], b: list[float]) -> dict[str, Any]:
 def markdown(rows: dict[str, dict[str, Any]], factor: int, seeds: list[int], duration_h: float, mode: str = "axis") -> str:
     """The side-by-side table."""
     big, volume = {"axis": (f"{factor}x per axis", factor**3), "tile": (f"tiled {factor}x along z and y", factor**2),
-                   "mirror": (f"{factor}x per axis, mirrored along x", factor**3)}[mode]  # fmt: skip
-    lines = [f"Convergence over seeds {seeds}, {duration_h:g} h: quickstart vs the same patient on a lattice {big} "
-             f"({volume}x the volume and agents)", "",
+                   "mirror": (f"{factor}x per axis, mirrored along x", factor**3), "dt": (f"time step / {factor}", 1),
+                   "dt-speed": (f"time step / {factor}, speeds as configured", 1)}[mode]  # fmt: skip
+    title = (f"the same patient on a lattice {big} ({volume}x the volume and agents)" if volume > 1 else
+             f"the same patient at 1/{factor} of the quickstart's time step"
+             + (" (speeds held at what the quickstart's step resolves)" if mode == "dt" else " (speeds as configured)"))  # fmt: skip
+    lines = [f"Convergence over seeds {seeds}, {duration_h:g} h: quickstart vs {title}", "",
              f"| readout | quickstart mean ± sd | {big} mean ± sd | ratio | 95 % CI of the difference | Welch p | agrees |",
              "|---|---|---|---|---|---|---|"]  # fmt: skip
     for key, label in READOUTS.items():
@@ -204,10 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     """Run both lattices over the seeds and write the JSON line and the markdown table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    parser.add_argument("--factor", type=int, default=2, help="lattice size factor per axis (default 2)")
+    parser.add_argument("--factor", type=int, default=2, help="lattice size factor per axis, or time-step divisor (dt modes; default 2)")
     parser.add_argument("--mode", choices=MODES, default="axis",
                         help="axis: factor times along every axis (a deeper tissue block); tile: along z and y only, the x sequence "
-                             "kept; mirror: factor times along every axis, the x sequence mirrored (default axis)")  # fmt: skip
+                             "kept; mirror: factor times along every axis, the x sequence mirrored; dt: the time step / factor, "
+                             "speeds held at what the quickstart's step resolves; dt-speed: the same with the speeds as "
+                             "configured (default axis)")  # fmt: skip
     parser.add_argument("--duration-h", type=float, default=336.0, help="simulated hours per run (default 336, the quickstart's)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

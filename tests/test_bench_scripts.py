@@ -359,6 +359,32 @@ def test_convergence_lattices_keep_the_quickstart_tissue(mode):
         assert np.array_equal(large[:, : small.shape[1], :], np.concatenate([small, small]))
 
 
+@pytest.mark.parametrize("factor", [2, 4])
+def test_convergence_finer_step_walks_as_the_quickstart_unless_told_not_to(factor):
+    """--mode dt: the quickstart at dt / factor with every walker's speed held at what the quickstart's step resolves
+    (one hop per step at most), so only the time discretisation differs; --mode dt-speed lets the finer step resolve more."""
+    from carabm.biology.model import MOVE_CONNECTIVITY, kind_specs
+    from carabm.engine.movement import mean_hop_um, move_probability
+    from carabm.io.config import load_config
+
+    convergence = load_script("convergence")
+    quick = load_config(ROOT / "configs" / "quickstart.yaml", check_memory=False)
+
+    def walked_um_min(config):  # mean path per minute of each kind's free walk
+        hop = mean_hop_um(MOVE_CONNECTIVITY, config.lattice.voxel_um)
+        dt = config.run.dt_min
+        return {spec.name: move_probability(spec.speed_um_min, dt, config.lattice.voxel_um) * hop / dt for spec in kind_specs(config)}
+
+    held, free = (load_config(ROOT / "configs" / "quickstart.yaml", convergence.larger_overrides(factor=factor, mode=mode), check_memory=False)
+                  for mode in ("dt", "dt-speed"))  # fmt: skip
+    assert held.run.dt_min == free.run.dt_min == quick.run.dt_min / factor
+    assert held.run.n_steps == free.run.n_steps == factor * quick.run.n_steps
+    assert walked_um_min(held) == pytest.approx(walked_um_min(quick), rel=1e-9)
+    assert walked_um_min(quick)["cart"] == pytest.approx(20.0 / 6.0)  # 18 µm/min on the quickstart: one 20-µm hop per 6 min
+    assert walked_um_min(free)["cart"] == pytest.approx(min(18.0, factor * 20.0 / 6.0))
+    assert held.cells.bcell == quick.cells.bcell and held.lattice == quick.lattice  # nothing else changes
+
+
 def test_convergence_mirror_lattice_is_the_quickstart_repeated_and_mirrored(tmp_path):
     """--mode mirror: 2x along every axis as a label mask whose every octant is the quickstart's lattice (mirrored
     along x beyond the middle), so the tissue's depth, vessels and seam with the brain vessel per volume are kept."""
