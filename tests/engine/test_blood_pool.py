@@ -72,3 +72,37 @@ def test_bad_inputs_say_what_is_wrong() -> None:
         BloodPool(solver, np.zeros((2, 2, 2), bool), 5000.0, 1e-6, [0.0])
     with pytest.raises(ValueError, match="must be > 0"):
         BloodPool(solver, np.zeros((2, 2, 2), bool), 5000.0, 0.0, [600.0])
+
+
+def _serum_from_a_tissue_source(dt_s: float, hours: float = 6.0) -> float:
+    """Serum level after ``hours`` of a constant source in every tissue voxel of a slab beside a vessel (quickstart-like numbers:
+    D 100 µm²/s, 20-µm voxels, blood voxels exchanged with the pool at 1/min, a 15-min tissue half-life)."""
+    shape = (4, 8, 12)
+    blood = np.zeros(shape, bool)
+    blood[:, :, :2] = True  # a vessel along two faces of x = 0 and 1
+    solver = FieldSolver(shape, 20.0, [100.0], [math.log(2) / 900.0], dtype=np.float64, cpu_impl="numpy")
+    pool = BloodPool(solver, blood, 5000.0, 1e-7, [2700.0])
+    fields = solver.zeros()
+    source = solver.zeros()
+    source[0][~blood] = 1e-3  # pg/mL/s
+    for _ in range(int(round(hours * 3600.0 / dt_s))):
+        pool.step(fields, dt_s, source)
+    return float(pool.serum_pg_ml[0])
+
+
+@pytest.mark.xfail(strict=True, reason="known gap: the tissue's cytokine reaches serum through the blood voxels only at each step's "
+                                       "exchange, after the diffusion solve has run without the flushing of those voxels, so the "
+                                       "transfer is about one voxel-load per step, whatever the step: halving the step nearly doubles "
+                                       "the serum level (docs/model.md, section 8, 'Time step')")  # fmt: skip
+def test_the_serum_a_tissue_source_makes_does_not_depend_on_the_step() -> None:
+    coarse, fine = _serum_from_a_tissue_source(360.0), _serum_from_a_tissue_source(180.0)  # the quickstart's 6 min, and 3
+    assert coarse > 0
+    assert fine / coarse == pytest.approx(1.0, abs=0.1), f"serum {coarse:.3g} pg/mL at 6-min steps, {fine:.3g} at 3-min steps"
+
+
+def test_the_known_gap_of_the_exchange_is_what_the_xfail_says() -> None:
+    """The measured size of the gap above (so that the xfail cannot hide another failure): 1.5x from 12- to 6-min steps, 1.4x from
+    6 to 3 in this small slab (1.9x on the quickstart's lattice), shrinking towards 1 only at steps well below a minute."""
+    levels = {dt: _serum_from_a_tissue_source(dt) for dt in (720.0, 360.0, 180.0, 22.5)}
+    assert 1.3 < levels[360.0] / levels[720.0] < 2.05 and 1.25 < levels[180.0] / levels[360.0] < 2.05, levels
+    assert levels[22.5] > 1.8 * levels[360.0], levels  # the 6-min step's serum is less than half the fine-step one
