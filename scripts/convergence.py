@@ -55,8 +55,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from carabm.biology.model import MOVE_CONNECTIVITY, kind_specs
-from carabm.engine.movement import mean_hop_um
+from carabm.biology.model import kind_specs, walk_speed_limit_um_min
 from carabm.io.catalog import CATALOG
 from carabm.io.config import default_labels, load_config
 from carabm.validation import first_day, run_series
@@ -129,10 +128,9 @@ def finer_step_overrides(base: Any, factor: int, hold_speeds: bool = True) -> li
     The walk hops at most once per step (``p = min(1, v dt / hop)``), so a speed ``v`` above
     ``hop / dt`` moves at ``hop / dt``; held there, the finer step walks as the coarse one does.
     """
-    dt = base.run.dt_min
-    out = [f"run.dt_min={dt / factor:.10g}"]
+    out = [f"run.dt_min={base.run.dt_min / factor:.10g}"]
     if hold_speeds:
-        top = mean_hop_um(MOVE_CONNECTIVITY, base.lattice.voxel_um) / dt
+        top = walk_speed_limit_um_min(base)
         out += [f"cells.{spec.name}.speed_um_min={top:.10g}" for spec in kind_specs(base) if spec.speed_um_min > top]
     return out
 

@@ -60,14 +60,19 @@ HOST_READS = {"readouts": "the time-series row: counts, CNS means, BBB integrity
 MOVE_CONNECTIVITY = 6
 
 
-def capped_speeds(config: Config) -> list[str]:
-    """One line per cell type whose speed is above one hop per step, where the lattice walk moves it at ``hop / dt`` instead.
+def walk_speed_limit_um_min(config: Config) -> float:
+    """The fastest the lattice walk moves an agent [µm/min]: one hop per step, ``hop / dt``.
 
     A walker hops at most once per step (``p = min(1, v dt / hop)``; docs/agents.md), so on a
-    given lattice and step a larger ``speed_um_min`` changes nothing.
+    given lattice and step a ``speed_um_min`` above this changes nothing.
     """
+    return mean_hop_um(MOVE_CONNECTIVITY, config.lattice.voxel_um) / config.run.dt_min
+
+
+def capped_speeds(config: Config) -> list[str]:
+    """One line per cell type whose speed is above :func:`walk_speed_limit_um_min`, at which it moves instead."""
     hop = mean_hop_um(MOVE_CONNECTIVITY, config.lattice.voxel_um)
-    top = hop / config.run.dt_min  # µm/min
+    top = walk_speed_limit_um_min(config)
     return [f"cells.{spec.name}.speed_um_min={spec.speed_um_min:g} is above one voxel per step ({hop:g} µm / "
             f"{config.run.dt_min:g} min = {top:.2g} µm/min): {spec.name} agents move at {top:.2g} µm/min on this lattice; "
             f"a shorter run.dt_min (at most {hop / spec.speed_um_min:.2g} min) resolves the full speed"
