@@ -26,6 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from carabm.engine.fields import face_conductance
 from carabm.engine.lattice import BLOOD, TISSUE
 from carabm.io.config import load_config
 from carabm.simulation import Simulation
@@ -50,7 +51,7 @@ def present(config: Path, dt_min: float, hours: float, cytokine: str, source: fl
 
 
 def unsplit(config: Path, dt_min: float, hours: float, cytokine: str, source: float, settings: list[str]) -> float:
-    """Serum [pg/mL] after ``hours``: reaction, diffusion (face conductances as carabm's) and the exchange in one implicit solve."""
+    """Serum [pg/mL] after ``hours``: reaction, diffusion (carabm's face conductances) and the exchange in one implicit solve."""
     m = _model(config, dt_min, settings)
     solver, pool = m.solver, m.blood
     k = m.index[cytokine]
@@ -63,7 +64,7 @@ def unsplit(config: Path, dt_min: float, hours: float, cytokine: str, source: fl
         lo, hi = [slice(None)] * 3, [slice(None)] * 3
         lo[axis], hi[axis] = slice(0, -1), slice(1, None)
         a, b = g[tuple(lo)], g[tuple(hi)]
-        face = (np.where(a + b > 0, 2.0 * a * b / np.maximum(a + b, 1e-300), 0.0) * coefficient).ravel()
+        face = (face_conductance(a, b) * coefficient).ravel()
         i, j = index[tuple(lo)].ravel(), index[tuple(hi)].ravel()
         rows += [i, j]
         cols += [j, i]
