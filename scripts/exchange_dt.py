@@ -3,10 +3,10 @@
 A constant source of one cytokine in every tissue voxel of a config's lattice (the quickstart's by
 default); the serum level after ``--hours`` at each step in ``--steps`` (minutes), by
 
-* ``present``: carabm's scheme (``BloodPool.step``: the exchange with the pool, then the reaction
-  and the LOD diffusion solves, in which the blood voxels are ordinary voxels);
-* ``unsplit``: a reference that solves reaction, diffusion and the exchange as a sink of the blood
-  voxels in one implicit system (scipy.sparse LU; the pool updated from what the sink removed).
+* ``present``: carabm's scheme (``BloodPool.step``: the exchange of the blood voxels with the pool,
+  the reaction and the LOD diffusion solves, then the capillary exchange of the tissue voxels);
+* ``unsplit``: a reference that solves reaction, diffusion, the blood voxels' exchange and the
+  capillary exchange as sinks in one implicit system (scipy.sparse LU; the pool semi-implicit).
 
 A converged scheme gives the same serum at every step. docs/model.md ("Time step") has the
 measurements and what they mean. Prints a table, then one JSON line.
@@ -51,7 +51,7 @@ def present(config: Path, dt_min: float, hours: float, cytokine: str, source: fl
 
 
 def unsplit(config: Path, dt_min: float, hours: float, cytokine: str, source: float, settings: list[str]) -> float:
-    """Serum [pg/mL] after ``hours``: reaction, diffusion (carabm's face conductances) and the exchange in one implicit solve."""
+    """Serum [pg/mL] after ``hours``: reaction, diffusion (carabm's face conductances) and both exchanges in one implicit solve."""
     m = _model(config, dt_min, settings)
     solver, pool = m.solver, m.blood
     k = m.index[cytokine]
@@ -73,15 +73,18 @@ def unsplit(config: Path, dt_min: float, hours: float, cytokine: str, source: fl
         np.add.at(diagonal, j, face)
     laplacian = sp.csr_matrix((np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n)) + sp.diags(diagonal)
     blood = (m.lattice.labels == BLOOD).ravel().astype(np.float64)
+    capillary = np.zeros(n)
+    capillary[solver.backend.asnumpy(pool.capillary_index)] = pool.capillary_rate_per_s[k]
     dt = dt_min * 60.0
     decay, clearance, exchange = float(solver.decay_per_s[k]), float(pool.clearance_per_s[k]), pool.exchange_per_s
-    system = spla.splu((sp.identity(n) * (1.0 + dt * decay) + sp.diags(dt * exchange * blood) + dt * laplacian).tocsc())
+    sink = exchange * blood + capillary  # 1/s per voxel, towards the serum
+    system = spla.splu((sp.identity(n) * (1.0 + dt * decay) + sp.diags(dt * sink) + dt * laplacian).tocsc())
     tissue_source = np.where((m.lattice.labels == TISSUE).ravel(), source, 0.0)
     c, serum = np.zeros(n), 0.0
     v, volume = pool.voxel_volume_ml, pool.pool_volume_ml
     for _ in range(round(hours * 60.0 / dt_min)):
-        c = system.solve(c + dt * tissue_source + dt * exchange * blood * serum)
-        serum = (volume * serum + dt * v * exchange * float(blood @ c)) / (volume * (1.0 + dt * clearance) + dt * v * exchange * blood.sum())
+        c = system.solve(c + dt * tissue_source + dt * sink * serum)
+        serum = (volume * serum + dt * v * float(sink @ c)) / (volume * (1.0 + dt * clearance) + dt * v * sink.sum())
     return serum
 
 

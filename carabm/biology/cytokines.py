@@ -52,16 +52,17 @@ def baselines(config: Config) -> list[float]:
     return [getattr(config.cytokines, name).baseline_pg_ml for name in CATALOG.cytokines]
 
 
-def transport(config: Config) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Per-field diffusion [um^2/s], tissue decay [1/s], serum clearance [1/s] and BBB permeability."""
-    diffusion, decay, clearance, bbb = [], [], [], []
+def transport(config: Config) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+    """Per-field diffusion [um^2/s], tissue decay [1/s], serum clearance [1/s], BBB permeability and vessel wall permeability [um/s]."""
+    diffusion, decay, clearance, bbb, wall = [], [], [], [], []
     for name in CATALOG.cytokines:
         c = getattr(config.cytokines, name)
         diffusion.append(c.diffusion_um2_s)
         decay.append(math.log(2.0) / (c.half_life_h * SECONDS_PER_HOUR))
         clearance.append(math.log(2.0) / (c.serum_half_life_h * SECONDS_PER_HOUR))
         bbb.append(c.bbb_permeability)
-    return diffusion, decay, clearance, bbb
+        wall.append(c.vessel_permeability_um_s)
+    return diffusion, decay, clearance, bbb, wall
 
 
 class Secretion:

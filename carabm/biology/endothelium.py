@@ -72,6 +72,12 @@ class Endothelium(Strict):
     )  # fmt: skip
     vasodilation_per_h: float = Field(0.3, ge=0, description="vasodilation rise rate at full iNOS induction [1/h]; assumed (iNOS expression within hours)")
     vasodilation_recovery_per_h: float = Field(0.1, ge=0, description="return of vascular tone [1/h]; assumed (iNOS protein decays over hours)")
+    vessel_surface_per_cm: float = Field(
+        200.0, gt=0,
+        description="capillary wall area per tissue volume at the tumour site [cm^2/cm^3]; Baxter & Jain (Microvasc Res 1989) "
+                    "take 200 for tumours. With each cytokine's vessel_permeability_um_s it sets the tissue's exchange with serum, "
+                    "P S/V, spread over every tissue voxel (docs/model.md, 'Capillary exchange')",
+    )
 
 
 class Vascular:
@@ -111,11 +117,30 @@ def brain_separator(lattice: Lattice, reach: int = 4) -> np.ndarray:
     systemic pool only between steps). Blood within ``reach`` voxels of the BBB counts as
     the brain vessel. Cells still cross; only diffusion is cut.
     """
+    return dilate6(brain_vessel(lattice, reach)) & (lattice.labels == TISSUE)
+
+
+def brain_vessel(lattice: Lattice, reach: int = 4) -> np.ndarray:
+    """Blood within ``reach`` voxels of the BBB: the brain's vessel, whose wall is the BBB layer."""
     near_bbb = lattice.labels == BBB
     for _ in range(reach):
         near_bbb = dilate6(near_bbb)
-    brain_blood = near_bbb & (lattice.labels == BLOOD)
-    return dilate6(brain_blood) & (lattice.labels == TISSUE)
+    return near_bbb & (lattice.labels == BLOOD)
+
+
+def closed_blood(lattice: Lattice) -> np.ndarray:
+    """Blood voxels closed to cytokine diffusion: all blood but the brain's vessel (see :class:`Conductance`).
+
+    The tissue trades with serum through its capillary bed, spread over every tissue voxel
+    (:func:`capillary_rate_per_s`); the lattice's vessels carry cells. The brain's vessel stays
+    open: its wall is the BBB layer.
+    """
+    return (lattice.labels == BLOOD) & ~brain_vessel(lattice)
+
+
+def capillary_rate_per_s(permeability_um_s: list[float], surface_per_cm: float) -> list[float]:
+    """Each cytokine's exchange rate between tissue and serum, ``P S/V`` [1/s]: wall permeability times capillary area per volume."""
+    return [p * 1e-4 * surface_per_cm for p in permeability_um_s]  # um/s -> cm/s, times cm^2/cm^3
 
 
 def dilate6(mask: np.ndarray) -> np.ndarray:
@@ -135,8 +160,9 @@ def dilate6(mask: np.ndarray) -> np.ndarray:
 
 
 class Conductance:
-    """The field solver's face conductance per cytokine: 1 off the BBB, 0 across the brain separator, and on
-    the BBB ``p + (1 - p)(1 - integrity)^h`` (``p`` the intact permeability per cytokine).
+    """The field solver's face conductance per cytokine: 1 off the BBB, 0 across the brain separator and in the
+    closed blood (the capillary bed, not diffusion, joins tissue and serum), and on the BBB
+    ``p + (1 - p)(1 - integrity)^h`` (``p`` the intact permeability per cytokine).
 
     ``h`` is the same power that gates cells crossing (``endothelium.crossing_hill``): tight
     junctions open little while integrity is high and much once it has fallen.
@@ -149,7 +175,7 @@ class Conductance:
         self.crossing_hill = crossing_hill
         self.bbb_voxels = bbb_voxels
         self.values = xp.ones((self.k,) + lattice.shape, dtype=xp.float32)
-        self.values[:, xp.asarray(brain_separator(lattice))] = 0.0
+        self.values[:, xp.asarray(brain_separator(lattice) | closed_blood(lattice))] = 0.0
 
     def refresh(self, solver: Any, integrity: Any, check: bool = True) -> None:
         """Recompute the BBB faces from ``integrity`` and hand the conductance to ``solver``.

@@ -35,7 +35,7 @@ from carabm.engine.backend import Backend
 from carabm.engine.blood_pool import BloodPool
 from carabm.engine.circulation import BloodCirculation
 from carabm.engine.fields import FieldSolver
-from carabm.engine.lattice import BBB, BLOOD, CNS, Lattice
+from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.engine.movement import Movement, mean_hop_um
 from carabm.engine.neighbourhood import Neighbourhood
 from carabm.engine.rng import stochastic_round
@@ -133,11 +133,13 @@ class CrsModel:
                                  bbb_hill=config.endothelium.crossing_hill, wall_closed=seam)  # fmt: skip
         self.circulation = BloodCirculation(self.store, lattice, config.run.dt_min, self.seed, self.scale, patient.blood_volume_ml)
 
-        diffusion, decay, clearance, bbb_permeability = transport(config)
+        diffusion, decay, clearance, bbb_permeability, wall_permeability = transport(config)
         self.solver = FieldSolver(lattice.shape, lattice.voxel_um, diffusion, decay, backend)
         healthy = baselines(config)  # the serum starts at rest; basal production off the lattice keeps it there
         self.blood = BloodPool(self.solver, lattice.labels == BLOOD, patient.blood_volume_ml, self.scale,
-                               [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S, serum_pg_ml=healthy)  # fmt: skip
+                               [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S, serum_pg_ml=healthy,
+                               capillary_mask=lattice.labels == TISSUE,
+                               capillary_rate_per_s=endothelium.capillary_rate_per_s(wall_permeability, config.endothelium.vessel_surface_per_cm))  # fmt: skip
         self.blood.set_systemic_source("basal", self.blood.balancing_production(healthy))
         self.fields = self.solver.zeros()
         self.integrity = xp.ones(lattice.shape, dtype=xp.float32)

@@ -8,13 +8,26 @@ Representative-volume scaling: the lattice stands for a fraction ``scale`` of th
 ``pool_volume_ml = blood_volume_ml * scale``. Serum is reported as the pool's concentration.
 
 Per step of ``dt`` (Lie splitting, first order): (1) blood voxels and pool exchange and are
-cleared, implicitly and together; (2) the solver steps sources, uptake, decay and diffusion.
+cleared, implicitly and together; (2) the solver steps sources, uptake, decay and diffusion;
+(3) the voxels with a capillary bed trade with the pool across its wall (optional, below).
 Exchange: each blood voxel (volume ``v``) trades mass with the pool at
 ``k_ex * v * (c_voxel - C_pool)`` (default ``k_ex`` = 1/min: cardiac output ~5 L/min over a
 blood volume of ~5 L). Clearance ``k_cl = ln 2 / half_life`` acts on all systemic blood —
 pool and blood voxels alike — so the serum half-life holds whatever share of the blood the
 lattice holds. The backward-Euler exchange conserves total mass (voxels + pool) exactly,
 apart from clearance, which removes the factor ``1/(1 + k_cl dt)`` per step.
+
+Capillary bed (``capillary_mask``, ``capillary_rate_per_s``): tissue holds capillaries every
+few cell diameters, far more wall than a lattice resolves, so the tissue's exchange with serum is
+spread over its voxels: each voxel of the mask trades with the pool at ``k = P S/V`` (wall
+permeability times capillary area per tissue volume, 1/s, per field). Step (3) moves
+``min(1, k dt) (c - C)`` of each such voxel's level ``c`` to the pool (``C`` the serum), from the
+level the diffusion solve leaves, never passing the serum level; what leaves the voxels enters the
+pool, cleared over the step like the pool's own sources (conserving mass apart from clearance). ``k dt``
+is small (~0.02 at minute steps), so where in the step the exchange sits matters little. The
+caller closes lattice blood that is not meant to diffuse into tissue (conductance 0): free
+diffusion into a one-voxel sink is stiff (``D dt / dx²`` ~ 100), and no splitting of it into the
+exchange and the diffusion solves converges in the step (docs/model.md, "Time step").
 """
 
 from __future__ import annotations
@@ -103,6 +116,10 @@ class BloodPool:
         Exchange rate constant between a blood voxel and the pool, 1/s.
     serum_pg_ml:
         Initial pool concentrations per field (default 0).
+    capillary_mask:
+        Optional boolean ``[nz, ny, nx]``: the voxels that hold a capillary bed.
+    capillary_rate_per_s:
+        Their exchange rate with the pool per field, ``P S/V`` [1/s]; required with ``capillary_mask``.
     """
 
     def __init__(
@@ -114,6 +131,8 @@ class BloodPool:
         half_life_s: Sequence[float],
         exchange_per_s: float = DEFAULT_EXCHANGE_PER_S,
         serum_pg_ml: Sequence[float] | None = None,
+        capillary_mask: Any = None,
+        capillary_rate_per_s: Sequence[float] | None = None,
     ) -> None:
         self.solver = solver
         xp = solver.backend.xp
@@ -138,7 +157,30 @@ class BloodPool:
             raise ValueError(f"serum_pg_ml: one value >= 0 per field, got {initial.tolist()}")
         self._serum = xp.asarray(initial, dtype=np.float64)
         self._blood_index_i32: Any = None  # the kernels' int32 copy of blood_index, made at first use
+        self._capillary_positions_i32: Any = None  # 0..n_capillary-1 (int32) for the kernels' sum of the capillary transfer
         self._systemic: dict[str, np.ndarray] = {}  # named productions straight into the pool [pg/mL/s per field]
+        self._set_capillaries(capillary_mask, capillary_rate_per_s)
+
+    def _set_capillaries(self, mask: Any, rate_per_s: Sequence[float] | None) -> None:
+        """The capillary voxels' flat indices and their exchange rates per field (``[K]`` float64 host, 1/s)."""
+        solver = self.solver
+        self._capillary_fraction: dict[float, Any] = {}  # per step size: min(1, k dt) [K, 1] in the fields' dtype, 1 + k_cl dt [K]
+        self.capillary_rate_per_s = np.zeros(solver.n_fields)
+        if mask is None:
+            if rate_per_s is not None:
+                raise ValueError("capillary_rate_per_s: given without capillary_mask")
+            self.capillary_index, self.n_capillary = solver.backend.xp.zeros(0, dtype=np.int64), 0
+            return
+        mask = np.asarray(solver.backend.asnumpy(mask), dtype=bool)
+        if mask.shape != solver.shape:
+            raise ValueError(f"capillary_mask: expected shape {solver.shape}, got {mask.shape}")
+        rate = np.atleast_1d(np.asarray(rate_per_s if rate_per_s is not None else [], dtype=np.float64))
+        if rate.shape != (solver.n_fields,) or not np.all(np.isfinite(rate)) or np.any(rate < 0):
+            raise ValueError(f"capillary_rate_per_s: one finite value >= 0 per field ({solver.n_fields}) required with "
+                             f"capillary_mask, got {rate.tolist()}")  # fmt: skip
+        self.capillary_rate_per_s = rate
+        self.capillary_index = solver.backend.xp.asarray(np.flatnonzero(mask.ravel()))
+        self.n_capillary = int(mask.sum())
 
     @property
     def _serum(self) -> Any:
@@ -244,12 +286,48 @@ class BloodPool:
             flat[:, self.blood_index] = (blood + add[:, None]) / q_cast[:, None]
         return fields
 
+    def capillary_exchange(self, fields: Any, dt_s: float, launch: Any = None) -> Any:
+        """Move ``min(1, k dt) (c - C)`` from each capillary voxel to the pool (``fields`` in place; see the module's docstring).
+
+        Negative where the serum is above the voxel's level: the pool feeds the tissue. The sum
+        over voxels is float64 (on a GPU, the blood exchange's deterministic kernel; ``launch``:
+        a kernel launcher that wins over the fields' own, e.g. the tests' host emulation).
+        """
+        if self.n_capillary == 0:
+            return fields
+        xp = self.solver.backend.xp
+        cached = self._capillary_fraction.get(dt_s)
+        if cached is None:
+            if len(self._capillary_fraction) >= 8:
+                self._capillary_fraction.clear()
+            # the share moved per step, and the pool's backward-Euler clearance factor 1 + k_cl dt (float64)
+            cached = (xp.asarray(np.minimum(self.capillary_rate_per_s * dt_s, 1.0)[:, None], dtype=fields.dtype),
+                      xp.asarray(1.0 + self.clearance_per_s * dt_s))  # fmt: skip
+            self._capillary_fraction[dt_s] = cached
+        fraction, clearance = cached
+        flat = fields.reshape(self.solver.n_fields, -1)
+        level = flat[:, self.capillary_index]
+        moved = (level - self._serum.astype(fields.dtype)[:, None]) * fraction
+        flat[:, self.capillary_index] = level - moved
+        launch = launcher_for(fields, launch) if fields.dtype == np.float32 else None
+        if launch is not None:
+            if self._capillary_positions_i32 is None:
+                self._capillary_positions_i32 = xp.arange(self.n_capillary, dtype=np.int32)
+            total = blood_sums_kernels(xp.ascontiguousarray(moved), self._capillary_positions_i32, launch)
+        else:
+            total = moved.sum(axis=1, dtype=np.float64)
+        # cleared with the pool's backward-Euler factor, as the pool's own sources are in exchange(): added
+        # uncleared, the steady serum would be too high by 1 + k_cl dt (18 % at 12-min steps for IL-6)
+        self._serum = self._serum + total * (self.voxel_volume_ml / self.pool_volume_ml) / clearance
+        return fields
+
     def step(self, fields: Any, dt_s: float, sources: Any = None, uptake: Any = None, pool_sources_pg_ml_s: Any = None) -> Any:
-        """Exchange with the pool, then one solver step; ``fields`` updated in place and returned.
+        """Exchange with the pool, one solver step, then the capillary bed; ``fields`` updated in place and returned.
 
         ``pool_sources_pg_ml_s`` defaults to the systemic sources (:meth:`set_systemic_source`).
         """
         if pool_sources_pg_ml_s is None:
             pool_sources_pg_ml_s = self.systemic_sources()
         self.exchange(fields, dt_s, pool_sources_pg_ml_s)
-        return self.solver.step(fields, dt_s, sources, uptake)
+        self.solver.step(fields, dt_s, sources, uptake)
+        return self.capillary_exchange(fields, dt_s)

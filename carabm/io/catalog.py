@@ -69,6 +69,7 @@ class Cytokine:
     half_life_h: float
     serum_half_life_h: float
     bbb_permeability: float = 0.0005
+    vessel_permeability_um_s: float = 0.001  # um/s (1e-7 cm/s)
     units: str = "pg/mL"
     baseline_pg_ml: float = 0.0  # healthy serum level, kept by basal production outside the lattice
 

@@ -212,6 +212,14 @@ class Cytokine(Strict):
     half_life_h: float = Field(0.25, gt=0, description="half-life in tissue (receptor uptake, proteolysis) [h]; Francis & Palsson 1997: time constant 10-30 min")
     serum_half_life_h: float = Field(1.0, gt=0, description="half-life in the systemic pool (clearance) [h]")
     bbb_permeability: float = Field(0.0005, ge=0, le=1, description="conductance of an intact BBB, 0..1; assumed (CSF levels ~1-2 % of serum at rest)")
+    vessel_permeability_um_s: float = Field(
+        0.001, ge=0,
+        description="permeability of the tumour site's capillary wall [um/s] (1e-7 cm/s); assumed for all cytokines (14-52 kDa): "
+                    "tumour vessels pass macromolecules of 25-160 kDa at the order of 1e-7 cm/s, little size-selective (a ~2-fold "
+                    "range; Yuan, Cancer Res 1995); taken at that order, where the tissue passes about as much to serum as the "
+                    "model's secretion was set against (docs/model.md, 'Time step'). Times endothelium.vessel_surface_per_cm, the "
+                    "tissue's exchange rate with serum (docs/model.md, 'Capillary exchange')",
+    )
     secretion_scale: float = Field(1.0, ge=0, description="multiplier on all secretion (0 = knockout) [1]")
     baseline_pg_ml: float = Field(
         0.0, ge=0,
@@ -322,7 +330,8 @@ def schema() -> type[Config]:
 
 def _cytokine_section(c: CatalogCytokine) -> Cytokine:
     return Cytokine(diffusion_um2_s=c.diffusion_um2_s, half_life_h=c.half_life_h, serum_half_life_h=c.serum_half_life_h,
-                    bbb_permeability=c.bbb_permeability, baseline_pg_ml=c.baseline_pg_ml)  # fmt: skip
+                    bbb_permeability=c.bbb_permeability, vessel_permeability_um_s=c.vessel_permeability_um_s,
+                    baseline_pg_ml=c.baseline_pg_ml)  # fmt: skip
 
 
 def problems_from(error: ValidationError) -> list[str]:

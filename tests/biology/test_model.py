@@ -89,6 +89,24 @@ def test_the_seam_closes_to_cells_only_when_asked():
     assert (wall == TISSUE).sum() == (closed_model.lattice.labels == TISSUE).sum() - seam.sum()
 
 
+def test_tissue_trades_with_serum_through_its_capillary_bed_and_the_tumour_vessel_is_closed_to_diffusion():
+    """docs/model.md, "Capillary exchange": every tissue voxel trades at P S/V; the tumour's vessel carries cells only; the
+    brain's vessel stays open to the BBB layer (its wall)."""
+    model = make("cytokines.IL6.vessel_permeability_um_s=0.002", "endothelium.vessel_surface_per_cm=150")
+    labels = model.lattice.labels
+    pool = model.blood
+    assert np.array_equal(np.sort(np.asarray(pool.capillary_index)), np.flatnonzero(labels.ravel() == TISSUE))
+    il6, il1b = model.index["IL6"], model.index["IL1b"]
+    assert pool.capillary_rate_per_s[il6] == pytest.approx(0.002e-4 * 150)  # um/s -> cm/s, times cm^2/cm^3
+    assert pool.capillary_rate_per_s[il1b] == pytest.approx(0.001e-4 * 150)  # the default permeability
+    g = np.asarray(model.solver.conductance)
+    blood = labels == BLOOD
+    near_bbb = np.zeros_like(blood)
+    near_bbb[:, :, :-1] |= labels[:, :, 1:] == BBB
+    assert (blood & near_bbb).any() and np.all(g[:, blood & near_bbb] == 1.0)  # the brain vessel beside the BBB: open
+    tumour_vessel = blood & (np.arange(labels.shape[2]) < labels.shape[2] // 3)[None, None, :]
+    assert tumour_vessel.any() and np.all(g[:, tumour_vessel] == 0.0)  # the tumour's vessel (the middle of the tissue block)
+
 
 def test_dilate6_is_scipys_default_binary_dilation():
     from scipy import ndimage  # noqa: PLC0415

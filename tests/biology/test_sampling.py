@@ -56,9 +56,14 @@ def test_half_the_tumour_agents_give_the_same_serum_il6():
 
 def test_half_the_lattice_of_the_same_tissue_gives_the_same_serum_il6():
     """The quickstart halved along z (the vessel runs along z, so the same tissue, vessels and CNS, half as
-    much of them) with half of every cell type it places: the same patient sampled half as much."""
-    full = peak_il6()
-    half = peak_il6("lattice.shape=[6,24,40]", "cells.bcell.initial_count=750", "cells.microglia.initial_count=50")
+    much of them) with half of every cell type it places: the same patient sampled half as much.
+
+    Four seeds: seed by seed the 48-h peak of the half lattice is 0.64-1.79x the quickstart's (seeds 1-8, 2026-12-02,
+    with the capillary exchange), 0.92x pooled over the eight; two seeds (0.68x for seeds 1-2) leave noise as large as
+    the tolerance."""
+    seeds = (1, 2, 3, 4)
+    full = peak_il6(seeds=seeds)
+    half = peak_il6("lattice.shape=[6,24,40]", "cells.bcell.initial_count=750", "cells.microglia.initial_count=50", seeds=seeds)
     assert full > 10.0  # the storm has begun (resting serum IL-6 is 3 pg/mL)
     assert 1 / 1.25 <= half / full <= 1.25, f"peak serum IL-6 {half:.3g} pg/mL on half the lattice vs {full:.3g} on the quickstart"
 
