@@ -157,7 +157,7 @@ class BloodPool:
             raise ValueError(f"serum_pg_ml: one value >= 0 per field, got {initial.tolist()}")
         self._serum = xp.asarray(initial, dtype=np.float64)
         self._blood_index_i32: Any = None  # the kernels' int32 copy of blood_index, made at first use
-        self._capillary_positions_i32: Any = None  # 0..n_capillary-1 (int32) for the kernels' sum of the capillary transfer
+        self._capillary_positions_i32: Any = None  # the bed's voxels (int32) for the kernels' sum of the capillary transfer
         self._systemic: dict[str, np.ndarray] = {}  # named productions straight into the pool [pg/mL/s per field]
         self._set_capillaries(capillary_mask, capillary_rate_per_s)
 
@@ -181,6 +181,8 @@ class BloodPool:
         self.capillary_rate_per_s = rate
         self.capillary_index = solver.backend.xp.asarray(np.flatnonzero(mask.ravel()))
         self.n_capillary = int(mask.sum())
+        self._capillary_mask = solver.backend.xp.asarray(mask.ravel(), dtype=solver.dtype)  # 1 in the bed, 0 elsewhere
+        self._capillary_scratch: Any = None  # [K, n_voxels] in the fields' dtype: what moves this step
 
     @property
     def _serum(self) -> Any:
@@ -306,14 +308,19 @@ class BloodPool:
             self._capillary_fraction[dt_s] = cached
         fraction, clearance = cached
         flat = fields.reshape(self.solver.n_fields, -1)
-        level = flat[:, self.capillary_index]
-        moved = (level - self._serum.astype(fields.dtype)[:, None]) * fraction
-        flat[:, self.capillary_index] = level - moved
+        # dense over the lattice, zero off the bed (a gather and a scatter of the bed's voxels cost ~4x as much on the CPU)
+        moved = self._capillary_scratch
+        if moved is None or moved.shape != flat.shape or moved.dtype != flat.dtype:
+            moved = self._capillary_scratch = xp.empty_like(flat)
+        xp.subtract(flat, self._serum.astype(fields.dtype)[:, None], out=moved)
+        moved *= self._capillary_mask.astype(fields.dtype, copy=False)[None, :]
+        moved *= fraction
+        flat -= moved
         launch = launcher_for(fields, launch) if fields.dtype == np.float32 else None
         if launch is not None:
             if self._capillary_positions_i32 is None:
-                self._capillary_positions_i32 = xp.arange(self.n_capillary, dtype=np.int32)
-            total = blood_sums_kernels(xp.ascontiguousarray(moved), self._capillary_positions_i32, launch)
+                self._capillary_positions_i32 = xp.asarray(self.capillary_index, dtype=np.int32)
+            total = blood_sums_kernels(moved, self._capillary_positions_i32, launch)
         else:
             total = moved.sum(axis=1, dtype=np.float64)
         # cleared with the pool's backward-Euler factor, as the pool's own sources are in exchange(): added
