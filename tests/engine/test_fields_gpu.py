@@ -101,7 +101,8 @@ def test_blood_pool_exchange_on_the_gpu_matches_numpy() -> None:
     for name in ("numpy", "cupy"):
         backend = get_backend(name)
         solver = FieldSolver(shape, 20.0, [100.0, 50.0], [1e-4, 0.0], backend=backend, cpu_impl="numpy")
-        pool = BloodPool(solver, backend.asarray(mask), 5000.0, 1e-6, [3600.0, 1800.0], serum_pg_ml=[50.0, 0.0])
+        pool = BloodPool(solver, backend.asarray(mask), 5000.0, 1e-6, [3600.0, 1800.0], serum_pg_ml=[50.0, 0.0],
+                         capillary_mask=backend.asarray(~mask), capillary_rate_per_s=[2e-3, 5e-4])  # with the capillary bed
         fields = backend.asarray(start)
         for _ in range(10):
             pool.step(fields, 60.0)
