@@ -24,7 +24,7 @@ permeability times capillary area per tissue volume, 1/s, per field). Step (3) m
 ``min(1, k dt) (c - C)`` of each such voxel's level ``c`` to the pool (``C`` the serum), from the
 level the diffusion solve leaves, never passing the serum level; what leaves the voxels enters the
 pool, cleared over the step like the pool's own sources (conserving mass apart from clearance). ``k dt``
-is small (~0.02 at minute steps), so where in the step the exchange sits matters little. The
+is small (0.007 at 6-minute steps with carabm's defaults), so where in the step it sits matters little. The
 caller closes lattice blood that is not meant to diffuse into tissue (conductance 0): free
 diffusion into a one-voxel sink is stiff (``D dt / dx²`` ~ 100), and no splitting of it into the
 exchange and the diffusion solves converges in the step (docs/model.md, "Time step").
