@@ -6,7 +6,8 @@ density from cell to cell (``patient.cd19_negative_fraction``, ``patient.cd19_si
 daughters inherit their parent's density, so cells below the CAR's recognition threshold
 (Majzner, Cancer Discov 2020) survive and regrow. The CAR-T module asks :func:`recognised`
 which antigen contacts count, and :func:`cart_division_limit` how many divisions the
-patient's product can make (its fitness relative to the tumour; Locke, Blood Adv 2020).
+patient's product can make (its fitness relative to the tumour; Locke, Blood Adv 2020), extended
+by the targets each cell killed.
 """
 
 from __future__ import annotations
@@ -87,13 +88,19 @@ def recognised(model: CrsModel, target_slot: Any, contact: Any) -> Any:
     return contact & (model.uniform_all("cart:antigen") < chance)
 
 
-def cart_division_limit(model: CrsModel) -> float:
+def cart_division_limit(model: CrsModel, kills: Any = None) -> Any:
     """Divisions a CAR-T lineage can make before it exhausts: ``cells.cart.max_divisions`` shifted by the product's fitness.
 
     ``patient.cart_expansion_capacity`` is the fold expansion of the patient's product relative
     to the typical one, so it adds ``log2(capacity)`` divisions (0.5: one division fewer).
+    With ``kills`` (per-cell kill counts, an array) each cell's limit also grows by
+    ``cells.cart.divisions_per_kill`` per target it killed: the antigen met extends the programme.
     """
-    return model.config.cells.cart.max_divisions + math.log2(model.config.patient.cart_expansion_capacity)
+    cart = model.config.cells.cart
+    limit = cart.max_divisions + math.log2(model.config.patient.cart_expansion_capacity)
+    if kills is None or cart.divisions_per_kill == 0:
+        return limit
+    return limit + cart.divisions_per_kill * kills
 
 
 def grow(model: CrsModel) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from pydantic import Field
 
 from carabm.biology import rules
-from carabm.engine.lattice import BBB, BLOOD, TISSUE, Lattice
+from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE, Lattice
 from carabm.errors import CheckpointError
 from carabm.io.config import CytokineMap, Strict, cytokine_map
 
@@ -126,6 +126,26 @@ def brain_vessel(lattice: Lattice, reach: int = 4) -> np.ndarray:
     for _ in range(reach):
         near_bbb = dilate6(near_bbb)
     return near_bbb & (lattice.labels == BLOOD)
+
+
+def brain_blood_weight(lattice: Lattice, scale: float, brain_fluid_ml: float) -> np.ndarray | None:
+    """How many times each blood voxel's trade with serum counts: the brain's vessel at ``scale / brain share``, the rest 1.
+
+    The lattice's tissue, its cells and its vessels stand for a share ``scale`` of the patient's
+    tumour, but its CNS stands for the patient's brain, whose size does not follow the tumour's:
+    the brain's share is ``CNS volume on the lattice / brain_fluid_ml``, the volume in which the
+    brain holds its cytokines (its extracellular space). Without this the lattice's brain would
+    stand for 20 mL of brain fluid at 1e9 tumour cells and 2 L at 1e11, and a large tumour would
+    come with a large brain soaking up serum cytokines once the BBB opens. None when the lattice
+    has no CNS. Cells crossing into the CNS still count at ``scale``.
+    """
+    n_cns = int(np.count_nonzero(lattice.labels == CNS))
+    if n_cns == 0:
+        return None
+    brain_share = n_cns * lattice.voxel_volume_ml / brain_fluid_ml
+    weight = np.ones(lattice.shape, dtype=np.float64)
+    weight[brain_vessel(lattice)] = scale / brain_share
+    return weight
 
 
 def closed_blood(lattice: Lattice) -> np.ndarray:

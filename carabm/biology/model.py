@@ -139,7 +139,8 @@ class CrsModel:
         self.blood = BloodPool(self.solver, lattice.labels == BLOOD, patient.blood_volume_ml, self.scale,
                                [np.log(2.0) / c for c in clearance], exchange_per_s=BLOOD_EXCHANGE_PER_S, serum_pg_ml=healthy,
                                capillary_mask=lattice.labels == TISSUE,
-                               capillary_rate_per_s=endothelium.capillary_rate_per_s(wall_permeability, config.endothelium.vessel_surface_per_cm))  # fmt: skip
+                               capillary_rate_per_s=endothelium.capillary_rate_per_s(wall_permeability, config.endothelium.vessel_surface_per_cm),
+                               blood_weight=endothelium.brain_blood_weight(lattice, self.scale, patient.brain_volume_ml * patient.brain_extracellular_fraction))  # fmt: skip
         self.blood.set_systemic_source("basal", self.blood.balancing_production(healthy))
         self.fields = self.solver.zeros()
         self.integrity = xp.ones(lattice.shape, dtype=xp.float32)

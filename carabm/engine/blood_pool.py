@@ -17,6 +17,13 @@ pool and blood voxels alike — so the serum half-life holds whatever share of t
 lattice holds. The backward-Euler exchange conserves total mass (voxels + pool) exactly,
 apart from clearance, which removes the factor ``1/(1 + k_cl dt)`` per step.
 
+Weighted blood voxels (``blood_weight``): a lattice can hold organs that do not scale with the
+tumour. Each blood voxel's trade with the pool counts ``w`` times in the pool's mass balance
+(``w = 1``: the lattice's share ``scale``; the brain's vessel of a lattice whose CNS stands for
+the patient's whole brain: ``w = scale / brain share``). The voxels' own update is unchanged;
+the pool's closed form uses ``sum(w c)`` and ``sum(w)`` in place of ``sum(c)`` and ``n``, so mass
+is conserved with each voxel's mass counted ``w`` times. One sum per distinct weight (a few).
+
 Capillary bed (``capillary_mask``, ``capillary_rate_per_s``): tissue holds capillaries every
 few cell diameters, far more wall than a lattice resolves, so the tissue's exchange with serum is
 spread over its voxels: each voxel of the mask trades with the pool at ``k = P S/V`` (wall
@@ -43,6 +50,8 @@ from carabm.engine.fields import FieldSolver
 
 #: blood turnover by the circulation, 1/s (cardiac output ~5 L/min over ~5 L of blood)
 DEFAULT_EXCHANGE_PER_S = 1.0 / 60.0
+#: most distinct ``blood_weight`` values (each costs one sum over its voxels per step)
+MAX_BLOOD_WEIGHTS = 8
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,6 +129,9 @@ class BloodPool:
         Optional boolean ``[nz, ny, nx]``: the voxels that hold a capillary bed.
     capillary_rate_per_s:
         Their exchange rate with the pool per field, ``P S/V`` [1/s]; required with ``capillary_mask``.
+    blood_weight:
+        Optional float ``[nz, ny, nx]``: how many times each blood voxel's trade counts in the
+        pool (> 0 at every blood voxel, at most ``MAX_BLOOD_WEIGHTS`` distinct values; default 1).
     """
 
     def __init__(
@@ -133,6 +145,7 @@ class BloodPool:
         serum_pg_ml: Sequence[float] | None = None,
         capillary_mask: Any = None,
         capillary_rate_per_s: Sequence[float] | None = None,
+        blood_weight: Any = None,
     ) -> None:
         self.solver = solver
         xp = solver.backend.xp
@@ -160,6 +173,42 @@ class BloodPool:
         self._capillary_positions_i32: Any = None  # the bed's voxels (int32) for the kernels' sum of the capillary transfer
         self._systemic: dict[str, np.ndarray] = {}  # named productions straight into the pool [pg/mL/s per field]
         self._set_capillaries(capillary_mask, capillary_rate_per_s)
+        self._set_blood_weights(mask, blood_weight)
+
+    def _set_blood_weights(self, mask: np.ndarray, weight: Any) -> None:
+        """The blood voxels grouped by the weight of their trade with the pool: ``[(w, flat indices)]`` and ``sum(w)``."""
+        solver = self.solver
+        self._blood_groups_i32: list[Any] | None = None  # the kernels' int32 copies, made at first use
+        if weight is None:
+            self.blood_groups: list[tuple[float, Any]] = [(1.0, self.blood_index)]
+            self.blood_weight_sum = float(self.n_blood)
+            return
+        weight = np.asarray(solver.backend.asnumpy(weight), dtype=np.float64)
+        if weight.shape != solver.shape:
+            raise ValueError(f"blood_weight: expected shape {solver.shape}, got {weight.shape}")
+        flat = np.flatnonzero(mask.ravel())
+        at_blood = weight.ravel()[flat]
+        if not np.all(np.isfinite(at_blood) & (at_blood > 0)):
+            raise ValueError("blood_weight: must be finite and > 0 at every blood voxel")
+        values = np.unique(at_blood)
+        if values.size > MAX_BLOOD_WEIGHTS:
+            raise ValueError(f"blood_weight: at most {MAX_BLOOD_WEIGHTS} distinct values at the blood voxels (one sum each), got {values.size}")
+        self.blood_groups = [(float(w), solver.backend.xp.asarray(flat[at_blood == w])) for w in values]
+        self.blood_weight_sum = float(sum(w * int(np.count_nonzero(at_blood == w)) for w in values))
+
+    def _weighted_blood_sum(self, fields: Any, flat: Any, launch: Any) -> Any:
+        """``sum(w c)`` over the blood voxels per field (float64 ``[K]``), one sum per weight."""
+        xp = self.solver.backend.xp
+        if launch is not None:
+            if self._blood_groups_i32 is None:
+                self._blood_groups_i32 = [xp.asarray(index, dtype=np.int32) for _, index in self.blood_groups]
+            sums = [blood_sums_kernels(fields, index, launch) for index in self._blood_groups_i32]
+        else:
+            sums = [flat[:, index].sum(axis=1, dtype=np.float64) for _, index in self.blood_groups]
+        total = sums[0] * self.blood_groups[0][0]
+        for (w, _), part in zip(self.blood_groups[1:], sums[1:], strict=True):
+            total = total + w * part
+        return total
 
     def _set_capillaries(self, mask: Any, rate_per_s: Sequence[float] | None) -> None:
         """The capillary voxels' flat indices and their exchange rates per field (``[K]`` float64 host, 1/s)."""
@@ -246,7 +295,7 @@ class BloodPool:
         """Mass per field in pg: lattice (all voxels, fields in pg/mL) plus pool."""
         return self.solver.total(fields) * self.voxel_volume_ml + self.serum_pg_ml * self.pool_volume_ml
 
-    def exchange(self, fields: Any, dt_s: float, pool_sources_pg_ml_s: Any = None) -> Any:
+    def exchange(self, fields: Any, dt_s: float, pool_sources_pg_ml_s: Any = None, launch: Any = None) -> Any:
         """Implicit exchange + clearance of blood voxels and pool over ``dt_s`` (fields in place).
 
         With ``a = k_ex dt``, ``b = k_cl dt``, ``q = 1 + a + b`` and ``n`` blood voxels, the
@@ -255,7 +304,9 @@ class BloodPool:
             C' (V (1 + b) + a v n (1 - a/q)) = V (C + dt P) + (a v / q) * sum(c)
             c' = (c + a C') / q
 
-        ``pool_sources_pg_ml_s`` (``P``, per field) adds mass straight into the pool.
+        ``pool_sources_pg_ml_s`` (``P``, per field) adds mass straight into the pool. With
+        ``blood_weight``, ``n`` is ``sum(w)`` and ``sum(c)`` is ``sum(w c)``. ``launch``: a kernel
+        launcher that wins over the fields' own (e.g. the tests' host emulation).
         """
         if not (math.isfinite(dt_s) and dt_s > 0):
             raise ValueError(f"dt_s: must be > 0, got {dt_s}")
@@ -270,15 +321,22 @@ class BloodPool:
         if self.n_blood == 0:
             self._serum = inflow / (1.0 + b)
             return fields
-        launch = launcher_for(fields) if fields.dtype == np.float32 else None
+        launch = launcher_for(fields, launch) if fields.dtype == np.float32 else None
         if launch is not None:
             if self._blood_index_i32 is None:
                 self._blood_index_i32 = xp.asarray(self.blood_index, dtype=np.int32)
-            blood_sum = blood_sums_kernels(fields, self._blood_index_i32, launch)
+            if len(self.blood_groups) == 1 and self.blood_groups[0][0] == 1.0:
+                blood_sum = blood_sums_kernels(fields, self._blood_index_i32, launch)
+            else:
+                blood_sum = self._weighted_blood_sum(fields, flat, launch)
         else:
             blood = flat[:, self.blood_index]
-            blood_sum = blood.sum(axis=1, dtype=np.float64)
-        serum = (pool * inflow + (a * v / q) * blood_sum) / (pool * (1.0 + b) + a * v * self.n_blood * (1.0 - a / q))
+            if len(self.blood_groups) == 1 and self.blood_groups[0][0] == 1.0:
+                blood_sum = blood.sum(axis=1, dtype=np.float64)
+            else:
+                blood_sum = self._weighted_blood_sum(fields, flat, None)
+        weights = self.blood_weight_sum
+        serum = (pool * inflow + (a * v / q) * blood_sum) / (pool * (1.0 + b) + a * v * weights * (1.0 - a / q))
         self._serum = serum
         add = (a * serum).astype(fields.dtype)
         q_cast = q.astype(fields.dtype)

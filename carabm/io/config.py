@@ -58,6 +58,16 @@ class Patient(Strict):
 
     weight_kg: float = Field(70.0, gt=0, le=400, description="body weight [kg]; scales mg/kg doses")
     blood_volume_ml: float = Field(5000.0, gt=0, description="blood volume [mL] (about 70 mL/kg)")
+    brain_volume_ml: float = Field(
+        1200.0, gt=0, description="brain volume [mL]: the lattice's CNS stands for the whole brain, whatever the tumour's size; "
+        "1,200 between the adult means of women and men (1,131 and 1,274 mL by MRI in 46 adults, Allen et al., Am J Phys "
+        "Anthropol 2002)",
+    )
+    brain_extracellular_fraction: float = Field(
+        0.2, gt=0, le=1, description="share of the brain's volume that is extracellular space, where cytokines distribute [1]; "
+        "about 0.2 in the adult brain (Sykova & Nicholson, Physiol Rev 2008); the lattice's CNS concentrations are held in this "
+        "volume of the patient's brain",
+    )  # fmt: skip
     monocytes_per_ul: float = Field(
         500.0, ge=0, description="blood monocytes [cells/uL] (normal 200-800/uL)"
     )

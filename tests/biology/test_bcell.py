@@ -103,11 +103,37 @@ def test_division_limit_follows_the_products_fitness():
         make().config.cells.cart.max_divisions - 2.0)
 
 
+def test_each_kill_extends_the_division_programme():
+    model = make("cells.cart.divisions_per_kill=0.1")
+    base = bcell.cart_division_limit(model)
+    kills = np.array([0, 5, 25], dtype=np.int32)
+    np.testing.assert_allclose(bcell.cart_division_limit(model, kills), base + np.array([0.0, 0.5, 2.5]))
+    assert bcell.cart_division_limit(make("cells.cart.divisions_per_kill=0"), kills) == base
+
+
+def test_a_cell_that_killed_divides_past_the_programme_of_one_that_did_not():
+    """Activated CAR-T cells 10 divisions deep (the default programme): those that killed 20 targets go on (2 more
+    divisions at 0.1 per kill), those that killed none exhaust."""
+    model = make("cells.cart.dose=0", "cells.cart.divisions_per_kill=0.1")
+    add_activated_cart(model, 60)
+    cells = np.flatnonzero(np.asarray(model.mask_of(cart.NAME)))
+    model.store["divisions"][cells] = 10
+    killers = cells[::2]
+    model.store["kills"][killers] = 20
+    model.step()
+    alive = np.asarray(model.mask_of(cart.NAME))
+    state, kills = np.asarray(model.store.state)[alive], np.asarray(model.store["kills"])[alive]
+    assert (kills >= 20).sum() >= 25 and (kills == 0).sum() >= 25  # kills only grow: the two groups, wherever they moved
+    assert not (state[kills >= 20] == cart.EXHAUSTED).any()
+    assert (state[kills == 0] == cart.EXHAUSTED).all()
+
+
 def test_fitness_sets_when_dividing_cart_cells_exhaust():
     """Activated CAR-T cells 8 divisions deep: exhausted at once when the product can make only 8 (capacity 1/4), not at 10."""
     states = {}
     for capacity in (1.0, 0.25):
-        model = make("cells.cart.dose=0", f"patient.cart_expansion_capacity={capacity}")
+        # no extension by kills: cells that kill in this step would go on past 8
+        model = make("cells.cart.dose=0", f"patient.cart_expansion_capacity={capacity}", "cells.cart.divisions_per_kill=0")
         add_activated_cart(model, 50)
         cells = np.asarray(model.mask_of(cart.NAME))
         model.store["divisions"][cells] = 8

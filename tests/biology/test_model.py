@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from carabm.biology.endothelium import brain_separator
+from carabm.biology.endothelium import brain_separator, brain_vessel
 from carabm.biology.model import CrsModel, capped_speeds
 from carabm.engine.backend import get_backend
-from carabm.engine.lattice import BBB, BLOOD, TISSUE
+from carabm.engine.lattice import BBB, BLOOD, CNS, TISSUE
 from carabm.io.catalog import cell_names
 from carabm.io.config import load_config
 from carabm.simulation import build_lattice
@@ -87,6 +87,23 @@ def test_the_seam_closes_to_cells_only_when_asked():
     assert np.all(wall[seam] != TISSUE) and np.array_equal(wall[~seam], closed_model.lattice.labels[~seam])
     # the tumour's own vessel still has tissue beside it: cells still enter the tumour there
     assert (wall == TISSUE).sum() == (closed_model.lattice.labels == TISSUE).sum() - seam.sum()
+
+
+@pytest.mark.parametrize("burden", [1e9, 1e11])
+def test_the_lattices_brain_stands_for_the_patients_brain_whatever_the_tumours_size(burden):
+    """docs/model.md, section 8: the brain vessel's trade with serum counts scale / brain share times, so that the lattice's
+    CNS weighs as the whole brain's fluid (brain volume x extracellular fraction) while the rest follows the tumour."""
+    model = make(f"patient.tumor_burden_cells={burden}", "patient.brain_volume_ml=1000", "patient.brain_extracellular_fraction=0.25")
+    lattice = model.lattice
+    brain_share = np.count_nonzero(lattice.labels == CNS) * lattice.voxel_volume_ml / 250.0  # its fluid: 1000 mL x 0.25
+    groups = {w: np.sort(np.asarray(index)) for w, index in model.blood.blood_groups}
+    assert len(groups) == 2 and 1.0 in groups
+    (brain_weight,) = set(groups) - {1.0}
+    assert brain_weight == pytest.approx(model.scale / brain_share)
+    assert (brain_weight > 1) == (burden == 1e9)  # 1e9 cells: a small tumour beside a whole brain
+    assert np.array_equal(groups[brain_weight], np.flatnonzero(brain_vessel(lattice).ravel()))
+    assert np.array_equal(groups[1.0], np.flatnonzero((lattice.labels == BLOOD).ravel() & ~brain_vessel(lattice).ravel()))
+    assert model.scale == pytest.approx(300 / burden)  # 300 tumour agents
 
 
 def test_tissue_trades_with_serum_through_its_capillary_bed_and_the_tumour_vessel_is_closed_to_diffusion():

@@ -173,3 +173,97 @@ def test_capillary_inputs_say_what_is_wrong() -> None:
         BloodPool(solver, mask, 5000.0, 1e-6, [600.0], capillary_mask=~mask)
     with pytest.raises(ValueError, match="capillary_rate_per_s: one finite value >= 0 per field"):
         BloodPool(solver, mask, 5000.0, 1e-6, [600.0], capillary_mask=~mask, capillary_rate_per_s=[-1.0])
+
+
+def _weighted_pool(dtype: type = np.float64, weight_of_brain: float = 7.5, half_life_s: float = math.inf):  # noqa: ANN202
+    """Blood on two faces of a small lattice: x = 0 counts once, x = 4 (a "brain vessel") ``weight_of_brain`` times."""
+    shape = (3, 4, 5)
+    blood = np.zeros(shape, bool)
+    blood[:, :, 0] = blood[:, :, 4] = True
+    weight = np.ones(shape)
+    weight[:, :, 4] = weight_of_brain
+    solver = FieldSolver(shape, 20.0, [100.0, 0.0], [0.0, 0.0], dtype=dtype, cpu_impl="numpy")
+    pool = BloodPool(solver, blood, 5000.0, 1e-6, [half_life_s, half_life_s], serum_pg_ml=[10.0, 0.0], blood_weight=weight)
+    return solver, pool, blood, weight
+
+
+def _weighted_mass(pool, fields, weight):  # noqa: ANN001, ANN202
+    """Mass per field with each voxel counted ``weight`` times [pg]."""
+    flat = np.asarray(fields, np.float64).reshape(fields.shape[0], -1)
+    return (flat * weight.ravel()[None, :]).sum(axis=1) * pool.voxel_volume_ml + pool.serum_pg_ml * pool.pool_volume_ml
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weighted_blood_voxels_count_their_weight_in_the_pool(dtype) -> None:
+    solver, pool, blood, weight = _weighted_pool(dtype)
+    assert [w for w, _ in pool.blood_groups] == [1.0, 7.5] and pool.blood_weight_sum == 12 + 12 * 7.5
+    fields = solver.zeros()
+    fields[1][:, :, 4] = dtype(40.0)  # only the weighted voxels hold field 1
+    fields[0][:, :, 0] = dtype(25.0)
+    m0 = _weighted_mass(pool, fields, weight)
+    for _ in range(30):
+        pool.exchange(fields, 60.0)
+    np.testing.assert_allclose(_weighted_mass(pool, fields, weight), m0, rtol=tol(dtype, 1e-12, 1e-6))
+    # and everything meets at the weighted mean: sum(w v c) + V C over sum(w v) + V
+    v, volume = pool.voxel_volume_ml, pool.pool_volume_ml
+    expected = m0 / (pool.blood_weight_sum * v + volume)
+    for _ in range(2000):
+        pool.exchange(fields, 60.0)
+    np.testing.assert_allclose(pool.serum_pg_ml, expected, rtol=tol(dtype, 1e-9, 1e-5))
+    at_blood = np.asarray(fields)[:, blood]
+    np.testing.assert_allclose(at_blood, np.broadcast_to(expected[:, None], at_blood.shape), rtol=tol(dtype, 1e-9, 1e-5))
+
+
+def test_the_weighted_exchange_is_the_backward_euler_solve_of_the_weighted_system() -> None:
+    """One step against a dense solve of c' = c + a (C' - c') - b c', V C' (1 + b) = V C + v a sum(w (c' - C'))."""
+    solver, pool, blood, weight = _weighted_pool(np.float64, weight_of_brain=3.0, half_life_s=1800.0)
+    rng = np.random.default_rng(2)
+    fields = solver.zeros()
+    fields[:, blood] = rng.random((2, int(blood.sum()))) * 50
+    before = fields.copy()
+    serum0 = pool.serum_pg_ml.copy()
+    dt = 120.0
+    pool.exchange(fields, dt)
+    a, b = pool.exchange_per_s * dt, pool.clearance_per_s * dt
+    v, volume = pool.voxel_volume_ml, pool.pool_volume_ml
+    w = weight[blood]
+    n = w.size
+    for k in range(2):
+        system = np.zeros((n + 1, n + 1))
+        rhs = np.zeros(n + 1)
+        system[:n, :n] = np.eye(n) * (1 + a + b[k])
+        system[:n, n] = -a
+        rhs[:n] = before[k][blood]
+        system[n, :n] = -v * a * w
+        system[n, n] = volume * (1 + b[k]) + v * a * w.sum()
+        rhs[n] = volume * serum0[k]
+        solution = np.linalg.solve(system, rhs)
+        np.testing.assert_allclose(fields[k][blood], solution[:n], rtol=1e-12)
+        assert pool.serum_pg_ml[k] == pytest.approx(solution[n], rel=1e-12)
+
+
+def test_weighted_exchange_under_the_kernel_emulation_matches_numpy(emulator) -> None:
+    solver, pool, blood, _ = _weighted_pool(np.float32)
+    other = _weighted_pool(np.float32)[1]
+    rng = np.random.default_rng(8)
+    start = (rng.random(solver.field_shape) * 40).astype(np.float32)
+    expected, got = start.copy(), start.copy()
+    emulator.launches.clear()
+    pool.exchange(expected, 60.0)
+    other.exchange(got, 60.0, launch=emulator)
+    assert emulator.launches.count("blood_partial_sums") == 2  # one sum per weight
+    np.testing.assert_allclose(other.serum_pg_ml, pool.serum_pg_ml, rtol=1e-13)  # float64 sums in another order
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(expected, start)
+
+
+def test_blood_weight_inputs_say_what_is_wrong() -> None:
+    solver = FieldSolver((2, 2, 2), 20.0, [10.0], [0.0], cpu_impl="numpy")
+    mask = np.ones((2, 2, 2), bool)
+    with pytest.raises(ValueError, match="blood_weight: expected shape"):
+        BloodPool(solver, mask, 5000.0, 1e-6, [600.0], blood_weight=np.ones((2, 2)))
+    with pytest.raises(ValueError, match="blood_weight: must be finite and > 0 at every blood voxel"):
+        BloodPool(solver, mask, 5000.0, 1e-6, [600.0], blood_weight=np.zeros((2, 2, 2)))
+    nine = FieldSolver((1, 3, 3), 20.0, [10.0], [0.0], cpu_impl="numpy")
+    with pytest.raises(ValueError, match="blood_weight: at most 8 distinct values"):
+        BloodPool(nine, np.ones((1, 3, 3), bool), 5000.0, 1e-6, [600.0], blood_weight=np.arange(1.0, 10.0).reshape(1, 3, 3))

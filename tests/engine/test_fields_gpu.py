@@ -96,13 +96,15 @@ def test_blood_pool_exchange_on_the_gpu_matches_numpy() -> None:
     shape = (12, 16, 20)
     rng = np.random.default_rng(5)
     mask = rng.random(shape) < 0.1
+    weight = np.where(np.arange(shape[2]) < 15, 1.0, 6.5)[None, None, :] * np.ones(shape)  # a "brain vessel" counted 6.5 times
     start = (rng.random((2,) + shape) * 10).astype(np.float32)
     results = {}
     for name in ("numpy", "cupy"):
         backend = get_backend(name)
         solver = FieldSolver(shape, 20.0, [100.0, 50.0], [1e-4, 0.0], backend=backend, cpu_impl="numpy")
         pool = BloodPool(solver, backend.asarray(mask), 5000.0, 1e-6, [3600.0, 1800.0], serum_pg_ml=[50.0, 0.0],
-                         capillary_mask=backend.asarray(~mask), capillary_rate_per_s=[2e-3, 5e-4])  # with the capillary bed
+                         capillary_mask=backend.asarray(~mask), capillary_rate_per_s=[2e-3, 5e-4],  # with the capillary bed
+                         blood_weight=weight)  # and two weights of blood voxels
         fields = backend.asarray(start)
         for _ in range(10):
             pool.step(fields, 60.0)
