@@ -65,7 +65,7 @@ def test_validate_knows_sweep_and_calibration_files(tmp_path):
     ok = carabm_cli("validate", "cohort_axicel")
     assert ok.returncode == 0 and "valid sweep (100 members)" in ok.stdout
     ok = carabm_cli("validate", "calibration_zuma1")
-    assert ok.returncode == 0 and "valid calibration (4 fitted quantities, 7 statistics" in ok.stdout
+    assert ok.returncode == 0 and "valid calibration (5 fitted quantities, 7 statistics" in ok.stdout
     bad = tmp_path / "sweep.yaml"
     bad.write_text(f"base: {QUICK}\naxes:\n  list:\n    cells.cart.dose: [1.0e8, -5]\n")
     result = carabm_cli("validate", bad)

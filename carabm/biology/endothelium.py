@@ -139,7 +139,7 @@ def brain_blood_weight(lattice: Lattice, scale: float, brain_fluid_ml: float) ->
     come with a large brain soaking up serum cytokines once the BBB opens. None when the lattice
     has no CNS. Cells crossing into the CNS still count at ``scale``.
     """
-    n_cns = int(np.count_nonzero(lattice.labels == CNS))
+    n_cns = lattice.count(CNS)
     if n_cns == 0:
         return None
     brain_share = n_cns * lattice.voxel_volume_ml / brain_fluid_ml

@@ -292,8 +292,13 @@ class BloodPool:
         self.serum_pg_ml = state["serum_pg_ml"]
 
     def total_mass_pg(self, fields: Any) -> np.ndarray:
-        """Mass per field in pg: lattice (all voxels, fields in pg/mL) plus pool."""
-        return self.solver.total(fields) * self.voxel_volume_ml + self.serum_pg_ml * self.pool_volume_ml
+        """Mass per field in pg: lattice (all voxels, fields in pg/mL; blood voxels counted with their weight) plus pool."""
+        lattice = self.solver.total(fields)
+        flat = fields.reshape(self.solver.n_fields, -1)
+        for weight, index in self.blood_groups:
+            if weight != 1.0:
+                lattice = lattice + (weight - 1.0) * self.solver.backend.asnumpy(flat[:, index].sum(axis=1, dtype=np.float64))
+        return lattice * self.voxel_volume_ml + self.serum_pg_ml * self.pool_volume_ml
 
     def exchange(self, fields: Any, dt_s: float, pool_sources_pg_ml_s: Any = None, launch: Any = None) -> Any:
         """Implicit exchange + clearance of blood voxels and pool over ``dt_s`` (fields in place).

@@ -188,9 +188,11 @@ def _weighted_pool(dtype: type = np.float64, weight_of_brain: float = 7.5, half_
 
 
 def _weighted_mass(pool, fields, weight):  # noqa: ANN001, ANN202
-    """Mass per field with each voxel counted ``weight`` times [pg]."""
+    """Mass per field with each voxel counted ``weight`` times [pg], by hand (and as ``total_mass_pg`` has it)."""
     flat = np.asarray(fields, np.float64).reshape(fields.shape[0], -1)
-    return (flat * weight.ravel()[None, :]).sum(axis=1) * pool.voxel_volume_ml + pool.serum_pg_ml * pool.pool_volume_ml
+    mass = (flat * weight.ravel()[None, :]).sum(axis=1) * pool.voxel_volume_ml + pool.serum_pg_ml * pool.pool_volume_ml
+    np.testing.assert_allclose(pool.total_mass_pg(fields), mass, rtol=1e-12)
+    return mass
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

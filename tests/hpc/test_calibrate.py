@@ -171,7 +171,9 @@ def test_the_zuma1_file_loads_in_both_forms_and_says_its_grading():
     assert small.n < full.n and small.abc.population < full.abc.population and small.fingerprint() != full.fingerprint()
     assert small.abc_names == full.abc_names
     spec = small.sweep({p.name: p.typical()[0] for p in small.priors})
-    assert spec["axes"]["cohort"]["n"] == small.n and spec["overrides"]["run.duration_h"] == 192
+    assert spec["axes"]["cohort"]["n"] == small.n and spec["overrides"]["run.duration_h"] == 240
+    assert small.abc.initial_epsilon == 7.0 and full.abc.initial_epsilon is None  # the reduced form skips pyabc's calibration sample
+    assert "log10(cells.monocyte.trigger_half_max_pg_ml.GMCSF)" in small.abc_names  # a myeloid quantity is fitted
 
 
 # --------------------------------------------------------------------------- ABC-SMC end to end
@@ -257,8 +259,8 @@ def test_set_changes_the_file_and_init_copies_it_with_its_base(tmp_path):
 
     assert shipped_configs()["calibration_zuma1"].kind == "calibration"
     cal = load_calibration(ROOT / "configs" / "calibration_zuma1.yaml", reduced=True,
-                           settings=["abc.population=5", "cohort.overrides.run.duration_h=120"])  # fmt: skip
-    assert cal.abc.population == 5 and cal.overrides["run.duration_h"] == 120 and cal.n == 4
+                           settings=["abc.population=7", "cohort.overrides.run.duration_h=120"])  # fmt: skip
+    assert cal.abc.population == 7 and cal.overrides["run.duration_h"] == 120 and cal.n == 10
     assert "lattice.shape" not in cal.overrides  # the reduced form keeps the quickstart lattice (a smaller one is another patient)
     written = {p.name for p in init_folder("calibration_zuma1", tmp_path)}
     assert {"calibration_zuma1.yaml", "quickstart.yaml", "README.md"} <= written
