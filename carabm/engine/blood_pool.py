@@ -179,6 +179,7 @@ class BloodPool:
         """The blood voxels grouped by the weight of their trade with the pool: ``[(w, flat indices)]`` and ``sum(w)``."""
         solver = self.solver
         self._blood_groups_i32: list[Any] | None = None  # the kernels' int32 copies, made at first use
+        self._unweighted = weight is None
         if weight is None:
             self.blood_groups: list[tuple[float, Any]] = [(1.0, self.blood_index)]
             self.blood_weight_sum = float(self.n_blood)
@@ -196,9 +197,15 @@ class BloodPool:
         self.blood_groups = [(float(w), solver.backend.xp.asarray(flat[at_blood == w])) for w in values]
         self.blood_weight_sum = float(sum(w * int(np.count_nonzero(at_blood == w)) for w in values))
 
-    def _weighted_blood_sum(self, fields: Any, flat: Any, launch: Any) -> Any:
-        """``sum(w c)`` over the blood voxels per field (float64 ``[K]``), one sum per weight."""
+    def _weighted_blood_sum(self, fields: Any, flat: Any, launch: Any, gathered: Any = None) -> Any:
+        """``sum(w c)`` over the blood voxels per field (float64 ``[K]``), one sum per weight.
+
+        ``gathered``: ``flat[:, blood_index]`` already taken on the host path, summed as it is when
+        every weight is 1 (no second gather).
+        """
         xp = self.solver.backend.xp
+        if launch is None and gathered is not None and self._unweighted:
+            return gathered.sum(axis=1, dtype=np.float64)
         if launch is not None:
             if self._blood_groups_i32 is None:
                 self._blood_groups_i32 = [xp.asarray(index, dtype=np.int32) for _, index in self.blood_groups]
@@ -330,16 +337,10 @@ class BloodPool:
         if launch is not None:
             if self._blood_index_i32 is None:
                 self._blood_index_i32 = xp.asarray(self.blood_index, dtype=np.int32)
-            if len(self.blood_groups) == 1 and self.blood_groups[0][0] == 1.0:
-                blood_sum = blood_sums_kernels(fields, self._blood_index_i32, launch)
-            else:
-                blood_sum = self._weighted_blood_sum(fields, flat, launch)
+            blood_sum = self._weighted_blood_sum(fields, flat, launch)
         else:
             blood = flat[:, self.blood_index]
-            if len(self.blood_groups) == 1 and self.blood_groups[0][0] == 1.0:
-                blood_sum = blood.sum(axis=1, dtype=np.float64)
-            else:
-                blood_sum = self._weighted_blood_sum(fields, flat, None)
+            blood_sum = self._weighted_blood_sum(fields, flat, None, gathered=blood)
         weights = self.blood_weight_sum
         serum = (pool * inflow + (a * v / q) * blood_sum) / (pool * (1.0 + b) + a * v * weights * (1.0 - a / q))
         self._serum = serum
