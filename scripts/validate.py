@@ -1,7 +1,7 @@
 """Run VALIDATION.md's scenario set and write a report: the model's numbers beside the
 clinical and mouse references, one PASS/FAIL row per fact, and PNG plots.
 
-    python scripts/validate.py --out validation/            # quickstart size (CPU, ~30 min on 2 idle cores, 3 seeds)
+    python scripts/validate.py --out validation/            # quickstart size (CPU, ~5 min on 2 idle cores, 3 seeds)
     python scripts/validate.py --full --backend cupy --out validation_full/   # default.yaml, GPU
 
 Each scenario runs with several seeds; a fact passes when it holds for every seed.

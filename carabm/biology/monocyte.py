@@ -68,10 +68,13 @@ class Monocyte(Myeloid):
     differentiation_h: float = Field(72.0, gt=0, description="mean time in tissue before becoming a macrophage [h]; assumed (days)")
     blood_half_life_h: float = Field(24.0, gt=0, description="circulating half-life; marrow output keeps the baseline [h]; assumed (about 1 day)")
     marrow_release_gain: float = Field(
-        5.0, ge=0,
+        20.0, ge=0,
         description="fold rise of the marrow's replacement of a monocyte deficit in blood at saturating serum MCP-1 [1]: monocytes leave the "
                     "marrow through CCR2, the MCP-1 receptor (Serbina and Pamer, Nat Immunol 2006; Tsou et al., J Clin Invest 2007), so "
-                    "inflammation refills blood that tissue recruitment drains; half-maximal at mcp1_half_max_pg_ml; the gain is assumed",
+                    "inflammation refills blood that tissue recruitment drains; half-maximal at mcp1_half_max_pg_ml; 20 refills a deficit "
+                    "with a time constant of about 1.6 h at saturating MCP-1 (95 % in about 5 h), as blood monocytes recovered within "
+                    "3-6 h after the profound monocytopenia of human endotoxaemia, by early release of classical monocytes from the "
+                    "marrow (Patel et al., J Exp Med 2017; Tak et al., J Innate Immun 2017)",
     )  # fmt: skip
     pool_sensitivity_sd: float = Field(
         2.0, ge=0, le=3,

@@ -91,6 +91,13 @@ class Myeloid(CellSection):
         "within 15-30 pg/mL (tried: 30 left severe CRS at 1e11 tumour cells with IL-6 below 1e3 pg/mL, 15 left anakinra's worst "
         "ICANS grade unchanged)",
     )
+    il1_induction_hill: float = Field(
+        1.0, gt=0,
+        description="Hill power of that IL-1 induction [1]: a receptor-occupancy response without cooperativity, since IL-1 acts "
+        "with a few of a cell's receptors bound (Dinarello, Blood 1996); with the switch-like power 2 of the activating signals the "
+        "autocrine loop multiplied the output about five-fold for a two-fold rise of IL-1b at low drive (the cliff of fact 8's "
+        "first burden step); the power is assumed",
+    )
     il6_uptake_per_h: float = Field(0.5, ge=0, description="IL-6 consumed by receptor uptake in the cell's voxel [1/h]; assumed")
     il1b_needs_inflammasome: float = Field(
         0.9, ge=0, le=1,
@@ -177,7 +184,7 @@ def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid,
 
 def il1_induction_signal(il1b_pg_ml: Any, params: Myeloid) -> Any:
     """IL-1 signalling that induces IL-6, TNF-α and IL-1β (0..1), from the free IL-1β level [pg/mL]."""
-    return rules.hill(il1b_pg_ml, params.il1_induction_half_max_pg_ml, params.activation_hill)
+    return rules.hill(il1b_pg_ml, params.il1_induction_half_max_pg_ml, params.il1_induction_hill)
 
 
 def activate(model: CrsModel, cells: Any, params: Myeloid) -> None:
