@@ -42,6 +42,9 @@ SMOOTH_MAX_SLOPE = 1.0
 FOLLOWUP_H = 504.0
 #: fact 10: serum IL-6 in severe CRS [pg/mL] (VALIDATION.md, from Teachey 2016 and Hay 2017)
 SEVERE_IL6_PG_ML = (1e3, 1e4)
+#: fact 10's high-risk patient: pre-infusion Ang-2/Ang-1 twice the default patient's 0.25 (assumed; the
+#: cohort's prior for the trait spans 0.08-0.8, docs/calibration.md)
+HIGH_RISK_ANG2_ANG1 = 0.5
 #: clinical days: infusion at day 0, day d covers [d - 0.5, d + 0.5) days after infusion
 HALF_DAY = 0.5
 
@@ -75,6 +78,11 @@ SCENARIOS: dict[str, list[str]] = {
     "dose_4x": [_dose(4.0), SHORT],
     "burden_1e9": ["patient.tumor_burden_cells=1e9", SHORT],
     "burden_1e11": ["patient.tumor_burden_cells=1e11", SHORT],
+    # fact 10: a high-risk patient, 14 days: four times the dose (grade >= 4 CRS came mostly at the
+    # higher doses of dose finding, Hay, Blood 2017) and twice the default's pre-infusion Ang-2/Ang-1
+    # (raised before lymphodepletion in patients who went on to severe CRS and neurotoxicity: Hay 2017;
+    # Gust, Cancer Discov 2017), within the virtual cohort's range of that trait
+    "high_risk": [_dose(4.0), f"patient.ang2_ang1_baseline={HIGH_RISK_ANG2_ANG1:g}", SHORT],
     # fact 12: a quarter dose against ten times the tumour, 10 days
     "low_dose_high_burden": [_dose(0.25), "patient.tumor_burden_cells=1e11", "run.duration_h=240"],
     # the standard patient sampled by half the tumour agents (the quickstart's 1500 -> 750): fact 13
@@ -295,7 +303,7 @@ def fact10(*runs: Series) -> tuple[bool, str]:
     worst = max(int(r["crs_grade"].max()) for r in runs)
     grades = "/".join(f"{r['crs_grade'].max():.0f}" for r in runs)
     il6 = "/".join(f"{r['serum/IL6'].max():.3g}" for r in runs)
-    return in_range and worst >= 4, (f"max CRS {grades}, peak IL-6 {il6} pg/mL (standard / 4x dose / 1e11 cells); "
+    return in_range and worst >= 4, (f"max CRS {grades}, peak IL-6 {il6} pg/mL (standard / 4x dose / 1e11 cells / high risk); "
                                      f"{len(severe)} severe run(s), allowed IL-6 {SEVERE_IL6_PG_ML[0]:g}-{SEVERE_IL6_PG_ML[1]:g}; worst grade {worst} (needed 4)")  # fmt: skip
 
 
@@ -386,8 +394,9 @@ FACTS: tuple[Fact, ...] = (
     Fact(8, "Peak serum IL-6 (first 14 days) rises smoothly with CAR-T dose (0.25x, 1x, 4x) and tumour burden (1e9, 1e10, 1e11 cells)",
          ("dose_0.25x", "standard", "dose_4x", "burden_1e9", "burden_1e11"), fact8),
     Fact(9, "Serum IL-6 peaks within two days of the CAR-T peak", ("standard",), fact9),
-    Fact(10, "Severe CRS reaches serum IL-6 of 1e3-1e4 pg/mL; some configuration reaches CRS grade 4 (4x dose and 1e11 cells, 14 days)",
-         ("standard", "dose_4x", "burden_1e11"), fact10),
+    Fact(10, "Severe CRS reaches serum IL-6 of 1e3-1e4 pg/mL; some configuration reaches CRS grade 4 (4x dose, 1e11 cells, and a "
+             "high-risk patient: 4x dose with twice the pre-infusion Ang-2/Ang-1; 14 days)",
+         ("standard", "dose_4x", "burden_1e11", "high_risk"), fact10),
     Fact(11, "ICANS lasts longer than CRS in the default patient (followed to day 21); severe ICANS comes with CNS levels above serum",
          ("followup", "dose_4x", "burden_1e11"), fact11),
     Fact(12, "Some patients do not respond: a quarter dose against 1e11 tumour cells (10 days) leaves more than 35 % of the tumour",

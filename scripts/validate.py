@@ -46,7 +46,7 @@ FACT_SOURCES = {
     7: "Gust, Cancer Discov 2017; Santomasso, Cancer Discov 2018",
     8: "Hay, Blood 2017 (dose and marrow burden are independent risk factors); Santomasso 2018 (burden)",
     9: "Giavridis, Nat Med 2018 (CRS at the peak of CAR-T expansion)",
-    10: "Teachey, Cancer Discov 2016; Hay, Blood 2017 (grade 4 in 3.8 %)",
+    10: "Teachey, Cancer Discov 2016; Hay, Blood 2017 (grade 4 in 3.8 %, mostly at dose finding; Ang-2 raised before lymphodepletion)",
     11: "Yescarta prescribing information (17 vs 7 days); Santomasso, Cancer Discov 2018 (CSF)",
     12: "Neelapu, NEJM 2017 (CR 54 %, ORR 82 %)",
     13: "issue 19 (numerical: the lattice samples the patient)",

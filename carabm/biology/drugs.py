@@ -19,13 +19,15 @@ for _drug in (
          masks_fever=True),
     Drug("siltuximab", "IL6", 11.0, None, None, "iv", 20.6 * 24.0, 0.07, None, 1.0, 1.0, 0.002,
          source="dose 11 mg/kg and half-life ~20.6 days: Sylvant prescribing information; EC50 assumed"),
-    Drug("anakinra", "IL1", None, 100.0, None, "sc", 0.68, 0.142, 0.139, 0.1, 1.0, 0.03,
+    Drug("anakinra", "IL1", None, 100.0, None, "sc", 0.68, 0.142, 0.139, 0.0026, 1.0, 0.03,
          source="100 mg SC daily: Kineret prescribing information, whose 4-6 h half-life after SC injection is absorption-limited "
                 "(flip-flop): absorption 0.139/h = ln 2 / 5 h; one-compartment population PK in RA (Yang, Ann Rheum Dis 2001 "
                 "abstract FRI0036): V/F 0.142 L/kg; CL/F 170 mL/min with normal renal function (Yang, Clin Pharmacol Ther "
                 "2003), so elimination half-life ln 2 V / CL = 0.68 h; small protein (17 kDa): CSF a few % of plasma, assumed; "
-                "EC50 0.1 ug/mL assumed: IL-1Ra blocks IL-1 signalling only in large molar excess, and 0.1 ug/mL (~6 nM) is "
-                "~100x the ~1 ng/mL (~60 pM) IL-1b of severe CRS; the 100 mg dose keeps plasma above it for ~12 h"),
+                "EC50 0.0026 ug/mL: IL-1Ra binds IL-1RI with KD 150 pM (Dripps, J Biol Chem 1991), i.e. 2.6 ng/mL at 17.3 kDa; a "
+                "competitive antagonist shifts the IL-1 response by 1 + C/KD (the free fraction 1 - Emax law here), while the model's IL-1 "
+                "responses keep their own half-maxima. The 100-fold molar excess needed to halve IL-1 effects (Arend, Adv Immunol 1993) "
+                "is that shift against IL-1 far above its half-maximal level, not the antagonist's own constant"),
     Drug("dexamethasone", "steroid", None, 10.0, None, "iv", 4.0, 0.8, None, 0.01, 0.9, 0.5,
          source="10 mg IV every 6 h for ICANS (ASTCT/SITC practice); plasma half-life 3-5 h; crosses the BBB; "
                 "EC50 and Emax assumed", masks_fever=True),

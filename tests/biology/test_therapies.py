@@ -157,3 +157,12 @@ def test_anakinra_sc_pk_matches_its_label():
     auc_mg_h_l = float(np.sum(conc) * dt)
     assert auc_mg_h_l == pytest.approx(100.0 / (0.170 * 60.0), rel=0.05)
     assert 1.0 <= t[np.argmax(conc)] <= 7.0  # label: peak 3-7 h; the one-compartment population fit peaks near 2 h
+
+
+def test_anakinra_blocks_as_a_competitive_antagonist_with_its_receptor_affinity():
+    """IL-1Ra binds IL-1RI with KD 150 pM (Dripps, J Biol Chem 1991): at that concentration half of the IL-1 signal is left,
+    at ten times it an eleventh (the free fraction 1 / (1 + C/KD) shifts the IL-1 response, Gaddum)."""
+    drug = CATALOG.drugs["anakinra"]
+    kd_ug_ml = 150e-12 * 17.3e3 * 1e3  # mol/L x g/mol -> g/L = mg/mL; x 1e3 -> ug/mL
+    assert 1.0 - occupancy(kd_ug_ml, drug) == pytest.approx(0.5, rel=0.01)
+    assert 1.0 - occupancy(10 * kd_ug_ml, drug) == pytest.approx(1 / 11, rel=0.01)

@@ -16,13 +16,7 @@ import pytest
 from carabm.validation import FACTS, cns_made, days_at_or_above, graded, resting_il6, until
 
 #: fact number -> the mechanism it waits for (issue 19)
-MISSING: dict[int, str] = {
-    5: "anakinra (100 mg every 12 h) lowers peak serum IL-6 2.6-fold (3,440 -> 1,310 pg/mL, seed 1), the worst CRS grade "
-       "(3 -> 2 in seeds 1-2) and the grade-days of CRS and ICANS by about 30-35 %, but not the worst ICANS grade (3): since "
-       "the IL-1 induction of IL-6 is graded (il1_induction_hill 1) a partial block of IL-1 cuts it only partly, and the "
-       "treated patient's ICE surrogate still falls to grade 3, also with a three times more potent drug (docs/model.md, "
-       "'A graded IL-1 loop')",
-}  # fmt: skip
+MISSING: dict[int, str] = {}
 
 
 def _param(fact):
