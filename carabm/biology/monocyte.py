@@ -196,7 +196,7 @@ def pool_response(model: CrsModel) -> None:
     state.level = myeloid.next_level(state.level, signal, p, model.dt_h)
     state.active_h = myeloid.next_active_h(state.level, state.active_h, model.dt_h, np)
     il1_signal = myeloid.il1_induction_signal(levels["IL1b"] * free["IL1b"], p)
-    rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, model.effects.cytokine_production, levels["DAMP"])
+    rates = myeloid.secretion_rates(state.level, state.active_h, il1_signal, p, myeloid.secretion_multiplier(model), levels["DAMP"])
     cells = int(model.circulation.pool[model.store.kind_id(NAME)].sum())
     per_ml_s = cells / (model.blood.pool_volume_ml * SECONDS_PER_HOUR)
     sources = np.zeros(len(model.index))

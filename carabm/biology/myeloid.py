@@ -182,6 +182,11 @@ def secretion_rates(level: Any, active_h: Any, il1_signal: Any, params: Myeloid,
     return out
 
 
+def secretion_multiplier(model: CrsModel) -> float:
+    """Secretion multiplier of the patient's myeloid cells: the trait ``patient.myeloid_cytokine_capacity`` times the therapies' (steroids)."""
+    return model.config.patient.myeloid_cytokine_capacity * model.effects.cytokine_production
+
+
 def il1_induction_signal(il1b_pg_ml: Any, params: Myeloid) -> Any:
     """IL-1 signalling that induces IL-6, TNF-α and IL-1β (0..1), from the free IL-1β level [pg/mL]."""
     return rules.hill(il1b_pg_ml, params.il1_induction_half_max_pg_ml, params.il1_induction_hill)
@@ -235,7 +240,7 @@ def secrete(model: CrsModel, cells: Any, params: Myeloid) -> None:
     il1_free = model.effects.signal_free_fraction(compartments)["IL1b"]
     il1_signal = il1_induction_signal(model.fields_flat[model.index["IL1b"], voxels] * il1_free, params)
     damp = model.fields_flat[model.index["DAMP"], voxels]
-    rates = secretion_rates(_take(store["activation"], at), _take(store["active_h"], at), il1_signal, params, model.effects.cytokine_production, damp)
+    rates = secretion_rates(_take(store["activation"], at), _take(store["active_h"], at), il1_signal, params, secretion_multiplier(model), damp)
     for name, rate in rates.items():
         model.secretion.add_each(name, voxels, rate if at is not None else xp.where(cells, rate, 0.0))
     free_receptors = model.effects.il6_receptor_free(compartments)

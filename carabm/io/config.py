@@ -89,6 +89,13 @@ class Patient(Strict):
         "to cells.cart.max_divisions); 1 for the default patient; product T-cell fitness (CCR7+CD45RA+ T cells) sets expansion "
         "relative to tumour burden, which associates with durable response (Locke et al., Blood Adv 2020)",
     )
+    myeloid_cytokine_capacity: float = Field(
+        1.0, gt=0, description="cytokine output of the patient's monocytes, macrophages and microglia relative to the default "
+        "patient's, at the same activation [1] (scales their secretion, not their activation or IL-6 uptake); healthy people differ "
+        "widely, and heritably, in the IL-6, IL-1b and TNF-a their blood cells make on the same stimulus (Li et al., Cell 2016; "
+        "ter Horst et al., Cell 2016: 500 Functional Genomics cohort); 1 for the default patient, whose secretion rates are set "
+        "against severe CRS at 1e10 tumour cells; a cohort draws it around a fitted median (configs/calibration_zuma1.yaml)",
+    )
     ang2_ang1_baseline: float = Field(
         0.25, ge=0, description="pre-treatment serum Ang-2/Ang-1 ratio [1] (endothelial activation before infusion); a high ratio "
                                 "predicts severe neurotoxicity (Gust, Cancer Discov 2017) and severe CRS (Hay, Blood 2017); "
