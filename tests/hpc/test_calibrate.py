@@ -172,8 +172,11 @@ def test_the_zuma1_file_loads_in_both_forms_and_says_its_grading():
     assert small.abc_names == full.abc_names
     spec = small.sweep({p.name: p.typical()[0] for p in small.priors})
     assert spec["axes"]["cohort"]["n"] == small.n and spec["overrides"]["run.duration_h"] == 240
-    assert small.abc.initial_epsilon == 7.0 and full.abc.initial_epsilon is None  # the reduced form skips pyabc's calibration sample
-    assert "log10(cells.monocyte.trigger_half_max_pg_ml.GMCSF)" in small.abc_names  # a myeloid quantity is fitted
+    assert small.abc.initial_epsilon is None and full.abc.initial_epsilon is None  # both start from pyabc's prior sample
+    # the myeloid trait's median is fitted, and the burden prior comes from measured tumour volumes (1.5e10-1.5e11 inside it)
+    assert "log10(patient.myeloid_cytokine_capacity.lognormal.median)" in small.abc_names
+    burden = next(p for p in small.priors if p.name == "patient.tumor_burden_cells.lognormal.median")
+    assert burden.kind == "loguniform" and burden.a <= 1.5e10 and 1.5e11 <= burden.b
 
 
 # --------------------------------------------------------------------------- ABC-SMC end to end
